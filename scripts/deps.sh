@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# deps.sh installs the system packages cellgate's tests and demo need, and
+# only those that are missing, so running it again is cheap and changes nothing.
+set -euo pipefail
+
+need=()
+command -v openssl   >/dev/null 2>&1 || need+=(openssl)
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+command -v protoc    >/dev/null 2>&1 || need+=(protobuf-compiler)
+
+if [ ${#need[@]} -eq 0 ]; then
+  exit 0
+fi
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
+    echo "deps: need root (or sudo) to install: ${need[*]}" >&2; exit 1
+  fi
+fi
+echo "deps: installing ${need[*]}" >&2
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
