@@ -503,8 +503,14 @@ func (d *Driver) modemErr(op string, err error) error {
 	case errors.As(err, &me), errors.As(err, &ce), errors.As(err, &se), errors.As(err, &te), errors.As(err, &be), errors.As(err, &mm):
 		return err
 	}
+	cause := err
 	if errors.As(err, &st) {
 		op = op + ": " + st.Op
+		cause = st.Cause
+	}
+	var na *noAnswerError
+	if errors.As(err, &na) {
+		return &sdk.TimeoutError{Op: op, After: na.after}
 	}
 	switch {
 	case errors.As(err, &cme):
@@ -518,7 +524,7 @@ func (d *Driver) modemErr(op string, err error) error {
 	case errors.Is(err, context.Canceled):
 		return fmt.Errorf("%s: %w", op, err)
 	case errors.Is(err, at.ErrClosed):
-		return &sdk.SerialError{Op: op, Port: d.cfg.Port, Err: err.Error()}
+		return &sdk.SerialError{Op: op, Port: d.cfg.Port, Err: cause.Error()}
 	}
 	d.mu.Lock()
 	ch := d.ch
@@ -526,7 +532,7 @@ func (d *Driver) modemErr(op string, err error) error {
 	if ch != nil {
 		select {
 		case <-ch.Done():
-			return &sdk.SerialError{Op: op, Port: d.cfg.Port, Err: err.Error()}
+			return &sdk.SerialError{Op: op, Port: d.cfg.Port, Err: cause.Error()}
 		default:
 		}
 	}

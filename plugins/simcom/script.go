@@ -106,6 +106,9 @@ func runStep(ctx context.Context, ch *at.Channel, s step) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = &noAnswerError{after: timeout, cause: err}
+		}
 		retryable := false
 		if err == nil {
 			if s.check == nil {
@@ -138,6 +141,15 @@ func runStep(ctx context.Context, ch *at.Channel, s step) error {
 		}
 	}
 }
+
+// noAnswerError is an attempt the modem did not answer in time.
+type noAnswerError struct {
+	after time.Duration
+	cause error
+}
+
+func (e *noAnswerError) Error() string { return fmt.Sprintf("no answer within %s", e.after) }
+func (e *noAnswerError) Unwrap() error { return e.cause }
 
 // retryTimeouts treats an attempt that got no answer as "not yet"; used while
 // syncing with a modem that may still be booting.
