@@ -1,0 +1,547 @@
+package spool
+
+import (
+	"fmt"
+	"os"
+)
+
+// run is the committer: the only goroutine that writes segment files and the
+// ack log. Callers queue requests; each wake-up takes everything queued, so
+// requests that arrived meanwhile share the next write (group commit). Data
+// writes are handed to the syncer (syncLoop), which syncs and answers them
+// while the committer already writes the next group; acks and drops are
+// synced by the committer itself before it deletes anything.
+func (s *Spool) run() {
+	defer close(s.exited)
+	defer close(s.tickets)
+	for {
+		<-s.wake
+		s.qmu.Lock()
+		q := s.queue
+		s.queue = nil
+		closed := s.qclosed
+		s.qmu.Unlock()
+		s.process(q)
+		if closed {
+			return
+		}
+	}
+}
+
+func (s *Spool) process(q []*request) {
+	var acks, appends []*request
+	for _, r := range q {
+		if r.acks != nil {
+			acks = append(acks, r)
+		} else {
+			appends = append(appends, r)
+		}
+	}
+	if len(acks) > 0 {
+		s.commitAcks(acks)
+	}
+	for len(appends) > 0 {
+		n := s.commitUnit(appends)
+		appends = appends[n:]
+	}
+}
+
+func reply(reqs []*request, err error) {
+	for _, r := range reqs {
+		if err != nil && r.err == nil {
+			r.err = err
+		}
+		close(r.done)
+	}
+}
+
+// commitAcks makes a group of Ack calls durable with one ack log record and
+// one sync, then applies them and deletes segments they emptied.
+func (s *Spool) commitAcks(reqs []*request) {
+	s.mu.Lock()
+	if s.failed != nil {
+		err := s.failed
+		s.mu.Unlock()
+		reply(reqs, err)
+		return
+	}
+	var fresh []uint64
+	for _, r := range reqs {
+		for _, q := range r.acks {
+			if q == 0 || q > s.lastSeq {
+				r.err = fmt.Errorf("spool: ack of sequence %d, which was never appended (the last appended is %d)", q, s.lastSeq)
+				break
+			}
+		}
+		if r.err != nil {
+			continue
+		}
+		for _, q := range r.acks {
+			if q > s.floor && !s.acked.contains(q) {
+				fresh = append(fresh, q)
+			}
+		}
+	}
+	floor := s.floor
+	s.mu.Unlock()
+	if len(fresh) == 0 {
+		reply(reqs, nil)
+		return
+	}
+	spans := spansOf(fresh)
+	if err := s.writeAckRecord(floor, spans); err != nil {
+		reply(reqs, s.fail(err))
+		return
+	}
+	s.mu.Lock()
+	var applyErr error
+	for _, sp := range spans {
+		for q := sp.lo; q <= sp.hi && applyErr == nil; q++ {
+			applyErr = s.markAckedLocked(q)
+		}
+	}
+	s.floor = s.acked.absorbFloor(s.floor)
+	doomed := s.reclaimLocked()
+	if applyErr != nil {
+		applyErr = s.failLocked(applyErr)
+	}
+	s.mu.Unlock()
+	s.removeSegments(doomed)
+	if applyErr == nil && s.ackLogSize > s.ackCompactBytes {
+		if err := s.compactAckLog(); err != nil {
+			applyErr = s.fail(err)
+		}
+	}
+	reply(reqs, applyErr)
+}
+
+// markAckedLocked records that seq (durably acknowledged) left the spool.
+func (s *Spool) markAckedLocked(seq uint64) error {
+	if seq <= s.floor || s.acked.contains(seq) {
+		return nil
+	}
+	s.acked.add(seq, seq)
+	g := s.segmentForLocked(seq)
+	if g == nil {
+		return nil
+	}
+	if err := s.ensureLoadedLocked(g); err != nil {
+		return err
+	}
+	size := g.recordSize(seq - g.first)
+	g.ackedCount++
+	g.ackedBytes += size
+	s.pending--
+	s.pendingBytes -= size
+	s.ackedCount++
+	return nil
+}
+
+// reclaimLocked takes every sealed segment whose records are all gone out of
+// the index and returns them for deletion. Their acks must already be durable.
+func (s *Spool) reclaimLocked() []*segment {
+	var doomed []*segment
+	for _, g := range s.segs {
+		if g != s.active && g.ackedCount == g.count {
+			doomed = append(doomed, g)
+		}
+	}
+	for _, g := range doomed {
+		s.forgetLocked(g)
+	}
+	return doomed
+}
+
+// removeSegments deletes the files of segments already out of the index. A
+// failure only leaks disk space until the next Open, which deletes fully
+// acknowledged segments again, so it is logged rather than returned.
+func (s *Spool) removeSegments(doomed []*segment) {
+	for _, g := range doomed {
+		if err := os.Remove(g.path); err != nil && !os.IsNotExist(err) {
+			s.log.Warn("spool: delete acknowledged segment", "file", g.name, "err", err)
+		}
+	}
+}
+
+// writeAckRecord appends one ack record and syncs the ack log.
+func (s *Spool) writeAckRecord(floor uint64, spans []span) error {
+	rec := appendRecord(nil, kindAcks, floor, encodeSpans(nil, spans))
+	if _, err := s.ackLog.Write(rec); err != nil {
+		return fmt.Errorf("write ack log %s: %w", s.path(ackLogName), err)
+	}
+	s.ackLogSize += int64(len(rec))
+	if !s.opts.NoSync {
+		if err := fdatasync(s.ackLog); err != nil {
+			return fmt.Errorf("sync ack log %s: %w", s.path(ackLogName), err)
+		}
+		s.syncs.Add(1)
+	}
+	return nil
+}
+
+// compactAckLog replaces the ack log with a single snapshot record.
+func (s *Spool) compactAckLog() error {
+	s.mu.Lock()
+	floor := s.floor
+	spans := append([]span(nil), s.acked.s...)
+	s.mu.Unlock()
+	return s.writeAckSnapshot(floor, spans)
+}
+
+// writeAckSnapshot writes floor and spans to a temporary file, syncs it,
+// renames it over the ack log and reopens the ack log for appending. A crash
+// at any point leaves either the old log or the new one, both complete.
+func (s *Spool) writeAckSnapshot(floor uint64, spans []span) error {
+	tmp := s.path(ackLogTemp)
+	rec := appendRecord(nil, kindAcks, floor, encodeSpans(nil, spans))
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err != nil {
+		return fmt.Errorf("create ack snapshot %s: %w", tmp, err)
+	}
+	if _, err := f.Write(rec); err != nil {
+		f.Close()
+		return fmt.Errorf("write ack snapshot %s: %w", tmp, err)
+	}
+	if !s.opts.NoSync {
+		if err := fdatasync(f); err != nil {
+			f.Close()
+			return fmt.Errorf("sync ack snapshot %s: %w", tmp, err)
+		}
+		s.syncs.Add(1)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("close ack snapshot %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, s.path(ackLogName)); err != nil {
+		return fmt.Errorf("install ack snapshot: %w", err)
+	}
+	if !s.opts.NoSync {
+		if err := syncDir(s.opts.Dir); err != nil {
+			return err
+		}
+	}
+	if s.ackLog != nil {
+		s.ackLog.Close()
+	}
+	s.ackLog, err = os.OpenFile(s.path(ackLogName), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return fmt.Errorf("reopen ack log: %w", err)
+	}
+	s.ackLogSize = int64(len(rec))
+	return nil
+}
+
+// unit is one group commit: records for one segment, written at once.
+type unit struct {
+	reqs       []*request // to write, in order
+	finished   []*request // rejected or cancelled during planning
+	bytes      int64
+	roll       bool       // write into a new segment
+	doomed     []*segment // to delete once the ack log says they are gone
+	floorMoved bool       // records were dropped: persist the new floor first
+	floor      uint64
+	dropped    uint64
+	droppedSeg []string
+}
+
+// ticket hands a written unit to the syncer, or, with barrier set, asks the
+// syncer to signal once everything handed over before it is published.
+type ticket struct {
+	g       *segment
+	reqs    []*request
+	offsets []int64
+	first   uint64
+	n       uint64
+	bytes   int64
+	barrier chan struct{}
+}
+
+// commitUnit plans and writes the longest prefix of reqs that goes into one
+// segment, hands it to the syncer, and returns how many requests it
+// consumed. Rejected and cancelled requests are answered here; written ones
+// by the syncer once durable.
+func (s *Spool) commitUnit(reqs []*request) int {
+	s.mu.Lock()
+	u := unit{roll: s.active == nil}
+	consumed := 0
+	for _, r := range reqs {
+		if s.failed != nil {
+			r.err = s.failed
+			u.finished = append(u.finished, r)
+			consumed++
+			continue
+		}
+		if err := r.ctx.Err(); err != nil {
+			r.err = fmt.Errorf("spool: append cancelled before it was written: %w", err)
+			u.finished = append(u.finished, r)
+			consumed++
+			continue
+		}
+		used := u.bytes
+		if !u.roll {
+			used += s.active.written
+		}
+		if used > 0 && used+r.bytes > s.opts.SegmentBytes {
+			if u.bytes > 0 {
+				break // this unit is full; the next one rolls
+			}
+			// A segment is sealed only once all its records are synced, so
+			// an older segment is never torn and never dropped or deleted
+			// with records still in flight.
+			if s.inflightBytes > 0 {
+				s.mu.Unlock()
+				s.waitSynced()
+				s.mu.Lock()
+				if s.failed != nil {
+					r.err = s.failed
+					u.finished = append(u.finished, r)
+					consumed++
+					continue
+				}
+			}
+			s.sealActiveLocked(&u)
+		}
+		if u.bytes > 0 && u.bytes+r.bytes > maxUnitBytes {
+			break
+		}
+		if s.diskBytes+s.inflightBytes+u.bytes+r.bytes > s.opts.MaxBytes {
+			if s.opts.WhenFull == PolicyDropOldest {
+				s.dropOldestLocked(&u, r.bytes)
+			}
+			if inUse := s.diskBytes + s.inflightBytes + u.bytes; inUse+r.bytes > s.opts.MaxBytes {
+				r.err = fmt.Errorf("%w: a batch of %d records needs %d bytes; %d of %d bytes are in use in %s (%d records pending)",
+					ErrFull, len(r.payloads), r.bytes, inUse, s.opts.MaxBytes, s.opts.Dir, s.pending)
+				u.finished = append(u.finished, r)
+				consumed++
+				continue
+			}
+		}
+		r.first = s.nextSeq
+		s.nextSeq += uint64(len(r.payloads))
+		u.reqs = append(u.reqs, r)
+		u.bytes += r.bytes
+		consumed++
+	}
+	u.floor = s.floor
+	s.mu.Unlock()
+
+	reply(u.finished, nil)
+	if u.dropped > 0 {
+		s.log.Warn("spool: full, dropped oldest unacknowledged records",
+			"records", u.dropped, "segments", u.droppedSeg, "max_bytes", s.opts.MaxBytes)
+	}
+	if err := s.writeUnit(&u); err != nil {
+		reply(u.reqs, s.fail(err))
+	}
+	return consumed
+}
+
+// sealActiveLocked ends the active segment: the unit being planned goes into
+// a new one. A sealed segment that is already fully acknowledged is deleted.
+// Nothing of the active segment may be in flight.
+func (s *Spool) sealActiveLocked(u *unit) {
+	u.roll = true
+	old := s.active
+	s.active = nil
+	if old == nil {
+		return
+	}
+	if old.ackedCount == old.count {
+		s.forgetLocked(old)
+		u.doomed = append(u.doomed, old)
+		return
+	}
+	s.loaded = append(s.loaded, old)
+	for len(s.loaded) > loadedCap {
+		victim := s.loaded[0]
+		s.loaded = s.loaded[1:]
+		if err := victim.unload(); err != nil {
+			s.log.Warn("spool: close segment", "file", victim.name, "err", err)
+		}
+	}
+}
+
+// dropOldestLocked drops whole segments, oldest first, until need more bytes
+// fit under MaxBytes. Dropped records count as gone: the floor moves past
+// them, and the unit persists the new floor before deleting their files.
+func (s *Spool) dropOldestLocked(u *unit, need int64) {
+	for s.diskBytes+s.inflightBytes+u.bytes+need > s.opts.MaxBytes && len(s.segs) > 0 {
+		g := s.segs[0]
+		if g == s.active {
+			// The active segment holds at most SegmentBytes <= MaxBytes/8
+			// and the unit targets it, so it is never the one to drop.
+			return
+		}
+		lost := g.count - g.ackedCount
+		s.dropped += lost
+		s.pending -= lost
+		s.pendingBytes -= g.size - g.ackedBytes
+		s.floor = s.acked.absorbFloor(max(s.floor, g.last()))
+		s.forgetLocked(g)
+		u.doomed = append(u.doomed, g)
+		u.floorMoved = true
+		u.dropped += lost
+		u.droppedSeg = append(u.droppedSeg, g.name)
+	}
+}
+
+// writeUnit does the unit's I/O: persist a moved floor, delete doomed
+// segments, create the new segment if the unit rolls, write the records,
+// and hand them to the syncer.
+func (s *Spool) writeUnit(u *unit) error {
+	if u.floorMoved {
+		if err := s.writeAckRecord(u.floor, nil); err != nil {
+			return err
+		}
+	}
+	s.removeSegments(u.doomed)
+	if len(u.reqs) == 0 {
+		return nil
+	}
+	first := u.reqs[0].first
+	g := s.active
+	if u.roll {
+		name := segmentName(first)
+		path := s.path(name)
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o640)
+		if err != nil {
+			return fmt.Errorf("create segment: %w", err)
+		}
+		if !s.opts.NoSync {
+			if err := syncDir(s.opts.Dir); err != nil {
+				f.Close()
+				os.Remove(path)
+				return err
+			}
+		}
+		g = &segment{name: name, path: path, first: first, f: f, offsets: []int64{}}
+		// Listed (and protected as the active segment) before it holds a
+		// published record; readers see records only once published.
+		s.mu.Lock()
+		s.segs = append(s.segs, g)
+		s.active = g
+		s.mu.Unlock()
+	}
+
+	base := g.written
+	buf := s.buf[:0]
+	t := &ticket{g: g, reqs: u.reqs, first: first, offsets: make([]int64, 0, len(u.reqs))}
+	for _, r := range u.reqs {
+		last := len(r.payloads) - 1
+		for i, p := range r.payloads {
+			kind := byte(kindData)
+			if i == last {
+				kind = kindDataEnd
+			}
+			t.offsets = append(t.offsets, base+int64(len(buf)))
+			buf = appendRecord(buf, kind, r.first+uint64(i), p)
+			t.n++
+		}
+	}
+	t.bytes = int64(len(buf))
+	if cap(buf) <= 4*maxUnitBytes {
+		s.buf = buf
+	} else {
+		s.buf = nil // one huge batch should not pin its buffer forever
+	}
+	if _, err := g.f.WriteAt(buf, base); err != nil {
+		return fmt.Errorf("write %d bytes to segment %s at offset %d: %w", len(buf), g.path, base, err)
+	}
+	g.written += t.bytes
+	s.mu.Lock()
+	s.inflightBytes += t.bytes
+	s.mu.Unlock()
+	s.tickets <- t
+	return nil
+}
+
+// waitSynced returns once the syncer has published (or failed) every unit
+// handed to it so far.
+func (s *Spool) waitSynced() {
+	t := &ticket{barrier: make(chan struct{})}
+	s.tickets <- t
+	<-t.barrier
+}
+
+// syncLoop is the syncer: it makes written units durable. While it syncs,
+// the committer writes the next unit, so one fdatasync covers every unit
+// written before it started and the disk never waits for the committer.
+func (s *Spool) syncLoop() {
+	defer close(s.syncerExited)
+	for t := range s.tickets {
+		batch := []*ticket{t}
+	drain:
+		for {
+			select {
+			case t2, ok := <-s.tickets:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, t2)
+			default:
+				break drain
+			}
+		}
+		s.syncAndPublish(batch)
+	}
+}
+
+// syncAndPublish syncs the files the batch's units went to, publishes the
+// records to readers in order, and answers their appenders.
+func (s *Spool) syncAndPublish(batch []*ticket) {
+	s.mu.Lock()
+	err := s.failed // units written after a failure are not trusted
+	s.mu.Unlock()
+	var synced *segment
+	data := 0
+	for _, t := range batch {
+		if t.barrier != nil {
+			continue
+		}
+		data++
+		if err == nil && !s.opts.NoSync && t.g != synced {
+			if serr := fdatasync(t.g.f); serr != nil {
+				err = s.fail(fmt.Errorf("sync segment %s: %w", t.g.path, serr))
+			} else {
+				s.syncs.Add(1)
+				synced = t.g
+			}
+		}
+	}
+	if data > 0 {
+		s.mu.Lock()
+		for _, t := range batch {
+			if t.barrier != nil {
+				continue
+			}
+			s.inflightBytes -= t.bytes
+			if err != nil {
+				continue
+			}
+			g := t.g
+			g.offsets = append(g.offsets, t.offsets...)
+			g.count += t.n
+			g.size += t.bytes
+			s.diskBytes += t.bytes
+			s.pending += t.n
+			s.pendingBytes += t.bytes
+			s.appended += t.n
+			s.lastSeq = t.first + t.n - 1
+		}
+		if err == nil {
+			close(s.notify)
+			s.notify = make(chan struct{})
+		}
+		s.mu.Unlock()
+		if err == nil {
+			s.commits.Add(1)
+		}
+	}
+	for _, t := range batch {
+		if t.barrier != nil {
+			close(t.barrier)
+			continue
+		}
+		reply(t.reqs, err)
+	}
+}

@@ -1,0 +1,461 @@
+package spool
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The crash test runs its own test binary as a child (TestMain dispatches on
+// crashChildEnv) that appends and acknowledges as fast as it can and prints
+// every sequence number the spool reported durable. The parent SIGKILLs it at
+// a random moment, mid-write or mid-sync, and checks the directory.
+const (
+	crashChildEnv = "CELLGATE_SPOOL_CRASH_CHILD_DIR"
+	crashSeedEnv  = "CELLGATE_SPOOL_CRASH_CHILD_SEED"
+)
+
+var crashFiller = func() []byte {
+	rng := rand.New(rand.NewPCG(7, 7))
+	b := make([]byte, 1500)
+	for i := range b {
+		b[i] = byte('a' + rng.IntN(26))
+	}
+	return b
+}()
+
+// crashPayload builds a self-checking payload: a readable prefix, random
+// filler, and a CRC-32 (IEEE, unlike the spool's Castagnoli) of all that.
+func crashPayload(rng *rand.Rand, writer, batch, k int) []byte {
+	p := fmt.Appendf(nil, `{"writer":%d,"batch":%d,"k":%d,"fill":"`, writer, batch, k)
+	// Slicing a fixed random alphabet keeps payload making cheap: the child
+	// must spend its time in the spool, or kills land while it is idle.
+	from := rng.IntN(len(crashFiller))
+	p = append(p, crashFiller[from:from+rng.IntN(len(crashFiller)-from)]...)
+	p = append(p, `"}`...)
+	return binary.BigEndian.AppendUint32(p, crc32.ChecksumIEEE(p))
+}
+
+func crashPayloadOK(p []byte) bool {
+	if len(p) < 4 {
+		return false
+	}
+	body := p[:len(p)-4]
+	return binary.BigEndian.Uint32(p[len(p)-4:]) == crc32.ChecksumIEEE(body)
+}
+
+// lineOut writes whole lines to stdout, each with one write(2), so a line
+// the parent reads completely was printed completely.
+type lineOut struct{ mu sync.Mutex }
+
+func (l *lineOut) printf(format string, args ...any) {
+	line := fmt.Sprintf(format, args...)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, err := os.Stdout.WriteString(line); err != nil {
+		os.Exit(4)
+	}
+}
+
+// crashChild is the child's main. It never returns normally: the parent
+// kills it.
+func crashChild(dir string) int {
+	seed, _ := strconv.ParseUint(os.Getenv(crashSeedEnv), 10, 64)
+	s, err := Open(Options{
+		Dir:          dir,
+		SegmentBytes: 64 << 10, // roll often, so kills land around rolls too
+		MaxBytes:     256 << 20,
+		Logger:       slog.New(slog.NewTextHandler(os.Stderr, nil)),
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child open:", err)
+		return 2
+	}
+	var out lineOut
+	ctx := context.Background()
+	for w := 0; w < 6; w++ {
+		go func() {
+			rng := rand.New(rand.NewPCG(seed, uint64(w)))
+			for b := 0; ; b++ {
+				n := 1 + rng.IntN(4)
+				if w == 0 {
+					// Large batches make large writes, which a SIGKILL
+					// can interrupt halfway: torn tails for real.
+					n = 50 + rng.IntN(400)
+				}
+				batch := make([][]byte, n)
+				for k := range batch {
+					batch[k] = crashPayload(rng, w, b, k)
+				}
+				seqs, err := s.Append(ctx, batch...)
+				if err != nil {
+					fmt.Fprintln(os.Stderr, "child append:", err)
+					os.Exit(3)
+				}
+				// One line per batch: the child's printing must not hold up
+				// its appenders, or every kill lands while they are idle.
+				line := fmt.Appendf(nil, "D %d ", seqs[0])
+				for k := range batch {
+					if k > 0 {
+						line = append(line, ',')
+					}
+					line = fmt.Appendf(line, "%08x", crc32.ChecksumIEEE(batch[k]))
+				}
+				out.printf("%s\n", line)
+			}
+		}()
+	}
+	go func() {
+		rng := rand.New(rand.NewPCG(seed, 99))
+		var after uint64
+		for {
+			recs, err := s.Next(ctx, after, 64, 0)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "child next:", err)
+				os.Exit(3)
+			}
+			after = recs[len(recs)-1].Seq
+			// Leave every third record unacknowledged so the parent has
+			// both kinds to check; ack the rest out of order.
+			var acks []uint64
+			for _, r := range recs {
+				if r.Seq%3 != 0 {
+					acks = append(acks, r.Seq)
+				}
+			}
+			rng.Shuffle(len(acks), func(i, j int) { acks[i], acks[j] = acks[j], acks[i] })
+			// An ack is durable before the child can say so; announce it
+			// first, so that a kill in between leaves it "maybe acked".
+			line := []byte("P")
+			for _, q := range acks {
+				line = fmt.Appendf(line, " %d", q)
+			}
+			out.printf("%s\n", line)
+			if err := s.Ack(acks...); err != nil {
+				fmt.Fprintln(os.Stderr, "child ack:", err)
+				os.Exit(3)
+			}
+			for _, q := range acks {
+				out.printf("A %d\n", q)
+			}
+		}
+	}()
+	select {}
+}
+
+type crashRun struct {
+	durable map[uint64]uint32 // seq -> CRC-32 of the payload, as the child reported
+	acked   map[uint64]bool
+	maybe   map[uint64]bool // announced for acking, not confirmed
+	lines   int
+	stderr  string
+}
+
+// runCrashChild starts the child on dir, kills it with SIGKILL after it has
+// reported killAfter durable records, and returns what it reported.
+func runCrashChild(t *testing.T, dir string, seed uint64, killAfter int) crashRun {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), crashChildEnv+"="+dir, crashSeedEnv+"="+strconv.FormatUint(seed, 10))
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start crash child: %v", err)
+	}
+	// Should the child stall, the parent still kills it and fails below.
+	timedOut := false
+	var tmu sync.Mutex
+	timer := time.AfterFunc(waitLimit*2, func() {
+		tmu.Lock()
+		timedOut = true
+		tmu.Unlock()
+		cmd.Process.Kill()
+	})
+	defer timer.Stop()
+
+	run := crashRun{durable: map[uint64]uint32{}, acked: map[uint64]bool{}, maybe: map[uint64]bool{}}
+	r := bufio.NewReader(stdout)
+	killed := false
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			// A line cut by the kill is incomplete: it proves nothing.
+			if !errors.Is(err, io.EOF) {
+				t.Errorf("read child stdout: %v", err)
+			}
+			break
+		}
+		run.lines++
+		f := strings.Fields(line)
+		switch {
+		case len(f) == 3 && f[0] == "D":
+			q, err := strconv.ParseUint(f[1], 10, 64)
+			if err != nil {
+				t.Fatalf("bad child line %q", line)
+			}
+			for k, hex := range strings.Split(f[2], ",") {
+				c, err := strconv.ParseUint(hex, 16, 32)
+				if err != nil {
+					t.Fatalf("bad child line %q", line)
+				}
+				run.durable[q+uint64(k)] = uint32(c)
+			}
+		case len(f) == 2 && f[0] == "A":
+			q, err := strconv.ParseUint(f[1], 10, 64)
+			if err != nil {
+				t.Fatalf("bad child line %q", line)
+			}
+			run.acked[q] = true
+			delete(run.maybe, q)
+		case len(f) >= 1 && f[0] == "P":
+			for _, w := range f[1:] {
+				q, err := strconv.ParseUint(w, 10, 64)
+				if err != nil {
+					t.Fatalf("bad child line %q", line)
+				}
+				run.maybe[q] = true
+			}
+		default:
+			t.Fatalf("bad child line %q", line)
+		}
+		if !killed && len(run.durable) >= killAfter {
+			if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatalf("kill child: %v", err)
+			}
+			killed = true
+		}
+	}
+	werr := cmd.Wait()
+	run.stderr = stderr.String()
+	tmu.Lock()
+	defer tmu.Unlock()
+	if timedOut {
+		t.Fatalf("crash child reported only %d durable records in %v; stderr:\n%s", len(run.durable), waitLimit*2, run.stderr)
+	}
+	var exitErr *exec.ExitError
+	if !errors.As(werr, &exitErr) {
+		t.Fatalf("crash child: %v; stderr:\n%s", werr, run.stderr)
+	}
+	if ws, ok := exitErr.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+		t.Fatalf("crash child ended with %v instead of being killed; stderr:\n%s", werr, run.stderr)
+	}
+	return run
+}
+
+func TestKill9LosesNothing(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 0))
+	dir := t.TempDir()
+	durable := map[uint64]uint32{}
+	acked := map[uint64]bool{}
+	damaged := 0
+	const rounds = 6
+	for round := 0; round < rounds; round++ {
+		killAfter := 200 + rng.IntN(2500)
+		run := runCrashChild(t, dir, seed+uint64(round), killAfter)
+		for q, c := range run.durable {
+			if old, ok := durable[q]; ok {
+				t.Fatalf("round %d: seq %d reported durable twice (crc %08x, then %08x): a sequence number was reused", round, q, old, c)
+			}
+			durable[q] = c
+		}
+		for q := range run.acked {
+			acked[q] = true
+		}
+		// Records whose ack was in flight at the kill may or may not come
+		// back; either is correct. Once seen here they are acked below or
+		// checked as pending in later rounds.
+		maybe := run.maybe
+
+		// Every other round also loses power: bytes the child was not told
+		// were durable may not have reached the disk, so cut or zero them.
+		var cut powerCut
+		if round%2 == 1 {
+			cut = simulatePowerLoss(t, dir, run.durable, rng)
+			t.Logf("round %d: power loss: %s", round, cut)
+		}
+
+		s := openT(t, Options{Dir: dir})
+		rep := s.Recovery()
+		if cut.torn {
+			found := false
+			for _, d := range rep.Damage {
+				found = found || (d.File == cut.file && d.Offset >= cut.min && d.Offset <= cut.at)
+			}
+			if !found {
+				t.Errorf("round %d: power loss tore %s at %d (first unconfirmed byte %d) but recovery reported %v",
+					round, cut.file, cut.at, cut.min, rep.Damage)
+			}
+		}
+		damaged += len(rep.Damage)
+		for _, d := range rep.Damage {
+			t.Logf("round %d: recovery: %v", round, d)
+			if d.Kind != DamageTornTail {
+				t.Errorf("round %d: a SIGKILL can only tear the tail, recovery found %v", round, d)
+			}
+		}
+		recs := readPending(t, s)
+		present := map[uint64]bool{}
+		var prev uint64
+		for _, r := range recs {
+			if r.Seq <= prev {
+				t.Fatalf("round %d: seq %d delivered after %d", round, r.Seq, prev)
+			}
+			prev = r.Seq
+			if !crashPayloadOK(r.Payload) {
+				t.Fatalf("round %d: record %d has a corrupt payload (%d bytes)", round, r.Seq, len(r.Payload))
+			}
+			if c, ok := durable[r.Seq]; ok && c != crc32.ChecksumIEEE(r.Payload) {
+				t.Fatalf("round %d: record %d is not the payload reported durable", round, r.Seq)
+			}
+			if acked[r.Seq] {
+				t.Fatalf("round %d: record %d was acknowledged durably but is delivered again", round, r.Seq)
+			}
+			present[r.Seq] = true
+		}
+		lost := 0
+		for q := range durable {
+			if !acked[q] && !maybe[q] && !present[q] {
+				lost++
+				if lost < 10 {
+					t.Errorf("round %d: record %d was reported durable and never acknowledged, but is gone", round, q)
+				}
+			}
+		}
+		if lost > 0 {
+			t.Fatalf("round %d: %d durable records lost", round, lost)
+		}
+		// The parent acknowledges a random half of what is pending, as an
+		// uplink would, so later rounds start from a mix.
+		var acks []uint64
+		for q := range maybe {
+			if !present[q] {
+				acked[q] = true // the in-flight ack made it to disk
+			}
+		}
+		for _, r := range recs {
+			if rng.IntN(2) == 0 {
+				acks = append(acks, r.Seq)
+			}
+		}
+		mustAck(t, s, acks...)
+		for _, q := range acks {
+			acked[q] = true
+		}
+		t.Logf("round %d: killed after %d durable records (%d lines); %d pending after recovery, %d damaged files",
+			round, len(run.durable), run.lines, len(recs), len(rep.Damage))
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("%d records reported durable, %d acknowledged, %d torn tails cut over %d kills", len(durable), len(acked), damaged, rounds)
+}
+
+// powerCut describes a simulated power loss.
+type powerCut struct {
+	file    string
+	min, at int64 // first byte not known durable; where the loss starts
+	size    int64
+	zeros   bool // the lost range reads as zeros instead of being gone
+	torn    bool // the cut falls inside a batch, so recovery must report it
+}
+
+func (c powerCut) String() string {
+	if c.file == "" {
+		return "no segment"
+	}
+	how := "truncated"
+	if c.zeros {
+		how = "zeroed"
+	}
+	return fmt.Sprintf("%s %s from %d to %d (first unconfirmed byte %d, torn %v)", c.file, how, c.at, c.size, c.min, c.torn)
+}
+
+// simulatePowerLoss cuts the newest segment at a random point after the
+// last record reported durable, by truncating or by zeroing, as a power cut
+// with delayed allocation can leave a file.
+func simulatePowerLoss(t *testing.T, dir string, durable map[uint64]uint32, rng *rand.Rand) powerCut {
+	t.Helper()
+	var maxDurable uint64
+	for q := range durable {
+		maxDurable = max(maxDurable, q)
+	}
+	var newest string
+	var first uint64
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if f, ok := parseSegmentName(e.Name()); ok && f >= first {
+			newest, first = e.Name(), f
+		}
+	}
+	if newest == "" {
+		return powerCut{}
+	}
+	path := dir + "/" + newest
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := scanSegment(bytes.NewReader(data), int64(len(data)), first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := powerCut{file: newest, size: int64(len(data))}
+	// Bytes up to the end of the last reported record are durable; any
+	// batch boundary at or after it is a place where a cut tears nothing.
+	// A batch is durable as a whole, so the line starts at the end of the
+	// batch holding the last reported record, not at that record's end.
+	boundaries := map[int64]bool{sc.end: true}
+	inReported := false
+	for i, off := range sc.offsets {
+		h, _, n, _ := decodeRecord(data[off:])
+		end := off + int64(n)
+		inReported = inReported || first+uint64(i) <= maxDurable
+		if h.kind == kindDataEnd {
+			boundaries[end] = true
+			if inReported {
+				c.min = end
+			}
+			inReported = false
+		}
+	}
+	c.at = c.min + rng.Int64N(c.size-c.min+1)
+	c.zeros = rng.IntN(2) == 0
+	changed := !bytes.Equal(data[c.at:], make([]byte, c.size-c.at))
+	if c.zeros {
+		clear(data[c.at:])
+		err = os.WriteFile(path, data, 0o640)
+	} else {
+		err = os.Truncate(path, c.at)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Truncating exactly at a batch end leaves a clean file; zeroing
+	// leaves damage unless the bytes were zeros already.
+	c.torn = c.at < c.size && (c.zeros && changed || !c.zeros && !boundaries[c.at])
+	return c
+}

@@ -1,0 +1,142 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/cellgate/cellgate/sdk/proto"
+)
+
+// exitGrace is how long a failed call waits for go-plugin to notice that the
+// process is gone before calling the failure something else. A killed
+// plugin's connection breaks within milliseconds and the exit is seen right
+// after; a live plugin with a broken connection waits this long once.
+const exitGrace = 750 * time.Millisecond
+
+// client is the agent-side SecureTransport: every method is an RPC to the
+// plugin process.
+type client struct {
+	rpc pb.SecureTransportClient
+	// exited is closed by go-plugin when the plugin process has exited.
+	exited <-chan struct{}
+	// window is the per-session send window in bytes.
+	window int
+}
+
+var _ SecureTransport = (*client)(nil)
+
+func (c *client) Open(ctx context.Context, cfg ModemConfig) (ModemInfo, error) {
+	resp, err := c.rpc.Open(ctx, &pb.OpenRequest{Config: modemConfigToPB(cfg)})
+	if err != nil {
+		return ModemInfo{}, c.callError(ctx, "Open", err)
+	}
+	return modemInfoFromPB(resp.GetInfo()), nil
+}
+
+func (c *client) Provision(ctx context.Context, b Bundle) (ProvisionReport, error) {
+	resp, err := c.rpc.Provision(ctx, &pb.ProvisionRequest{Bundle: bundleToPB(b)})
+	if err != nil {
+		return ProvisionReport{}, c.callError(ctx, "Provision", err)
+	}
+	return reportFromPB(resp.GetReport()), nil
+}
+
+func (c *client) ListCerts(ctx context.Context) ([]string, error) {
+	resp, err := c.rpc.ListCerts(ctx, &pb.ListCertsRequest{})
+	if err != nil {
+		return nil, c.callError(ctx, "ListCerts", err)
+	}
+	return resp.GetNames(), nil
+}
+
+func (c *client) DeleteCert(ctx context.Context, name string) error {
+	if _, err := c.rpc.DeleteCert(ctx, &pb.DeleteCertRequest{Name: name}); err != nil {
+		return c.callError(ctx, "DeleteCert", err)
+	}
+	return nil
+}
+
+func (c *client) Stop(ctx context.Context) error {
+	if _, err := c.rpc.Stop(ctx, &pb.StopRequest{}); err != nil {
+		return c.callError(ctx, "Stop", err)
+	}
+	return nil
+}
+
+func (c *client) ping(ctx context.Context) error {
+	resp, err := c.rpc.Ping(ctx, &pb.PingRequest{})
+	if err != nil {
+		return c.callError(ctx, "Ping", err)
+	}
+	if v := resp.GetProtocolVersion(); v != int32(Handshake.ProtocolVersion) {
+		return fmt.Errorf("plugin Ping: plugin serves protocol version %d, host speaks %d", v, Handshake.ProtocolVersion)
+	}
+	return nil
+}
+
+func (c *client) Dial(ctx context.Context, req DialRequest) (Session, error) {
+	return dialSession(ctx, c, req)
+}
+
+// callError turns an RPC failure into the contract's error: the plugin's
+// typed error when it sent one, ctx's error when the caller gave up, and
+// ErrPluginExited when the process is gone.
+func (c *client) callError(ctx context.Context, op string, err error) error {
+	if d, ok := detailFromStatus(err); ok {
+		typed := errorFromDetail(op, d)
+		var pe *PluginError
+		if errors.As(typed, &pe) {
+			return typed
+		}
+		return fmt.Errorf("plugin %s: %w", op, typed)
+	}
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return fmt.Errorf("plugin %s: %w", op, ctxErr)
+	}
+	return c.transportError(op, err)
+}
+
+// transportError classifies a failure that carried no ErrorDetail: the
+// connection to the plugin broke, or the plugin answered with a bare status.
+func (c *client) transportError(op string, err error) error {
+	code := status.Code(err)
+	if c.hasExited(code) {
+		return fmt.Errorf("plugin %s: %w (%v)", op, ErrPluginExited, err)
+	}
+	switch code {
+	case codes.Canceled:
+		return fmt.Errorf("plugin %s: %w (%v)", op, context.Canceled, err)
+	case codes.DeadlineExceeded:
+		return fmt.Errorf("plugin %s: %w (%v)", op, context.DeadlineExceeded, err)
+	case codes.Unavailable:
+		return fmt.Errorf("plugin %s: connection to the plugin lost: %w", op, err)
+	}
+	return &PluginError{Op: op, Message: status.Convert(err).Message()}
+}
+
+// hasExited reports whether the plugin process is gone. A connection failure
+// (Unavailable) usually arrives a moment before go-plugin reaps the process,
+// so for that code it waits up to exitGrace for the exit to be seen.
+func (c *client) hasExited(code codes.Code) bool {
+	select {
+	case <-c.exited:
+		return true
+	default:
+	}
+	if code != codes.Unavailable && code != codes.Canceled {
+		return false
+	}
+	t := time.NewTimer(exitGrace)
+	defer t.Stop()
+	select {
+	case <-c.exited:
+		return true
+	case <-t.C:
+		return false
+	}
+}
