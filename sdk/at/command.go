@@ -1,0 +1,366 @@
+package at
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Response is what a command produced.
+type Response struct {
+	// Lines are the command's intermediate lines in arrival order, as the
+	// modem sent them (spacing untouched, terminators removed): every
+	// non-blank line between sending and the final result that no waiter
+	// or URC handler took, without the echo of the command.
+	Lines []string
+	// Final is the final result line as the modem sent it ("OK",
+	// "+CME ERROR: SIM busy", ...).
+	Final string
+}
+
+// CommandOption adjusts one Command or CommandPayload call.
+type CommandOption func(*cmdOptions)
+
+type cmdOptions struct {
+	claims []string // normalized prefixes
+}
+
+// WithResponsePrefix makes lines starting with prefix (spacing tolerant, as
+// for Handle) intermediate lines of this command while it is in flight, even
+// if a URC handler is registered for that prefix. Use it for read and test
+// forms whose answer shares a prefix with a URC, such as "AT+CCHSEND?"
+// (+CCHSEND: is also the send report). It may be given more than once.
+// Waiters still see the line first, and binary headers are always framing.
+func WithResponsePrefix(prefix string) CommandOption {
+	np := normalize(prefix)
+	return func(o *cmdOptions) {
+		if np != "" {
+			o.claims = append(o.claims, np)
+		}
+	}
+}
+
+// result is how the reader hands a finished command to its caller.
+type result struct {
+	resp *Response
+	err  error
+}
+
+// pending is the command in flight. The reader reads and updates it under
+// Channel.mu; the caller only creates it and waits on its channels.
+type pending struct {
+	cmd        string
+	claimed    []string
+	wantPrompt bool
+	prompted   bool
+	promptCh   chan struct{} // buffered 1: the reader never blocks
+	result     chan result   // buffered 1: the reader never blocks
+	lines      []string
+	// marker is set for a resync probe: the normalized prefix of the
+	// probe's own intermediate line. Finals before it are stale.
+	marker     string
+	markerSeen bool
+}
+
+func (p *pending) claims(line string) bool {
+	for _, np := range p.claimed {
+		if _, ok := matchNormalized(line, np); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// probe is a harmless query whose answer carries an identifiable line.
+type probe struct {
+	cmd    string
+	marker string // normalized
+}
+
+// probes are tried in order; one whose command was itself abandoned is
+// skipped, because its late answer would carry the same marker. Neither
+// +CMEE: nor +CSCS: is ever sent unsolicited.
+var probes = []probe{
+	{cmd: "AT+CMEE?", marker: "+CMEE:"},
+	{cmd: "AT+CSCS?", marker: "+CSCS:"},
+}
+
+// Command writes cmd+"\r" and waits for its final result.
+//
+// cmd is the command without terminator, e.g. "AT+CSQ"; it must not contain
+// CR or LF. Commands are serialised: a caller waits for the one in flight,
+// honouring ctx while it waits.
+//
+// On OK it returns the intermediate lines and a nil error. On a failing
+// final result it returns the Response together with *Error, *CMEError or
+// *CMSError (all match ErrError). If ctx ends first it returns an error
+// wrapping ctx.Err() and naming cmd; the channel stays usable and the
+// command's late result is kept away from later commands (see the package
+// documentation on resynchronisation). If the channel stops it returns an
+// error matching ErrClosed.
+//
+// When a previous command was abandoned, Command first sends a probe to
+// resynchronise; that exchange is bounded by ctx too.
+func (c *Channel) Command(ctx context.Context, cmd string, opts ...CommandOption) (*Response, error) {
+	return c.exchange(ctx, cmd, nil, false, opts)
+}
+
+// CommandPayload writes cmd+"\r", waits for the ">" prompt, writes exactly
+// payload (raw, no terminator), then waits for the final result like
+// Command. The prompt is recognised as '>' at the start of a line, with or
+// without one following space ("\r\n>", "\r\n> ", ">").
+//
+// If the modem answers a final result instead of the prompt the payload is
+// not written: a failing result is returned as by Command, and an OK
+// without prompt returns an error matching ErrNoPrompt. payload is copied,
+// so the caller may reuse it as soon as CommandPayload returns, even after a
+// timeout.
+//
+// A timeout while waiting for the prompt leaves the modem possibly waiting
+// for payload bytes; the resynchronisation probe then feeds it, and the
+// channel recovers once the modem has consumed its announced length.
+func (c *Channel) CommandPayload(ctx context.Context, cmd string, payload []byte, opts ...CommandOption) (*Response, error) {
+	return c.exchange(ctx, cmd, payload, true, opts)
+}
+
+func (c *Channel) exchange(ctx context.Context, cmd string, payload []byte, wantPrompt bool, opts []CommandOption) (*Response, error) {
+	if cmd == "" || strings.ContainsAny(cmd, "\r\n") {
+		return nil, fmt.Errorf("at: command %q is empty or contains CR/LF", cmd)
+	}
+	var co cmdOptions
+	for _, o := range opts {
+		o(&co)
+	}
+	select {
+	case c.slot <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("at: %s: waiting for the command in flight: %w", cmd, ctx.Err())
+	case <-c.done:
+		return nil, c.stoppedErr(cmd)
+	}
+	defer func() { <-c.slot }()
+
+	if err := c.resyncIfNeeded(ctx); err != nil {
+		return nil, fmt.Errorf("at: %s: resynchronising after an abandoned command: %w", cmd, err)
+	}
+	var body []byte
+	if wantPrompt {
+		body = append([]byte(nil), payload...)
+	}
+	p := &pending{
+		cmd:        cmd,
+		claimed:    co.claims,
+		wantPrompt: wantPrompt,
+		promptCh:   make(chan struct{}, 1),
+		result:     make(chan result, 1),
+	}
+	return c.run(ctx, p, body)
+}
+
+// run performs one exchange for the slot holder.
+func (c *Channel) run(ctx context.Context, p *pending, payload []byte) (*Response, error) {
+	c.mu.Lock()
+	c.pending = p
+	c.mu.Unlock()
+
+	line := make([]byte, 0, len(p.cmd)+1)
+	line = append(line, p.cmd...)
+	line = append(line, '\r')
+	if accepted, err := c.write(ctx, line, false); err != nil {
+		if !accepted {
+			// Nothing reached the modem: no late answer can follow.
+			c.mu.Lock()
+			if c.pending == p {
+				c.pending = nil
+			}
+			c.mu.Unlock()
+			return nil, c.failed(p, "sending the command", err)
+		}
+		return c.abandon(p, "sending the command", err)
+	}
+
+	if p.wantPrompt {
+		select {
+		case <-p.promptCh:
+		case r := <-p.result:
+			return r.resp, r.err
+		case <-ctx.Done():
+			return c.abandon(p, "waiting for the > prompt", ctx.Err())
+		case <-c.done:
+			return c.stopped(p)
+		}
+		select {
+		case r := <-p.result:
+			return r.resp, r.err // the modem gave up before we wrote
+		default:
+		}
+		if len(payload) > 0 {
+			if _, err := c.write(ctx, payload, true); err != nil {
+				return c.abandon(p, "writing the payload", err)
+			}
+		}
+	}
+
+	select {
+	case r := <-p.result:
+		return r.resp, r.err
+	case <-ctx.Done():
+		return c.abandon(p, "waiting for the final result", ctx.Err())
+	case <-c.done:
+		return c.stopped(p)
+	}
+}
+
+// errStopped marks a write that found the channel stopped.
+var errStopped = errors.New("stopped")
+
+// write hands b to the writer goroutine and waits for the outcome. accepted
+// reports whether the writer took b, i.e. whether any of it may have
+// reached the modem.
+func (c *Channel) write(ctx context.Context, b []byte, payload bool) (accepted bool, err error) {
+	req := writeReq{b: b, payload: payload, done: make(chan error, 1)}
+	select {
+	case c.writeReq <- req:
+	case <-ctx.Done():
+		return false, ctx.Err()
+	case <-c.done:
+		return false, errStopped
+	}
+	select {
+	case err := <-req.done:
+		if err != nil {
+			return true, fmt.Errorf("write: %w", err)
+		}
+		return true, nil
+	case <-ctx.Done():
+		return true, ctx.Err()
+	case <-c.done:
+		return true, errStopped
+	}
+}
+
+// failed builds the error of an exchange that ended on the caller's side.
+func (c *Channel) failed(p *pending, stage string, cause error) error {
+	if errors.Is(cause, errStopped) {
+		return c.stoppedErr(p.cmd)
+	}
+	return fmt.Errorf("at: %s: %s: %w", p.cmd, stage, cause)
+}
+
+// abandon gives up on p after its command may have reached the modem. If
+// the reader completed p meanwhile, that result wins. Otherwise the channel
+// is marked out of sync so that the next command resynchronises first.
+func (c *Channel) abandon(p *pending, stage string, cause error) (*Response, error) {
+	c.mu.Lock()
+	if c.pending != p {
+		c.mu.Unlock()
+		r := <-p.result // completed under mu before pending was cleared
+		return r.resp, r.err
+	}
+	c.pending = nil
+	if !errors.Is(cause, errStopped) {
+		c.outOfSync = true
+		c.owed++
+		c.abandoned = append(c.abandoned, p.cmd)
+	}
+	c.mu.Unlock()
+	if !errors.Is(cause, errStopped) {
+		c.log.Warn("abandoned an AT command; the channel will resynchronise", "op", "command", "cmd", p.cmd, "stage", stage, "err", cause)
+	}
+	return nil, c.failed(p, stage, cause)
+}
+
+// stopped ends an exchange because the reader stopped, unless the result
+// arrived just before.
+func (c *Channel) stopped(p *pending) (*Response, error) {
+	select {
+	case r := <-p.result:
+		return r.resp, r.err
+	default:
+	}
+	c.mu.Lock()
+	if c.pending == p {
+		c.pending = nil
+	}
+	c.mu.Unlock()
+	return nil, c.stoppedErr(p.cmd)
+}
+
+// completeLocked finishes the command in flight with its final result.
+// c.mu must be held.
+func (c *Channel) completeLocked(p *pending, line string, kind finalKind) {
+	var err error
+	switch kind {
+	case finalOK, finalConnect:
+		if p.wantPrompt && !p.prompted {
+			err = fmt.Errorf("%w (command %s, final %q)", ErrNoPrompt, p.cmd, line)
+		}
+	default:
+		err = finalError(p.cmd, line, kind)
+	}
+	c.pending = nil
+	p.result <- result{resp: &Response{Lines: p.lines, Final: line}, err: err}
+}
+
+// resyncIfNeeded runs a probe exchange when an earlier command was
+// abandoned. The caller holds the slot.
+func (c *Channel) resyncIfNeeded(ctx context.Context) error {
+	c.mu.Lock()
+	if !c.outOfSync {
+		c.mu.Unlock()
+		return nil
+	}
+	pr := c.chooseProbeLocked()
+	c.mu.Unlock()
+
+	p := &pending{
+		cmd:      pr.cmd,
+		marker:   pr.marker,
+		promptCh: make(chan struct{}, 1),
+		result:   make(chan result, 1),
+	}
+	c.log.Debug("resynchronising", "op", "resync", "cmd", pr.cmd)
+	if _, err := c.run(ctx, p, nil); err != nil && !errors.Is(err, ErrError) {
+		// A modem error can only complete a probe after its marker line,
+		// so it proves sync as well as OK does; anything else does not.
+		return err
+	}
+	c.mu.Lock()
+	c.outOfSync = false
+	c.owed = 0
+	c.abandoned = nil
+	c.mu.Unlock()
+	c.log.Info("AT channel resynchronised", "op", "resync", "cmd", pr.cmd)
+	return nil
+}
+
+// chooseProbeLocked picks the first probe whose command was not abandoned
+// since the last sync; if all were, the one not used last. c.mu must be
+// held.
+func (c *Channel) chooseProbeLocked() probe {
+	for k, pr := range probes {
+		clash := false
+		for _, a := range c.abandoned {
+			if commandName(a) == commandName(pr.cmd) {
+				clash = true
+				break
+			}
+		}
+		if !clash {
+			c.lastProbe = k
+			return pr
+		}
+	}
+	c.lastProbe = (c.lastProbe + 1) % len(probes)
+	return probes[c.lastProbe]
+}
+
+// commandName is the command without its parameters or query suffix,
+// upper-cased: "at+cmee=2" -> "AT+CMEE".
+func commandName(cmd string) string {
+	if i := strings.IndexAny(cmd, "=?"); i >= 0 {
+		cmd = cmd[:i]
+	}
+	return strings.ToUpper(strings.TrimSpace(cmd))
+}
