@@ -476,7 +476,7 @@ func (d *Driver) deferred(ctx context.Context, ch *at.Channel, op, cmd, prefix s
 		return &stepError{Op: op, Cmd: cmd, Cause: fmt.Errorf("malformed result %q", line)}
 	}
 	if code != 0 {
-		return &sdk.CCHError{Op: op, Session: -1, Code: code}
+		return &sdk.CCHError{Op: strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(prefix, "+CCH"), ":")), Session: -1, Code: code}
 	}
 	return nil
 }

@@ -199,7 +199,7 @@ func (d *Driver) open(ctx context.Context, ch *at.Channel, s *session, req sdk.D
 		return &sdk.ModemError{Op: op, Code: -1, Text: "malformed result " + strconv.Quote(line)}
 	}
 	if code != 0 {
-		return &sdk.CCHError{Op: op, Session: s.id, Code: code}
+		return &sdk.CCHError{Op: "open", Session: s.id, Code: code}
 	}
 	s.markOpen()
 	d.log.Info("session open", "session", s.id, "host", req.Host, "port", req.Port, "client_type", clientType)
@@ -285,7 +285,7 @@ func (s *session) end(ev sdk.SessionEvent, err error) {
 	s.done = true
 	s.endErr = err
 	if ev.Kind != 0 && s.endErr == nil {
-		s.endErr = &sdk.CCHError{Op: fmt.Sprintf("session %d", s.id), Session: s.id, Code: eventCode(ev)}
+		s.endErr = &sdk.CCHError{Op: "recv", Session: s.id, Code: eventCode(ev)}
 	}
 	s.endMu.Unlock()
 	if ev.Kind != 0 {
@@ -347,7 +347,7 @@ func (s *session) failed() error {
 	if s.endErr != nil {
 		return s.endErr
 	}
-	return &sdk.CCHError{Op: fmt.Sprintf("send on session %d", s.id), Session: s.id, Code: 11}
+	return &sdk.CCHError{Op: "send", Session: s.id, Code: 11}
 }
 
 // Send writes p to the session in chunks of at most the model's limit. It
@@ -404,7 +404,7 @@ func (s *session) waitReports(ctx context.Context, ch *at.Channel, max int) erro
 			t.Stop()
 			s.inflight--
 			if code != 0 {
-				err := &sdk.CCHError{Op: fmt.Sprintf("send on session %d", s.id), Session: s.id, Code: code}
+				err := &sdk.CCHError{Op: "send", Session: s.id, Code: code}
 				return err
 			}
 		case <-s.ended:
@@ -485,7 +485,7 @@ func (s *session) Close(ctx context.Context) error {
 		return s.d.modemErr(fmt.Sprintf("close session %d", s.id), err)
 	}
 	if _, code, ok := idAndCode(line, "+CCHCLOSE:"); ok && code != 0 {
-		return &sdk.CCHError{Op: fmt.Sprintf("close session %d", s.id), Session: s.id, Code: code}
+		return &sdk.CCHError{Op: "close", Session: s.id, Code: code}
 	}
 	return nil
 }
