@@ -1,0 +1,280 @@
+package cli_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cellgate/cellgate/sdk/modemsim"
+	"github.com/cellgate/cellgate/sdk/plugintest"
+)
+
+// binaries builds cellgate and the sim7600 plugin once into one directory,
+// so cellgate finds the plugin next to itself as an installed tree would.
+var binaries = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "cellgate-e2e-bin-")
+	if err != nil {
+		return "", err
+	}
+	for _, b := range []struct{ out, pkg string }{
+		{"cellgate", "github.com/cellgate/cellgate/cmd/cellgate"},
+		{"cellgate-plugin-sim7600", "github.com/cellgate/cellgate/plugins/sim7600"},
+	} {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b.out), b.pkg)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return "", fmt.Errorf("build %s: %v\n%s", b.pkg, err, out)
+		}
+	}
+	return dir, nil
+})
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if dir, err := binaries(); err == nil {
+		os.RemoveAll(dir)
+	}
+	os.Exit(code)
+}
+
+func binDir(t *testing.T) string {
+	t.Helper()
+	dir, err := binaries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// startModem runs an emulated SIM7600 on a pty.
+func startModem(t *testing.T) *modemsim.Modem {
+	t.Helper()
+	m, err := modemsim.Start(modemsim.Config{Model: "sim7600", Baud: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+// startSServer runs the seed document's openssl server, line-reversing
+// (-rev), requiring and verifying a client certificate.
+func startSServer(t *testing.T, dir string, extra ...string) int {
+	t.Helper()
+	if _, err := exec.LookPath("openssl"); err != nil {
+		t.Fatal("openssl not installed: run make deps")
+	}
+	port := freePort(t)
+	args := append([]string{"s_server", "-accept", "127.0.0.1:" + strconv.Itoa(port),
+		"-Verify", "10", "-verify_return_error", "-named_curve", "secp521r1", "-rev",
+		"-CAfile", filepath.Join(dir, "ca.pem"), "-cert", filepath.Join(dir, "server.pem"), "-key", filepath.Join(dir, "server.key")}, extra...)
+	cmd := exec.Command("openssl", args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("openssl s_server output:\n%s", out.String())
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
+		if err == nil {
+			c.Close()
+			return port
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("openssl s_server did not listen on %d: %v", port, err)
+		}
+		time.Sleep(50 * time.Millisecond) // polling a process we do not control
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// cellgate runs the cellgate binary with stdin and returns stdout, stderr
+// and the exit code.
+func cellgate(t *testing.T, stdin string, args ...string) (string, string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir(t), "cellgate"), args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("run cellgate: %v", err)
+	}
+	return stdout.String(), stderr.String(), code
+}
+
+func pkiFiles(t *testing.T, p *plugintest.PKI) string {
+	t.Helper()
+	return p.WriteFiles(t, t.TempDir())
+}
+
+func TestModemInfoJSON(t *testing.T) {
+	m := startModem(t)
+	out, errOut, code := cellgate(t, "", "modem", "info", "--model", "sim7600", "--port", m.Path(), "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var info map[string]any
+	if err := json.Unmarshal([]byte(out), &info); err != nil {
+		t.Fatalf("not one JSON object: %q: %v", out, err)
+	}
+	for _, k := range []string{"model", "revision", "imei"} {
+		if s, _ := info[k].(string); s == "" {
+			t.Errorf("key %q missing or empty in %s", k, out)
+		}
+	}
+	if !strings.Contains(info["model"].(string), "SIM7600") {
+		t.Errorf("model %v", info["model"])
+	}
+}
+
+// TestDialReversedLine is the issue's end-to-end path: cellgate modem dial
+// → plugin → emulated modem → openssl s_server -rev, both TLS modes.
+func TestDialReversedLine(t *testing.T) {
+	p := plugintest.NewPKI(t, plugintest.P521)
+	dir := pkiFiles(t, p)
+	for _, mode := range []struct {
+		name  string
+		extra []string
+		tls   string
+	}{
+		{"modem TLS 1.2", []string{"-tls1_2"}, "modem"},
+		{"host TLS", nil, "host"},
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			m := startModem(t)
+			port := startSServer(t, dir, mode.extra...)
+			args := []string{"modem", "dial", "--model", "sim7600", "--port", m.Path(), "--linger", "1s",
+				"--tls", mode.tls, "--ca", filepath.Join(dir, "ca.pem"), "--cert", filepath.Join(dir, "client.pem"), "--key", filepath.Join(dir, "client.key")}
+			if mode.tls == "host" {
+				args = append(args, "--sni", "localhost")
+			}
+			args = append(args, fmt.Sprintf("127.0.0.1:%d", port))
+			out, errOut, code := cellgate(t, "hello modem\n", args...)
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, errOut)
+			}
+			if !strings.Contains(out, "medom olleh") {
+				t.Fatalf("stdout %q does not hold the reversed line", out)
+			}
+			if c := m.Counters(); c.NetTxBytes <= int64(len("hello modem\n")) {
+				t.Errorf("net_tx_bytes %d: TLS bytes never crossed the modem's socket", c.NetTxBytes)
+			}
+		})
+	}
+}
+
+func TestDialUntrustedCertificates(t *testing.T) {
+	good := plugintest.NewPKI(t, plugintest.P521)
+	stranger := plugintest.NewPKI(t, plugintest.P521)
+	goodDir, strangerDir := pkiFiles(t, good), pkiFiles(t, stranger)
+	cases := []struct {
+		name             string
+		serverDir        string
+		caDir, clientDir string
+	}{
+		// The server verifies clients against the good CA; the client's
+		// certificate comes from a stranger.
+		{"untrusted client certificate", goodDir, goodDir, strangerDir},
+		// The client trusts the good CA; the server's certificate is a
+		// stranger's.
+		{"untrusted server certificate", strangerDir, goodDir, goodDir},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			m := startModem(t)
+			// The server trusts its own CA for client certificates.
+			port := startSServer(t, c.serverDir, "-tls1_2")
+			_, errOut, code := cellgate(t, "hello\n", "modem", "dial", "--model", "sim7600", "--port", m.Path(), "--linger", "1s",
+				"--ca", filepath.Join(c.caDir, "ca.pem"), "--cert", filepath.Join(c.clientDir, "client.pem"), "--key", filepath.Join(c.clientDir, "client.key"),
+				fmt.Sprintf("127.0.0.1:%d", port))
+			if code == 0 {
+				t.Fatal("dial succeeded; want a handshake failure")
+			}
+			lines := strings.Split(strings.TrimSpace(errOut), "\n")
+			last := lines[len(lines)-1]
+			if !strings.Contains(last, "+CCHOPEN: 0,15 (handshake error)") {
+				t.Fatalf("stderr's last line %q should say +CCHOPEN: 0,15 (handshake error)", last)
+			}
+		})
+	}
+}
+
+func TestTamperedPluginRefused(t *testing.T) {
+	m := startModem(t)
+	src := filepath.Join(binDir(t), "cellgate-plugin-sim7600")
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	dir := t.TempDir()
+	tampered := filepath.Join(dir, "cellgate-plugin-sim7600")
+	if err := os.WriteFile(tampered, append(data, 0), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, code := cellgate(t, "", "modem", "info", "--model", "sim7600", "--port", m.Path(),
+		"--plugin-dir", dir, "--plugin-sha256", hex.EncodeToString(sum[:]))
+	if code == 0 || !strings.Contains(errOut, "checksum mismatch") || !strings.Contains(errOut, tampered) {
+		t.Fatalf("exit %d, stderr %q: want a refusal naming the binary and the checksum mismatch", code, errOut)
+	}
+	if n := m.Counters().Commands["AT"]; n != 0 {
+		t.Fatalf("the tampered plugin reached the modem (%d AT commands)", n)
+	}
+	// The genuine binary with the same pin is accepted.
+	_, errOut, code = cellgate(t, "", "modem", "info", "--model", "sim7600", "--port", m.Path(),
+		"--plugin-dir", binDir(t), "--plugin-sha256", hex.EncodeToString(sum[:]))
+	if code != 0 {
+		t.Fatalf("genuine plugin refused: %s", errOut)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"modem", "info", "--port", "/dev/null"}, "--model is required"},
+		{[]string{"modem", "dial", "--model", "sim7600", "--port", "/dev/null", "--ca", "x", "nohostport"}, "nohostport"},
+		{[]string{"modem", "info", "--model", "Bad Model", "--port", "/dev/null"}, `modem model "Bad Model"`},
+		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
+	} {
+		_, errOut, code := cellgate(t, "", c.args...)
+		if code == 0 || !strings.Contains(errOut, c.want) {
+			t.Errorf("cellgate %v: exit %d, stderr %q; want failure mentioning %q", c.args, code, errOut, c.want)
+		}
+	}
+}
