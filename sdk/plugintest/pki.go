@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net"
 	"os"
@@ -58,12 +59,28 @@ const (
 // NewPKI generates a CA and a server and a client certificate it signed.
 func NewPKI(t testing.TB, curve Curve) *PKI {
 	t.Helper()
-	ca := newIdentity(t, curve, "cellgate test CA", nil, true)
-	return &PKI{
-		CA:     ca,
-		Server: newIdentity(t, curve, "cellgate test server", &ca, false),
-		Client: newIdentity(t, curve, "cellgate test client", &ca, false),
+	p, err := GeneratePKI(curve)
+	if err != nil {
+		t.Fatalf("plugintest: %v", err)
 	}
+	return p
+}
+
+// GeneratePKI is NewPKI outside tests (the demo's development PKI).
+func GeneratePKI(curve Curve) (*PKI, error) {
+	ca, err := newIdentity(curve, "cellgate test CA", nil, true)
+	if err != nil {
+		return nil, err
+	}
+	server, err := newIdentity(curve, "cellgate test server", &ca, false)
+	if err != nil {
+		return nil, err
+	}
+	client, err := newIdentity(curve, "cellgate test client", &ca, false)
+	if err != nil {
+		return nil, err
+	}
+	return &PKI{CA: ca, Server: server, Client: client}, nil
 }
 
 // NewClient issues another client identity from the same CA (a rotation).
@@ -73,7 +90,11 @@ func (p *PKI) NewClient(t testing.TB, name string) Identity {
 	if p.CA.cert.PublicKeyAlgorithm == x509.ECDSA && p.CA.cert.PublicKey.(*ecdsa.PublicKey).Curve == elliptic.P521() {
 		curve = P521
 	}
-	return newIdentity(t, curve, name, &p.CA, false)
+	id, err := newIdentity(curve, name, &p.CA, false)
+	if err != nil {
+		t.Fatalf("plugintest: %v", err)
+	}
+	return id
 }
 
 // CertPool returns a pool holding the CA.
@@ -88,6 +109,15 @@ func (p *PKI) CertPool() *x509.CertPool {
 // user and must read them), and returns dir.
 func (p *PKI) WriteFiles(t testing.TB, dir string) string {
 	t.Helper()
+	if err := p.Write(dir); err != nil {
+		t.Fatalf("plugintest: %v", err)
+	}
+	return dir
+}
+
+// Write is WriteFiles outside tests. Keys are written 0644 because test
+// brokers run as another user; never use this PKI for anything real.
+func (p *PKI) Write(dir string) error {
 	files := map[string][]byte{
 		"ca.pem": p.CA.CertPEM, "ca.key": p.CA.KeyPEM,
 		"server.pem": p.Server.CertPEM, "server.key": p.Server.KeyPEM,
@@ -95,25 +125,24 @@ func (p *PKI) WriteFiles(t testing.TB, dir string) string {
 	}
 	for name, data := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
-			t.Fatalf("plugintest: write %s: %v", name, err)
+			return fmt.Errorf("write %s: %w", name, err)
 		}
 	}
-	return dir
+	return nil
 }
 
-func newIdentity(t testing.TB, curve Curve, cn string, issuer *Identity, isCA bool) Identity {
-	t.Helper()
+func newIdentity(curve Curve, cn string, issuer *Identity, isCA bool) (Identity, error) {
 	c := elliptic.P256()
 	if curve == P521 {
 		c = elliptic.P521()
 	}
 	key, err := ecdsa.GenerateKey(c, rand.Reader)
 	if err != nil {
-		t.Fatalf("plugintest: generate key: %v", err)
+		return Identity{}, fmt.Errorf("generate key: %w", err)
 	}
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
 	if err != nil {
-		t.Fatalf("plugintest: serial: %v", err)
+		return Identity{}, fmt.Errorf("serial: %w", err)
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
@@ -137,20 +166,20 @@ func newIdentity(t testing.TB, curve Curve, cn string, issuer *Identity, isCA bo
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, signer)
 	if err != nil {
-		t.Fatalf("plugintest: create certificate: %v", err)
+		return Identity{}, fmt.Errorf("create certificate: %w", err)
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
-		t.Fatalf("plugintest: parse certificate: %v", err)
+		return Identity{}, fmt.Errorf("parse certificate: %w", err)
 	}
 	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
-		t.Fatalf("plugintest: marshal key: %v", err)
+		return Identity{}, fmt.Errorf("marshal key: %w", err)
 	}
 	return Identity{
 		CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		KeyPEM:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
 		cert:    cert,
 		key:     key,
-	}
+	}, nil
 }
