@@ -18,10 +18,9 @@ all: build
 build:
 	$(GO) build -o $(BIN)/cellgate ./cmd/cellgate
 	$(GO) build -o $(BIN)/modemsim ./cmd/modemsim
-	@if [ -d plugins/sim7600 ] && ls plugins/sim7600/*.go >/dev/null 2>&1; then \
-	  $(GO) build -o $(BIN)/cellgate-plugin-sim7600 ./plugins/sim7600; fi
-	@if [ -d plugins/sim7800 ] && ls plugins/sim7800/*.go >/dev/null 2>&1; then \
-	  $(GO) build -o $(BIN)/cellgate-plugin-sim7800 ./plugins/sim7800; fi
+	$(GO) build -o $(BIN)/cellgate-demo ./cmd/cellgate-demo
+	$(GO) build -o $(BIN)/cellgate-plugin-sim7600 ./plugins/sim7600
+	$(GO) build -o $(BIN)/cellgate-plugin-sim7800 ./plugins/sim7800
 
 deps:
 	@scripts/deps.sh
@@ -41,8 +40,9 @@ test: deps fmt-check vet build
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 $(PKGS)
 
+# demo runs until Ctrl-C; DEMO_FLAGS passes options (e.g. -rate 20 -v).
 demo: deps build
-	@scripts/demo.sh
+	@$(BIN)/cellgate-demo -bin $(BIN) $(DEMO_FLAGS)
 
 proto:
 	@scripts/proto.sh

@@ -1,0 +1,198 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.bug.st/serial"
+	"go.uber.org/goleak"
+
+	"github.com/cellgate/cellgate/sdk/modemsim"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+const waitTimeout = 30 * time.Second
+
+// buildModemsim compiles this command into a temporary directory.
+func buildModemsim(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "modemsim")
+	// go test puts its own GOROOT/bin first in PATH.
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("go command not found: %v", err)
+	}
+	out, err := exec.Command(gobin, "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// safeBuffer collects a child's output while it runs.
+type safeBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *safeBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *safeBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		<-tick.C
+	}
+}
+
+// exchange writes a command and reads until want appears.
+func exchange(t *testing.T, p serial.Port, cmd, want string) string {
+	t.Helper()
+	if _, err := p.Write([]byte(cmd + "\r")); err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	buf := make([]byte, 256)
+	deadline := time.Now().Add(waitTimeout)
+	for !strings.Contains(string(got), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: got %q, want %q", cmd, got, want)
+		}
+		n, err := p.Read(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, buf[:n]...)
+	}
+	return string(got)
+}
+
+func TestBinaryRunsUntilSIGTERMAndPrintsCounters(t *testing.T) {
+	bin := buildModemsim(t)
+	dir := t.TempDir()
+	link := filepath.Join(dir, "ttyUSB2")
+	ctl := filepath.Join(dir, "ctl.sock")
+	trace := filepath.Join(dir, "trace.txt")
+	cmd := exec.Command(bin, "--model", "sim7800", "--link", link, "--state-dir", filepath.Join(dir, "state"),
+		"--baud", "115200", "--trace", trace, "--control", ctl, "--host", "gw.test=127.0.0.1")
+	var stdout, stderr safeBuffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-exited
+	})
+	waitFor(t, "the link and control socket", func() bool {
+		_, e1 := os.Lstat(link)
+		_, e2 := os.Stat(ctl)
+		return e1 == nil && e2 == nil
+	})
+
+	p, err := serial.Open(link, &serial.Mode{BaudRate: 115200})
+	if err != nil {
+		t.Fatalf("open %s: %v\nstderr: %s", link, err, stderr.String())
+	}
+	p.SetReadTimeout(100 * time.Millisecond)
+	exchange(t, p, "ATE0", "OK\r\n")
+	if got := exchange(t, p, "AT+CGMM", "OK\r\n"); !strings.Contains(got, "SIMCOM_SIM7800E") {
+		t.Errorf("AT+CGMM = %q", got)
+	}
+
+	c, err := net.Dial("unix", ctl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(waitTimeout))
+	r := bufio.NewReader(c)
+	c.Write([]byte("fault reboot\n"))
+	if line, _ := r.ReadString('\n'); line != "ok\n" {
+		t.Errorf("fault reboot answered %q", line)
+	}
+	exchange(t, p, "", "PB DONE\r\n")
+	c.Close()
+	p.Close()
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		exited <- err
+		if err != nil {
+			t.Fatalf("modemsim exited with %v\nstderr: %s", err, stderr.String())
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("modemsim did not exit after SIGTERM")
+	}
+	var counters modemsim.Counters
+	if err := json.Unmarshal([]byte(stdout.String()), &counters); err != nil {
+		t.Fatalf("stdout is not the counters JSON: %v\n%q", err, stdout.String())
+	}
+	if counters.Commands["AT+CGMM"] != 1 || counters.Reboots != 1 || counters.SerialModemToHostBytes == 0 {
+		t.Errorf("counters = %+v", counters)
+	}
+	if _, err := os.Lstat(link); !os.IsNotExist(err) {
+		t.Errorf("link not removed: %v", err)
+	}
+	if _, err := os.Stat(ctl); !os.IsNotExist(err) {
+		t.Errorf("control socket not removed: %v", err)
+	}
+	if b, err := os.ReadFile(trace); err != nil || !strings.Contains(string(b), `host>modem "AT+CGMM\r"`) {
+		t.Errorf("trace file: %v\n%s", err, b)
+	}
+	if !strings.Contains(stderr.String(), "modem ready") {
+		t.Errorf("stderr lacks the ready log line: %s", stderr.String())
+	}
+}
+
+func TestBadFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{}, 2, "--model is required"},
+		{[]string{"--model", "sim900", "--link", filepath.Join(t.TempDir(), "x")}, 1, `unknown model \"sim900\"`},
+		{[]string{"--model", "sim7600", "--host", "nonsense"}, 2, "want NAME=IP"},
+		{[]string{"--model", "sim7600", "extra"}, 2, "unexpected arguments"},
+		{[]string{"--model", "sim7600", "--log-level", "loud"}, 2, "--log-level"},
+	} {
+		var stdout, stderr bytes.Buffer
+		if code := run(tc.args, &stdout, &stderr); code != tc.code || !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("run(%q) = %d, stderr %q; want %d and %q", tc.args, code, stderr.String(), tc.code, tc.want)
+		}
+	}
+}

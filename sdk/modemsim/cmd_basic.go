@@ -1,0 +1,455 @@
+package modemsim
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// cmdEcho is ATE[<n>]: 0 (or no digit, per V.250) off, 1 on.
+func cmdEcho(m *Modem, c atCommand, r *reply) string {
+	if c.form != formExec {
+		return "ERROR"
+	}
+	switch c.args {
+	case "", "0":
+		m.st.echo = false
+	case "1":
+		m.st.echo = true
+	default:
+		return "ERROR"
+	}
+	return ""
+}
+
+// cmdVerbose is ATV[<n>]: only verbose result codes (V1) are emulated.
+func cmdVerbose(m *Modem, c atCommand, r *reply) string {
+	if c.form != formExec || c.args != "1" {
+		return "ERROR"
+	}
+	return ""
+}
+
+// cmdReset is ATZ / AT&F: the volatile interface settings return to their
+// defaults (sessions and network state are untouched).
+func cmdReset(m *Modem, c atCommand, r *reply) string {
+	if c.form != formExec || (c.args != "" && c.args != "0") {
+		return "ERROR"
+	}
+	m.st.echo, m.st.cmee = true, 2
+	m.st.cregN, m.st.cgregN, m.st.ceregN = 0, 0, 0
+	return ""
+}
+
+// cmdInfo is ATI: product identification.
+func cmdInfo(m *Modem, c atCommand, r *reply) string {
+	if c.form != formExec || (c.args != "" && c.args != "0") {
+		return "ERROR"
+	}
+	r.lines = append(r.lines,
+		"Manufacturer: "+m.prof.manufacturer,
+		"Model: "+m.prof.model,
+		"Revision: "+m.prof.revision,
+		"IMEI: "+m.imei,
+		"+GCAP: +CGSM")
+	return ""
+}
+
+// ident answers an identification command: exec prints the value, test
+// answers OK, anything else is an error.
+func ident(c atCommand, r *reply, line string) string {
+	switch c.form {
+	case formExec:
+		r.lines = append(r.lines, line)
+		return ""
+	case formTest:
+		return ""
+	}
+	return "ERROR"
+}
+
+func cmdCGMI(m *Modem, c atCommand, r *reply) string { return ident(c, r, m.prof.manufacturer) }
+func cmdCGMM(m *Modem, c atCommand, r *reply) string { return ident(c, r, m.prof.model) }
+func cmdCGMR(m *Modem, c atCommand, r *reply) string { return ident(c, r, "+CGMR: "+m.prof.cgmr) }
+func cmdCGSN(m *Modem, c atCommand, r *reply) string { return ident(c, r, m.imei) }
+
+// cmdCICCID reads the SIM's ICCID; the SIM must be ready.
+func cmdCICCID(m *Modem, c atCommand, r *reply) string {
+	if c.form == formExec && m.st.simBusy {
+		return m.cme(cmeSIMBusy)
+	}
+	return ident(c, r, "+ICCID: "+m.iccid)
+}
+
+// cmdCMEE is AT+CMEE: 0 plain ERROR, 1 numeric, 2 verbose.
+func cmdCMEE(m *Modem, c atCommand, r *reply) string {
+	switch c.form {
+	case formTest:
+		r.lines = append(r.lines, "+CMEE: (0-2)")
+	case formRead:
+		r.lines = append(r.lines, fmt.Sprintf("+CMEE: %d", m.st.cmee))
+	case formSet:
+		args, err := parseArgs(c.args)
+		if err != nil || len(args) != 1 {
+			return m.cme(cmeBadParam)
+		}
+		v, ok := intIn(args[0], 0, 2)
+		if !ok {
+			return m.cme(cmeBadParam)
+		}
+		m.st.cmee = v
+	default:
+		return "ERROR"
+	}
+	return ""
+}
+
+// cmdCPIN is AT+CPIN. The emulated SIM has no PIN: it is READY once SIM
+// initialisation (the SIM busy window) is over.
+func cmdCPIN(m *Modem, c atCommand, r *reply) string {
+	switch c.form {
+	case formTest:
+		return ""
+	case formRead:
+		if m.st.simBusy {
+			return m.cme(cmeSIMBusy)
+		}
+		r.lines = append(r.lines, "+CPIN: READY")
+		return ""
+	case formSet:
+		if m.st.simBusy {
+			return m.cme(cmeSIMBusy)
+		}
+		return m.cme(cmeNotAllowed)
+	}
+	return "ERROR"
+}
+
+// emuRSSI is the signal the emulated cell gives (about -69 dBm).
+const emuRSSI = 22
+
+// cmdCSQ is AT+CSQ: 99,99 (unknown) until registered.
+func cmdCSQ(m *Modem, c atCommand, r *reply) string {
+	switch c.form {
+	case formTest:
+		r.lines = append(r.lines, "+CSQ: (0-31,99),(0-7,99)")
+	case formExec:
+		if m.registered() {
+			r.lines = append(r.lines, fmt.Sprintf("+CSQ: %d,99", emuRSSI))
+		} else {
+			r.lines = append(r.lines, "+CSQ: 99,99")
+		}
+	default:
+		return "ERROR"
+	}
+	return ""
+}
+
+// cmdReg serves AT+CREG, AT+CGREG and AT+CEREG with <n> 0-2.
+func cmdReg(m *Modem, c atCommand, r *reply) string {
+	name := strings.TrimPrefix(c.name, "+")
+	var n *int
+	switch name {
+	case "CREG":
+		n = &m.st.cregN
+	case "CGREG":
+		n = &m.st.cgregN
+	default:
+		n = &m.st.ceregN
+	}
+	switch c.form {
+	case formTest:
+		r.lines = append(r.lines, fmt.Sprintf("+%s: (0-2)", name))
+	case formRead:
+		r.lines = append(r.lines, m.regLine(name, *n))
+	case formSet:
+		args, err := parseArgs(c.args)
+		if err != nil || len(args) != 1 {
+			return m.cme(cmeBadParam)
+		}
+		v, ok := intIn(args[0], 0, 2)
+		if !ok {
+			return m.cme(cmeBadParam)
+		}
+		*n = v
+	default:
+		return "ERROR"
+	}
+	return ""
+}
+
+// pdpTypes are the <PDP_type> values AT+CGDCONT accepts.
+var pdpTypes = []string{"IP", "PPP", "IPV6", "IPV4V6"}
+
+func validCID(cid int) bool { return (cid >= 1 && cid <= 24) || (cid >= 100 && cid <= 179) }
+
+// cmdCGDCONT defines PDP contexts: AT+CGDCONT=<cid>[,<type>[,<apn>[,<addr>
+// [,<d_comp>[,<h_comp>[,<ipv4_ctrl>[,<emergency>]]]]]]]; <cid> alone
+// undefines it.
+func cmdCGDCONT(m *Modem, c atCommand, r *reply) string {
+	switch c.form {
+	case formTest:
+		for _, t := range pdpTypes {
+			r.lines = append(r.lines, fmt.Sprintf(`+CGDCONT: (1-24,100-179),"%s",,,(0-2),(0-4),(0-1),(0-1)`, t))
+		}
+		return ""
+	case formRead:
+		cids := make([]int, 0, len(m.st.pdp))
+		for cid := range m.st.pdp {
+			cids = append(cids, cid)
+		}
+		sort.Ints(cids)
+		for _, cid := range cids {
+			p := m.st.pdp[cid]
+			r.lines = append(r.lines, fmt.Sprintf(`+CGDCONT: %d,"%s","%s","%s",%d,%d,%d,%d`,
+				cid, p.typ, p.apn, p.addr, p.dcomp, p.hcomp, p.ipv4Ctrl, p.emergency))
+		}
+		return ""
+	case formSet:
+	default:
+		return "ERROR"
+	}
+	args, err := parseArgs(c.args)
+	if err != nil || len(args) > 8 {
+		return m.cme(cmeBadParam)
+	}
+	cid, ok := intIn(args[0], 0, 1000)
+	if !ok || !validCID(cid) {
+		return m.cme(cmeBadParam)
+	}
+	if len(args) == 1 {
+		delete(m.st.pdp, cid)
+		return ""
+	}
+	p := &pdpContext{typ: "IP", wantActive: false}
+	if old, ok := m.st.pdp[cid]; ok {
+		p.wantActive = old.wantActive
+	}
+	if args[1].present {
+		t, ok := quotedString(args[1], 1, 10)
+		if !ok {
+			return m.cme(cmeBadParam)
+		}
+		t = strings.ToUpper(t)
+		found := false
+		for _, k := range pdpTypes {
+			found = found || k == t
+		}
+		if !found {
+			return m.cme(cmeBadParam)
+		}
+		p.typ = t
+	}
+	if len(args) > 2 && args[2].present {
+		apn, ok := quotedString(args[2], 0, 99)
+		if !ok {
+			return m.cme(cmeBadParam)
+		}
+		p.apn = apn
+	}
+	p.addr = "0.0.0.0"
+	if p.typ == "IPV6" || p.typ == "IPV4V6" {
+		p.addr = "0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0"
+	}
+	if len(args) > 3 && args[3].present {
+		a, ok := quotedString(args[3], 0, 63)
+		if !ok {
+			return m.cme(cmeBadParam)
+		}
+		if a != "" {
+			p.addr = a
+		}
+	}
+	ranges := []struct {
+		dst *int
+		hi  int
+	}{{&p.dcomp, 2}, {&p.hcomp, 4}, {&p.ipv4Ctrl, 1}, {&p.emergency, 1}}
+	for i, rg := range ranges {
+		if len(args) > 4+i && args[4+i].present {
+			v, ok := intIn(args[4+i], 0, rg.hi)
+			if !ok {
+				return m.cme(cmeBadParam)
+			}
+			*rg.dst = v
+		}
+	}
+	m.st.pdp[cid] = p
+	return ""
+}
+
+// cmdCGACT activates or deactivates PDP contexts: AT+CGACT=<state>[,<cid>
+// [,<cid>…]]; without <cid> all defined contexts. A context shows active
+// only while the module is registered.
+func cmdCGACT(m *Modem, c atCommand, r *reply) string {
+	switch c.form {
+	case formTest:
+		r.lines = append(r.lines, "+CGACT: (0,1)")
+		return ""
+	case formRead:
+		cids := make([]int, 0, len(m.st.pdp))
+		for cid := range m.st.pdp {
+			cids = append(cids, cid)
+		}
+		sort.Ints(cids)
+		for _, cid := range cids {
+			state := 0
+			if m.st.pdp[cid].wantActive && m.registered() {
+				state = 1
+			}
+			r.lines = append(r.lines, fmt.Sprintf("+CGACT: %d,%d", cid, state))
+		}
+		return ""
+	case formSet:
+	default:
+		return "ERROR"
+	}
+	args, err := parseArgs(c.args)
+	if err != nil {
+		return m.cme(cmeBadParam)
+	}
+	state, ok := intIn(args[0], 0, 1)
+	if !ok {
+		return m.cme(cmeBadParam)
+	}
+	var cids []int
+	for _, a := range args[1:] {
+		cid, ok := intIn(a, 0, 1000)
+		if !ok || m.st.pdp[cid] == nil {
+			return m.cme(cmeBadParam)
+		}
+		cids = append(cids, cid)
+	}
+	if len(args) == 1 {
+		for cid := range m.st.pdp {
+			cids = append(cids, cid)
+		}
+	}
+	if state == 1 {
+		if m.st.simBusy {
+			return m.cme(cmeSIMBusy)
+		}
+		if m.st.netLost {
+			return m.cme(cmeNoNetwork)
+		}
+	}
+	for _, cid := range cids {
+		m.st.pdp[cid].wantActive = state == 1
+	}
+	return ""
+}
+
+// cmdCGATT reads the packet-domain attach state.
+func cmdCGATT(m *Modem, c atCommand, r *reply) string {
+	switch c.form {
+	case formTest:
+		r.lines = append(r.lines, "+CGATT: (0,1)")
+	case formRead:
+		att := 0
+		if m.registered() {
+			att = 1
+		}
+		r.lines = append(r.lines, fmt.Sprintf("+CGATT: %d", att))
+	default:
+		return "ERROR"
+	}
+	return ""
+}
+
+// cmdCCLK reads and sets the RTC: "yy/MM/dd,hh:mm:ss±zz", zz in quarter
+// hours. Years 80-99 are 1980-1999 (the RTC's unsynchronised epoch reads
+// "80"); 00-79 are 2000-2079.
+func cmdCCLK(m *Modem, c atCommand, r *reply) string {
+	switch c.form {
+	case formTest:
+		return ""
+	case formRead:
+		r.lines = append(r.lines, `+CCLK: "`+formatCCLK(m.rtcNow(), m.st.rtcTZ)+`"`)
+		return ""
+	case formSet:
+	default:
+		return "ERROR"
+	}
+	args, err := parseArgs(c.args)
+	if err != nil || len(args) != 1 {
+		return m.cme(cmeBadParam)
+	}
+	s, ok := quotedString(args[0], 17, 20)
+	if !ok {
+		return m.cme(cmeBadParam)
+	}
+	t, tz, err := parseCCLK(s)
+	if err != nil {
+		return m.cme(cmeBadParam)
+	}
+	m.st.rtcBase, m.st.rtcSetAt, m.st.rtcTZ = t, m.clock(), tz
+	return ""
+}
+
+func formatCCLK(instant time.Time, tz int) string {
+	local := instant.Add(time.Duration(tz) * 15 * time.Minute).UTC()
+	sign := '+'
+	if tz < 0 {
+		sign, tz = '-', -tz
+	}
+	return fmt.Sprintf("%02d/%02d/%02d,%02d:%02d:%02d%c%02d",
+		local.Year()%100, int(local.Month()), local.Day(), local.Hour(), local.Minute(), local.Second(), sign, tz)
+}
+
+// parseCCLK parses "yy/MM/dd,hh:mm:ss±zz" into the UTC instant and the
+// zone in quarter hours (-48..+56).
+func parseCCLK(s string) (time.Time, int, error) {
+	var yy, mo, dd, hh, mi, ss, tz int
+	var sign byte
+	if len(s) < 20 {
+		return time.Time{}, 0, errSyntax
+	}
+	if _, err := fmt.Sscanf(s, "%2d/%2d/%2d,%2d:%2d:%2d%c%d", &yy, &mo, &dd, &hh, &mi, &ss, &sign, &tz); err != nil {
+		return time.Time{}, 0, err
+	}
+	if (sign != '+' && sign != '-') || s[2] != '/' || s[5] != '/' || s[8] != ',' || s[11] != ':' || s[14] != ':' {
+		return time.Time{}, 0, errSyntax
+	}
+	if sign == '-' {
+		tz = -tz
+	}
+	year := 2000 + yy
+	if yy >= 80 {
+		year = 1900 + yy
+	}
+	local := time.Date(year, time.Month(mo), dd, hh, mi, ss, 0, time.UTC)
+	if local.Month() != time.Month(mo) || local.Day() != dd || hh > 23 || mi > 59 || ss > 59 || tz < -48 || tz > 56 {
+		return time.Time{}, 0, errSyntax
+	}
+	return local.Add(-time.Duration(tz) * 15 * time.Minute), tz, nil
+}
+
+// cmdCPSI reports the serving cell: an LTE cell while registered, NO
+// SERVICE otherwise.
+func cmdCPSI(m *Modem, c atCommand, r *reply) string {
+	switch c.form {
+	case formRead:
+		if m.registered() {
+			r.lines = append(r.lines, "+CPSI: LTE,Online,460-00,0x1A2B,29545444,301,EUTRAN-BAND3,1650,5,5,-94,-850,-600,15")
+		} else {
+			r.lines = append(r.lines, "+CPSI: NO SERVICE,Online")
+		}
+	case formTest:
+		r.lines = append(r.lines, "+CPSI: (0-255)")
+	default:
+		return "ERROR"
+	}
+	return ""
+}
+
+// cmdCRESET answers OK and reboots once the OK is on the line.
+func cmdCRESET(m *Modem, c atCommand, r *reply) string {
+	switch c.form {
+	case formTest:
+		return ""
+	case formExec:
+		r.onWritten = m.reboot
+		return ""
+	}
+	return "ERROR"
+}

@@ -1,0 +1,145 @@
+package modemsim
+
+import (
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// seedFiles is the certificate set of the seed document: ca.pem, cert.pem
+// (the client certificate) and key.pem.
+type seedFiles struct {
+	ca, cert, key []byte
+}
+
+// runSeedSetup runs the seed document's steps 2-13 literally: three
+// downloads, the list, the context (cacert, clientcert, clientkey,
+// sslversion 4, authmode 2), CCHSET=1,0, CCHMODE=0, CCHSTART, CCHSSLCFG,
+// and sends the CCHOPEN, returning its deferred result line.
+func runSeedSetup(t *testing.T, h *host, f seedFiles, port int) string {
+	t.Helper()
+	h.download("ca.pem", f.ca)
+	h.download("cert.pem", f.cert)
+	h.download("key.pem", f.key)
+	if got, want := h.ok("AT+CCERTLIST"), []string{`+CCERTLIST: "ca.pem"`, `+CCERTLIST: "cert.pem"`, `+CCERTLIST: "key.pem"`}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("AT+CCERTLIST = %q, want %q", got, want)
+	}
+	h.ok(`AT+CSSLCFG="cacert",0,"ca.pem"`)
+	h.ok(`AT+CSSLCFG="clientcert",0,"cert.pem"`)
+	h.ok(`AT+CSSLCFG="clientkey",0,"key.pem"`)
+	h.ok(`AT+CSSLCFG="sslversion",0,4`)
+	h.ok(`AT+CSSLCFG="authmode",0,2`)
+	h.ok("AT+CCHSET=1,0")
+	h.ok("AT+CCHMODE=0")
+	h.ok("AT+CCHSTART")
+	h.waitLine("+CCHSTART: 0")
+	h.ok("AT+CCHSSLCFG=0,0")
+	h.ok(fmt.Sprintf(`AT+CCHOPEN=0,"127.0.0.1",%d,2`, port))
+	return h.waitPrefix("+CCHOPEN: 0,")
+}
+
+// TestSeedSequenceMutualTLSAgainstOpenSSL runs the seed sequence through
+// go.bug.st/serial on the pty against a real openssl s_server that
+// requires a client certificate, and checks that data crosses both ways.
+func TestSeedSequenceMutualTLSAgainstOpenSSL(t *testing.T) {
+	ca := newTestCA(t, "seed CA")
+	srvCert, srvKey := ca.serverCert(t)
+	cliCert, cliKey := ca.issue(t, "gateway-0001", leafOpts{})
+	srv := startSServer(t, ca.pem, srvCert, srvKey, "-rev")
+
+	m := startModem(t, Config{})
+	h := openHost(t, m.Path(), 115200) // echo stays on, as in the seed log
+
+	if got := runSeedSetup(t, h, seedFiles{ca.pem, cliCert, cliKey}, srv.port); got != "+CCHOPEN: 0,0" {
+		t.Fatalf("open: got %q, want +CCHOPEN: 0,0; s_server said: %s", got, srv.log())
+	}
+
+	payload := []byte("hello from the modem side\n")
+	h.send(0, payload)
+	h.waitLine("+CCHSEND: 0,0")
+	got := h.readData(0, len(payload))
+	if want := "edis medom eht morf olleh\n"; string(got) != want {
+		t.Fatalf("received %q, want the reversed line %q", got, want)
+	}
+
+	// A second exchange larger than one receive frame (1024 bytes).
+	long := []byte(strings.Repeat("0123456789abcdef", 100) + "\n")
+	h.send(0, long[:1000])
+	h.waitLine("+CCHSEND: 0,0")
+	h.send(0, long[1000:])
+	h.waitLine("+CCHSEND: 0,0")
+	back := h.readData(0, len(long))
+	if want := reverseLine(long); string(back) != string(want) {
+		t.Fatalf("long round trip: got %d bytes %q…, want %q…", len(back), back[:32], want[:32])
+	}
+
+	h.ok("AT+CCHCLOSE=0")
+	h.waitLine("+CCHCLOSE: 0,0")
+	h.ok("AT+CCHSTOP")
+	h.waitLine("+CCHSTOP: 0")
+
+	c := m.Counters()
+	sent := int64(len(payload) + len(long))
+	if c.CCHPayloadTxBytes != sent || c.CCHPayloadRxBytes != sent {
+		t.Errorf("payload counters tx=%d rx=%d, want %d each", c.CCHPayloadTxBytes, c.CCHPayloadRxBytes, sent)
+	}
+	// TLS adds handshakes, record headers and MACs: the network carries
+	// more than the payload, each way.
+	if c.NetTxBytes <= sent || c.NetRxBytes <= sent {
+		t.Errorf("net counters tx=%d rx=%d, want both > payload %d", c.NetTxBytes, c.NetRxBytes, sent)
+	}
+	if c.Commands["AT+CCHSEND"] != 3 || c.Commands["AT+CCERTDOWN"] != 3 || c.Commands["AT+CSSLCFG"] != 5 {
+		t.Errorf("command counters %v", c.Commands)
+	}
+	if c.SerialHostToModemBytes < sent+int64(len(ca.pem)+len(cliCert)+len(cliKey)) || c.SerialModemToHostBytes < sent {
+		t.Errorf("serial counters in=%d out=%d too small", c.SerialHostToModemBytes, c.SerialModemToHostBytes)
+	}
+}
+
+func reverseLine(b []byte) []byte {
+	line := b[:len(b)-1]
+	out := make([]byte, 0, len(b))
+	for i := len(line) - 1; i >= 0; i-- {
+		out = append(out, line[i])
+	}
+	return append(out, '\n')
+}
+
+// TestSeedSequenceUntrustedClientCertificateFailsHandshake uses a client
+// certificate from a CA the server does not trust: s_server with
+// -verify_return_error refuses it and the open ends with 15.
+func TestSeedSequenceUntrustedClientCertificateFailsHandshake(t *testing.T) {
+	ca := newTestCA(t, "seed CA")
+	rogue := newTestCA(t, "rogue CA")
+	srvCert, srvKey := ca.serverCert(t)
+	cliCert, cliKey := rogue.issue(t, "gateway-0001", leafOpts{})
+	srv := startSServer(t, ca.pem, srvCert, srvKey, "-rev")
+
+	_, h := newHostModem(t, Config{})
+	if got := runSeedSetup(t, h, seedFiles{ca.pem, cliCert, cliKey}, srv.port); got != "+CCHOPEN: 0,15" {
+		t.Fatalf("open with an untrusted client certificate: got %q, want +CCHOPEN: 0,15", got)
+	}
+	// A failed open leaves the session closed and its CCHSSLCFG cleared.
+	h.fails("AT+CCHSEND=0,4", "ERROR")
+	h.fails("AT+CCHCLOSE=0", "ERROR")
+	if got := h.ok("AT+CCHSSLCFG?"); got[0] != "+CCHSSLCFG: 0," {
+		t.Errorf("AT+CCHSSLCFG? after failed open = %q, want session 0 cleared", got)
+	}
+}
+
+// TestSeedSequenceUntrustedServerCertificateFailsHandshake gives the modem
+// a CA that did not sign the server's certificate: authmode 2 verifies the
+// server and the open ends with 15.
+func TestSeedSequenceUntrustedServerCertificateFailsHandshake(t *testing.T) {
+	ca := newTestCA(t, "seed CA")
+	other := newTestCA(t, "other CA")
+	srvCert, srvKey := other.serverCert(t)
+	cliCert, cliKey := ca.issue(t, "gateway-0001", leafOpts{})
+	srv := startSServer(t, ca.pem, srvCert, srvKey, "-rev")
+
+	_, h := newHostModem(t, Config{})
+	if got := runSeedSetup(t, h, seedFiles{ca.pem, cliCert, cliKey}, srv.port); got != "+CCHOPEN: 0,15" {
+		t.Fatalf("open against an untrusted server: got %q, want +CCHOPEN: 0,15", got)
+	}
+}
