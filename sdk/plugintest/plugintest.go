@@ -38,6 +38,9 @@ type Config struct {
 	Baud int
 	// Logger receives the plugin's logs; nil discards them.
 	Logger *slog.Logger
+	// Env is added to the plugin's environment (e.g. GORACE settings for
+	// a plugin built with -race).
+	Env []string
 }
 
 // Run checks the plugin in cfg against the contract, one subtest per
@@ -107,7 +110,7 @@ func newFixture(t *testing.T, cfg Config, modemModel string) *fixture {
 		}
 	}
 	ctx := deadline(t, 30*time.Second)
-	p, err := sdk.Launch(ctx, sdk.LaunchConfig{Path: cfg.Binary, SHA256: sum, Logger: log})
+	p, err := sdk.Launch(ctx, sdk.LaunchConfig{Path: cfg.Binary, SHA256: sum, Logger: log, Env: cfg.Env})
 	if err != nil {
 		t.Fatalf("launch %s: %v", cfg.Binary, err)
 	}
