@@ -278,3 +278,44 @@ func TestUsageErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestCertsProvisionListDelete(t *testing.T) {
+	m := startModem(t)
+	dir := pkiFiles(t, plugintest.NewPKI(t, plugintest.P256))
+	conn := []string{"--model", "sim7600", "--port", m.Path()}
+	provision := append([]string{"modem", "certs", "provision", "--json", "--ca", filepath.Join(dir, "ca.pem"),
+		"--cert", filepath.Join(dir, "client.pem"), "--key", filepath.Join(dir, "client.key")}, conn...)
+	out, errOut, code := cellgate(t, "", provision...)
+	if code != 0 {
+		t.Fatalf("provision: exit %d: %s", code, errOut)
+	}
+	var r struct {
+		Downloaded []string `json:"downloaded"`
+		Kept       []string `json:"kept"`
+		AuthMode   int      `json:"auth_mode"`
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil || len(r.Downloaded) != 3 || r.AuthMode != 2 {
+		t.Fatalf("first provision = %s (%v): want 3 files downloaded, authmode 2", out, err)
+	}
+	// Each command starts a fresh plugin, as an operator's would: the
+	// second provision finds the files on the modem's flash.
+	out, _, code = cellgate(t, "", provision...)
+	if err := json.Unmarshal([]byte(out), &r); code != 0 || err != nil || len(r.Downloaded) != 0 || len(r.Kept) != 3 {
+		t.Fatalf("second provision = %s: want nothing downloaded, 3 kept", out)
+	}
+	out, _, code = cellgate(t, "", append([]string{"modem", "certs", "list"}, conn...)...)
+	names := strings.Fields(out)
+	if code != 0 || len(names) != 3 {
+		t.Fatalf("list = %q, want the 3 provisioned files", out)
+	}
+	if _, errOut, code = cellgate(t, "", append([]string{"modem", "certs", "delete", names[0]}, conn...)...); code != 0 {
+		t.Fatalf("delete %s: %s", names[0], errOut)
+	}
+	out, _, _ = cellgate(t, "", append([]string{"modem", "certs", "list"}, conn...)...)
+	if strings.Contains(out, names[0]) || len(strings.Fields(out)) != 2 {
+		t.Fatalf("after delete, list = %q", out)
+	}
+	if _, errOut, code = cellgate(t, "", append([]string{"modem", "certs", "delete", "bad"}, conn...)...); code == 0 || !strings.Contains(errOut, "5-128 bytes") {
+		t.Fatalf("delete of an invalid name: exit %d, %q", code, errOut)
+	}
+}
