@@ -365,7 +365,11 @@ func modemDial(ctx context.Context, args []string, env Env) error {
 		req = sdk.DialRequest{Host: host, Port: port, Profile: b.profile, Mode: sdk.DialModemTLS, ServerName: sni}
 	case "host":
 		req = sdk.DialRequest{Host: host, Port: port, Mode: sdk.DialPlainTCP}
-		if hostTLS, err = hostTLSConfig(bundle, sni); err != nil {
+		name := sni
+		if name == "" {
+			name = host // an IP is checked against the certificate's IP SANs
+		}
+		if hostTLS, err = hostTLSConfig(bundle, name); err != nil {
 			return err
 		}
 	default:
@@ -414,9 +418,6 @@ func hostTLSConfig(b sdk.Bundle, serverName string) (*tls.Config, error) {
 			return nil, fmt.Errorf("--ca: no PEM certificate found")
 		}
 		cfg.RootCAs = pool
-		if serverName == "" {
-			return nil, usageError("host TLS needs a server name to verify: pass --sni NAME when dialing an IP address")
-		}
 	}
 	if len(b.Cert) > 0 {
 		pair, err := tls.X509KeyPair(b.Cert, b.Key)

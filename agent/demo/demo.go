@@ -1,0 +1,202 @@
+// Package demo runs the quickstart: a development PKI, an emulated SIM7600
+// on a pseudo-terminal, an embedded MQTT broker requiring client
+// certificates, the agent with its demo input, and a subscriber that prints
+// what arrives. Everything is real except the modem, which is sdk/modemsim;
+// the embedded broker (mochi-mqtt) is for the demo only, the integration
+// tests use mosquitto.
+package demo
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/hooks/auth"
+	"github.com/mochi-mqtt/server/v2/listeners"
+
+	"github.com/cellgate/cellgate/agent"
+	"github.com/cellgate/cellgate/agent/config"
+	"github.com/cellgate/cellgate/sdk/modemsim"
+	"github.com/cellgate/cellgate/sdk/plugintest"
+)
+
+// Options configure the demo.
+type Options struct {
+	// Dir holds everything the demo creates; it is removed at the end.
+	Dir string
+	// PluginDir holds cellgate-plugin-sim7600 (make build puts it in bin/).
+	PluginDir string
+	// Rate is the demo input's readings per second.
+	Rate float64
+	// Baud is the emulated modem's line rate.
+	Baud int
+	// Out receives the subscriber's lines; Log the components' logs.
+	Out io.Writer
+	Log *slog.Logger
+}
+
+// Run runs the demo until ctx ends, then stops everything and removes Dir.
+func Run(ctx context.Context, o Options) error {
+	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
+		return err
+	}
+	defer os.RemoveAll(o.Dir)
+	step := func(format string, a ...any) { fmt.Fprintf(o.Out, "demo: "+format+"\n", a...) }
+
+	pki, err := plugintest.GeneratePKI(plugintest.P256)
+	if err != nil {
+		return fmt.Errorf("development PKI: %w", err)
+	}
+	pkiDir := filepath.Join(o.Dir, "pki")
+	if err := os.MkdirAll(pkiDir, 0o755); err != nil {
+		return err
+	}
+	if err := pki.Write(pkiDir); err != nil {
+		return err
+	}
+	step("development PKI in %s (CA, broker and gateway certificates)", pkiDir)
+
+	link := filepath.Join(o.Dir, "ttyUSB2")
+	modem, err := modemsim.Start(modemsim.Config{Model: "sim7600", Link: link, StateDir: filepath.Join(o.Dir, "modem-flash"), Baud: o.Baud,
+		NetworkLatency: 30 * time.Millisecond, Logger: o.Log.With("part", "modemsim")})
+	if err != nil {
+		return fmt.Errorf("modem emulator: %w", err)
+	}
+	defer modem.Close()
+	step("emulated SIM7600 on %s (%d baud)", link, o.Baud)
+
+	broker, addr, err := startBroker(pki, o.Log)
+	if err != nil {
+		return err
+	}
+	defer broker.Close()
+	step("MQTT broker (mutual TLS) on %s", addr)
+
+	var received atomic.Int64
+	sub, err := subscribe(ctx, pki, addr, o.Out, &received)
+	if err != nil {
+		return err
+	}
+	defer sub.Disconnect(&paho.Disconnect{ReasonCode: 0})
+
+	cfgPath := filepath.Join(o.Dir, "cellgate.yaml")
+	yaml := fmt.Sprintf(`# written by the demo; see configs/cellgate.yaml for every key
+device_id: demo-gw
+modem: {model: sim7600, port: %q, baud: %d}
+plugins: {dir: %q}
+tls: {mode: modem, ca: pki/ca.pem, cert: pki/client.pem, key: pki/client.key}
+inputs: {http: {listen: "127.0.0.1:0"}, demo: {rate: %g}}
+spool: {dir: spool, max_bytes: 16MiB}
+uplink:
+  mqtt: {broker: "mqtts://%s", topic: "cellgate/{device_id}/telemetry", qos: 1}
+  batch: {max_readings: 20, max_delay: 2s, encoding: json}
+`, link, o.Baud, o.PluginDir, o.Rate, addr)
+	if err := os.WriteFile(cfgPath, []byte(yaml), 0o644); err != nil {
+		return err
+	}
+	cfg, _, err := config.Load(config.LoadOptions{File: cfgPath, FileExplicit: true})
+	if err != nil {
+		return fmt.Errorf("demo config: %w", err)
+	}
+	step("agent starting with %s (demo input: %g readings/s); Ctrl-C stops everything", cfgPath, o.Rate)
+
+	agentDone := make(chan error, 1)
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() { agentDone <- agent.Run(actx, cfg, agent.Options{Logger: o.Log.With("part", "agent")}) }()
+
+	var err2 error
+	select {
+	case <-ctx.Done():
+		cancel()
+		err2 = <-agentDone
+	case err2 = <-agentDone:
+	}
+	c := modem.Counters()
+	step("stopped: %d readings received by the subscriber; the modem's socket carried %d bytes up and %d down, its serial line %d bytes",
+		received.Load(), c.NetTxBytes, c.NetRxBytes, c.SerialHostToModemBytes+c.SerialModemToHostBytes)
+	return err2
+}
+
+// startBroker runs mochi-mqtt with one TLS listener on 127.0.0.1 that
+// requires a client certificate signed by the demo CA.
+func startBroker(pki *plugintest.PKI, log *slog.Logger) (*mqtt.Server, string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, "", err
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	srv := mqtt.New(&mqtt.Options{InlineClient: false, Logger: log.With("part", "broker")})
+	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
+		return nil, "", err
+	}
+	tc := plugintest.MutualTLS(pki, 0)
+	if err := srv.AddListener(listeners.NewTCP(listeners.Config{ID: "mtls", Address: addr, TLSConfig: tc})); err != nil {
+		return nil, "", fmt.Errorf("broker listener: %w", err)
+	}
+	go srv.Serve()
+	return srv, addr, nil
+}
+
+// subscribe connects a subscriber with the demo client certificate and
+// prints each batch that arrives with a running count.
+func subscribe(ctx context.Context, pki *plugintest.PKI, addr string, out io.Writer, count *atomic.Int64) (*paho.Client, error) {
+	cert, err := tls.X509KeyPair(pki.Client.CertPEM, pki.Client.KeyPEM)
+	if err != nil {
+		return nil, err
+	}
+	var conn net.Conn
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		d := tls.Dialer{Config: &tls.Config{RootCAs: pki.CertPool(), Certificates: []tls.Certificate{cert}, ServerName: "127.0.0.1"}}
+		conn, err = d.DialContext(ctx, "tcp", addr)
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond) // the broker's listener is starting
+	}
+	if err != nil {
+		return nil, fmt.Errorf("subscriber: %w", err)
+	}
+	c := paho.NewClient(paho.ClientConfig{
+		Conn: conn,
+		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
+			var batch struct {
+				DeviceID string            `json:"device_id"`
+				Readings []json.RawMessage `json:"readings"`
+			}
+			if err := json.Unmarshal(pr.Packet.Payload, &batch); err != nil {
+				fmt.Fprintf(out, "subscriber: %s: %d bytes that are not a JSON batch\n", pr.Packet.Topic, len(pr.Packet.Payload))
+				return true, nil
+			}
+			total := count.Add(int64(len(batch.Readings)))
+			last := ""
+			if n := len(batch.Readings); n > 0 {
+				last = string(batch.Readings[n-1])
+			}
+			fmt.Fprintf(out, "subscriber: %s  +%d readings (%d bytes)  total %d  last %s\n", time.Now().Format("15:04:05"), len(batch.Readings), len(pr.Packet.Payload), total, last)
+			return true, nil
+		}},
+	})
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := c.Connect(cctx, &paho.Connect{ClientID: "demo-subscriber", CleanStart: true, KeepAlive: 30}); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("subscriber connect: %w", err)
+	}
+	if _, err := c.Subscribe(cctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "cellgate/+/telemetry", QoS: 1}}}); err != nil {
+		return nil, fmt.Errorf("subscribe: %w", err)
+	}
+	return c, nil
+}
+

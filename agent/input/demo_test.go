@@ -1,0 +1,141 @@
+package input
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"math"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/cellgate/cellgate/agent/spool"
+)
+
+func TestDemoGeneratesPlausibleReadingsIntoTheSpool(t *testing.T) {
+	dir := t.TempDir()
+	sp := openSpool(t, spool.Options{Dir: dir})
+	d, err := NewDemo(500, sp, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	waitFor(t, "70 demo readings", func() bool { return d.Stats().Accepted >= 70 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run = %v, want nil when ctx ends", err)
+	}
+	stored := storedReadings(t, sp, dir)
+	if uint64(len(stored)) != d.Stats().Accepted {
+		t.Fatalf("spool holds %d readings, Stats says %d accepted", len(stored), d.Stats().Accepted)
+	}
+	ids := map[string]bool{}
+	seen := map[string]bool{}
+	num := func(v any) float64 {
+		n, ok := v.(json.Number)
+		if !ok {
+			t.Fatalf("value %v is %T, want a number", v, v)
+		}
+		f, err := strconv.ParseFloat(string(n), 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	inRange := func(r string, v, lo, hi float64) {
+		if v < lo || v > hi || math.IsNaN(v) {
+			t.Errorf("%s = %v, outside the plausible %v..%v", r, v, lo, hi)
+		}
+	}
+	for i, r := range stored {
+		if ids[r.ID] {
+			t.Fatalf("id %s repeated", r.ID)
+		}
+		ids[r.ID] = true
+		if want := demoSensors[i%len(demoSensors)]; r.Sensor != want {
+			t.Errorf("reading %d from %s, want %s (sensors in turn)", i, r.Sensor, want)
+		}
+		seen[r.Sensor] = true
+		if r.Tags["source"] != "demo" {
+			t.Errorf("reading %d tags %v", i, r.Tags)
+		}
+		switch r.Sensor {
+		case "demo-temp":
+			inRange(r.Sensor, num(r.Value), 15, 30)
+		case "demo-humidity":
+			inRange(r.Sensor, num(r.Value), 20, 80)
+		case "demo-pressure":
+			inRange(r.Sensor, num(r.Value), 980, 1040)
+		case "demo-co2":
+			inRange(r.Sensor, num(r.Value), 400, 2000)
+			if strings.Contains(string(r.Value.(json.Number)), ".") {
+				t.Errorf("CO2 %v is not whole ppm", r.Value)
+			}
+		case "demo-door":
+			if _, ok := r.Value.(bool); !ok {
+				t.Errorf("door value %v is not a bool", r.Value)
+			}
+		case "demo-gps":
+			pos, ok := r.Value.(map[string]any)
+			if !ok {
+				t.Fatalf("gps value %v is not an object", r.Value)
+			}
+			inRange("lat", num(pos["lat"]), 52.50, 52.54)
+			inRange("lon", num(pos["lon"]), 13.38, 13.42)
+		case "demo-status":
+			if s, _ := r.Value.(string); s != "ok" && s != "ventilate" {
+				t.Errorf("status %v", r.Value)
+			}
+		}
+	}
+	for _, s := range demoSensors {
+		if !seen[s] {
+			t.Errorf("no reading from %s among %d", s, len(stored))
+		}
+	}
+}
+
+func TestDemoKeepsGoingWhenTheSinkFails(t *testing.T) {
+	var logs logBuffer
+	d, err := NewDemo(1000, failingSink{errors.New("spool: write: no space left on device")}, logs.logger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	waitFor(t, "50 failed demo readings", func() bool { return d.Stats().Failed >= 50 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	if n := strings.Count(logs.String(), "demo readings dropped"); n < 1 || n > 10 {
+		t.Errorf("%d drop warnings logged, want between 1 and 10 (rate-limited)", n)
+	}
+}
+
+func TestDemoRefusesRatesOutOfRange(t *testing.T) {
+	for _, rate := range []float64{0, -1, math.NaN(), math.Inf(1), 10001} {
+		err := RunDemo(context.Background(), rate, failingSink{}, quiet)
+		if err == nil || !strings.Contains(err.Error(), "out of range") {
+			t.Errorf("RunDemo(rate %v) = %v", rate, err)
+		}
+	}
+	if _, err := NewDemo(10000, failingSink{}, quiet); err != nil {
+		t.Errorf("rate 10000: %v", err)
+	}
+}
+
+func TestRunDemoStopsWithItsContext(t *testing.T) {
+	sp := openSpool(t, spool.Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- RunDemo(ctx, 2000, sp, quiet) }()
+	waitFor(t, "demo readings", func() bool { return sp.Stats().Appended > 0 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("RunDemo = %v", err)
+	}
+}

@@ -1,0 +1,137 @@
+package input
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/cellgate/cellgate/agent/reading"
+	"github.com/cellgate/cellgate/agent/spool"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// openSpool opens a real spool in a fresh directory and closes it at the
+// end of the test (a test may close it earlier).
+func openSpool(t testing.TB, opts spool.Options) *spool.Spool {
+	t.Helper()
+	if opts.Dir == "" {
+		opts.Dir = t.TempDir()
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	s, err := spool.Open(opts)
+	if err != nil {
+		t.Fatalf("open spool: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil && !errors.Is(err, spool.ErrClosed) {
+			t.Errorf("close spool: %v", err)
+		}
+	})
+	return s
+}
+
+// storedReadings closes s, reopens its directory as a new process would,
+// and returns every unacknowledged reading in order, parsed.
+func storedReadings(t *testing.T, s *spool.Spool, dir string) []reading.Reading {
+	t.Helper()
+	if err := s.Close(); err != nil && !errors.Is(err, spool.ErrClosed) {
+		t.Fatalf("close spool: %v", err)
+	}
+	re := openSpool(t, spool.Options{Dir: dir})
+	var out []reading.Reading
+	pending := re.Stats().Pending
+	var after uint64
+	for uint64(len(out)) < pending {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		recs, err := re.Next(ctx, after, 1000, 0)
+		cancel()
+		if err != nil {
+			t.Fatalf("read back the spool: %v", err)
+		}
+		for _, rec := range recs {
+			r, err := reading.Unmarshal(rec.Payload)
+			if err != nil {
+				t.Fatalf("stored record %d is not a canonical reading: %v\n%s", rec.Seq, err, rec.Payload)
+			}
+			out = append(out, r)
+			after = rec.Seq
+		}
+	}
+	return out
+}
+
+// waitFor polls cond until it holds or a generous deadline passes; the
+// machine is shared and slow, so the deadline only bounds a failure.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// quiet is the logger of tests that do not look at the log.
+var quiet = slog.New(slog.DiscardHandler)
+
+// failingSink is a test double that refuses every append with err. It
+// stands in for sink failures a real spool cannot be made to produce on
+// demand (an I/O error).
+type failingSink struct{ err error }
+
+func (f failingSink) Append(context.Context, ...[]byte) ([]uint64, error) { return nil, f.err }
+
+// gatedSink is a test double that holds every append until its gate is
+// opened or the append's context ends, then passes it to a real spool.
+type gatedSink struct {
+	next    Sink
+	gate    chan struct{}
+	arrived chan struct{}
+}
+
+func newGatedSink(next Sink) *gatedSink {
+	return &gatedSink{next: next, gate: make(chan struct{}), arrived: make(chan struct{}, 100)}
+}
+
+func (g *gatedSink) Append(ctx context.Context, p ...[]byte) ([]uint64, error) {
+	g.arrived <- struct{}{}
+	select {
+	case <-g.gate:
+		return g.next.Append(ctx, p...)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// logBuffer collects log output from concurrent goroutines.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+func (l *logBuffer) logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}

@@ -1,0 +1,519 @@
+package agent_test
+
+// Integration tests of the whole data path with real parts: the cellgate
+// binary and the sim7600 plugin (built here), the emulated modem on a real
+// pty (sdk/modemsim, making real TLS connections), and a real mosquitto
+// requiring client certificates. Readings go in by HTTP; a subscriber on the
+// broker counts the distinct reading ids that come out.
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/autopaho"
+	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/cellgate/cellgate/sdk/modemsim"
+	"github.com/cellgate/cellgate/sdk/plugintest"
+)
+
+var binaries = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "cellgate-it-bin-")
+	if err != nil {
+		return "", err
+	}
+	for _, b := range []struct{ out, pkg string }{
+		{"cellgate", "github.com/cellgate/cellgate/cmd/cellgate"},
+		{"cellgate-plugin-sim7600", "github.com/cellgate/cellgate/plugins/sim7600"},
+	} {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b.out), b.pkg)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return "", fmt.Errorf("build %s: %v\n%s", b.pkg, err, out)
+		}
+	}
+	return dir, nil
+})
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if dir, err := binaries(); err == nil {
+		os.RemoveAll(dir)
+	}
+	os.Exit(code)
+}
+
+// world is one test's set of real parts.
+type world struct {
+	t      *testing.T
+	dir    string
+	pki    *plugintest.PKI
+	modem  *modemsim.Modem
+	broker *mosquitto
+	sub    *subscriber
+	agent  *agentProc
+	mode   string
+	ingest string // http://127.0.0.1:port
+}
+
+func newWorld(t *testing.T, mode string) *world {
+	t.Helper()
+	bin, err := binaries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &world{t: t, dir: t.TempDir(), mode: mode}
+	// mosquitto may drop to its own user: the files must be readable.
+	if err := os.Chmod(w.dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	w.pki = plugintest.NewPKI(t, plugintest.P256)
+	w.pki.WriteFiles(t, w.dir)
+	w.modem, err = modemsim.Start(modemsim.Config{Model: "sim7600", Baud: -1, Link: filepath.Join(w.dir, "ttyUSB2"), StateDir: filepath.Join(w.dir, "flash")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.modem.Close() })
+	w.broker = startMosquitto(t, w.dir, 0)
+	w.sub = newSubscriber(t, w.pki, w.broker.addr)
+	port := freePort(t)
+	w.ingest = fmt.Sprintf("http://127.0.0.1:%d", port)
+	cfg := fmt.Sprintf(`device_id: it-gw
+modem: {model: sim7600, port: %q}
+plugins: {dir: %q}
+tls: {mode: %s, ca: ca.pem, cert: client.pem, key: client.key}
+inputs: {http: {listen: "127.0.0.1:%d"}}
+spool: {dir: spool}
+uplink:
+  mqtt: {broker: "mqtts://%s", topic: "cellgate/{device_id}/telemetry", qos: 1}
+  batch: {max_readings: 50, max_delay: 200ms}
+log: {level: debug}
+`, filepath.Join(w.dir, "ttyUSB2"), bin, mode, port, w.broker.addr)
+	if err := os.WriteFile(filepath.Join(w.dir, "cellgate.yaml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w.agent = startAgent(t, bin, w.dir)
+	w.waitHealthy()
+	return w
+}
+
+func (w *world) waitHealthy() {
+	w.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(w.ingest + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond) // polling a process's listener
+	}
+	w.t.Fatalf("agent did not serve %s/healthz within 30 s; its log:\n%s", w.ingest, w.agent.log())
+}
+
+// post sends n readings in one request and returns the ids the agent
+// accepted (202: they are on disk).
+func (w *world) post(n int, tag string) []string {
+	w.t.Helper()
+	var body bytes.Buffer
+	body.WriteByte('[')
+	for i := range n {
+		if i > 0 {
+			body.WriteByte(',')
+		}
+		fmt.Fprintf(&body, `{"sensor":"t%d","value":%d.5,"unit":"C","tags":{"run":%q}}`, i%4, i, tag)
+	}
+	body.WriteByte(']')
+	resp, err := http.Post(w.ingest+"/v1/readings", "application/json", &body)
+	if err != nil {
+		w.t.Fatalf("POST readings: %v", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusAccepted {
+		w.t.Fatalf("POST readings: %d %s", resp.StatusCode, b)
+	}
+	var out struct {
+		IDs []string `json:"ids"`
+	}
+	if err := json.Unmarshal(b, &out); err != nil || len(out.IDs) != n {
+		w.t.Fatalf("POST readings: %s: want %d ids", b, n)
+	}
+	return out.IDs
+}
+
+// expectDelivered waits until the subscriber saw every id and reports the
+// duplicates (at-least-once delivery), which the test logs, never hides.
+func (w *world) expectDelivered(ids []string, within time.Duration) {
+	w.t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		missing := w.sub.missing(ids)
+		if len(missing) == 0 {
+			total, distinct := w.sub.counts()
+			w.t.Logf("delivered %d readings: %d messages received, %d distinct, %d duplicates", len(ids), total, distinct, total-distinct)
+			return
+		}
+		if time.Now().After(deadline) {
+			w.t.Fatalf("%d of %d readings never arrived (e.g. %v); agent log:\n%s", len(missing), len(ids), missing[:min(3, len(missing))], w.agent.log())
+		}
+		time.Sleep(100 * time.Millisecond) // polling the subscriber's tally
+	}
+}
+
+func TestReadingsReachMosquittoThroughTheModem(t *testing.T) {
+	for _, mode := range []string{"modem", "host"} {
+		t.Run(mode+" TLS", func(t *testing.T) {
+			w := newWorld(t, mode)
+			ids := w.post(200, "basic")
+			w.expectDelivered(ids, 60*time.Second)
+			if c := w.modem.Counters(); c.NetTxBytes == 0 {
+				t.Fatal("nothing crossed the modem's socket: the readings did not go through the modem")
+			}
+		})
+	}
+}
+
+func TestBrokerRestartLosesNothing(t *testing.T) {
+	w := newWorld(t, "modem")
+	ids := w.post(100, "before")
+	w.expectDelivered(ids[:1], 60*time.Second)
+	w.broker.restart(t)
+	ids = append(ids, w.post(100, "during")...)
+	w.expectDelivered(ids, 90*time.Second)
+}
+
+func TestAgentSIGKILLLosesNothing(t *testing.T) {
+	w := newWorld(t, "modem")
+	ids := w.post(100, "first")
+	w.agent.kill(t)
+	bin, _ := binaries()
+	w.agent = startAgent(t, bin, w.dir)
+	w.waitHealthy()
+	ids = append(ids, w.post(100, "second")...)
+	w.expectDelivered(ids, 90*time.Second)
+}
+
+func TestPluginKilledIsRestarted(t *testing.T) {
+	w := newWorld(t, "modem")
+	ids := w.post(50, "first")
+	w.expectDelivered(ids, 60*time.Second)
+	pid := w.agent.pluginPID(t)
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	ids = append(ids, w.post(50, "second")...)
+	w.expectDelivered(ids, 90*time.Second)
+	if p := w.agent.pluginPID(t); p == pid {
+		t.Fatalf("plugin pid %d still the killed one", p)
+	}
+}
+
+// --- the agent process ---
+
+type agentProc struct {
+	cmd *exec.Cmd
+	buf *syncBuffer
+}
+
+func startAgent(t *testing.T, bin, dir string) *agentProc {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(bin, "cellgate"), "run", "--config", filepath.Join(dir, "cellgate.yaml"))
+	buf := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = buf, buf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	a := &agentProc{cmd: cmd, buf: buf}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("agent log:\n%s", a.log())
+		}
+	})
+	return a
+}
+
+func (a *agentProc) log() string { return a.buf.String() }
+
+func (a *agentProc) kill(t *testing.T) {
+	t.Helper()
+	a.cmd.Process.Kill()
+	a.cmd.Wait()
+}
+
+// pluginPID finds the agent's plugin child process.
+func (a *agentProc) pluginPID(t *testing.T) int {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		entries, _ := os.ReadDir("/proc")
+		for _, e := range entries {
+			pid, err := strconv.Atoi(e.Name())
+			if err != nil {
+				continue
+			}
+			stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+			if err != nil {
+				continue
+			}
+			// pid (comm) state ppid ...
+			s := string(stat)
+			rp := strings.LastIndexByte(s, ')')
+			if rp < 0 {
+				continue
+			}
+			fields := strings.Fields(s[rp+1:])
+			if len(fields) < 2 || !strings.Contains(s[:rp], "cellgate-plugin") {
+				continue
+			}
+			if ppid, _ := strconv.Atoi(fields[1]); ppid == a.cmd.Process.Pid {
+				return pid
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatal("no plugin process under the agent")
+	return 0
+}
+
+// --- mosquitto ---
+
+type mosquitto struct {
+	addr string
+	conf string
+	cmd  *exec.Cmd
+	out  *syncBuffer
+}
+
+func startMosquitto(t *testing.T, dir string, port int) *mosquitto {
+	t.Helper()
+	bin, err := exec.LookPath("mosquitto")
+	if err != nil {
+		if _, serr := os.Stat("/usr/sbin/mosquitto"); serr != nil {
+			t.Fatal("mosquitto is not installed: run make deps")
+		}
+		bin = "/usr/sbin/mosquitto"
+	}
+	if port == 0 {
+		port = freePort(t)
+	}
+	conf := filepath.Join(dir, "mosquitto.conf")
+	userLine := ""
+	if os.Geteuid() == 0 {
+		userLine = "user root\n"
+	}
+	text := fmt.Sprintf(`%slistener %d 127.0.0.1
+cafile %s
+certfile %s
+keyfile %s
+require_certificate true
+use_identity_as_username true
+allow_anonymous false
+persistence true
+persistence_location %s/
+log_dest stderr
+log_type error
+log_type warning
+`, userLine, port, filepath.Join(dir, "ca.pem"), filepath.Join(dir, "server.pem"), filepath.Join(dir, "server.key"), dir)
+	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m := &mosquitto{addr: fmt.Sprintf("127.0.0.1:%d", port), conf: conf}
+	m.start(t, bin)
+	t.Cleanup(func() { m.stop() })
+	return m
+}
+
+func (m *mosquitto) start(t *testing.T, bin string) {
+	t.Helper()
+	m.out = &syncBuffer{}
+	m.cmd = exec.Command(bin, "-c", m.conf)
+	m.cmd.Stdout, m.cmd.Stderr = m.out, m.out
+	if err := m.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", m.addr, time.Second)
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("mosquitto did not listen on %s: %v\n%s", m.addr, err, m.out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (m *mosquitto) stop() {
+	if m.cmd == nil || m.cmd.Process == nil {
+		return
+	}
+	m.cmd.Process.Signal(syscall.SIGTERM) // saves its persistence file
+	done := make(chan struct{})
+	go func() { m.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		m.cmd.Process.Kill()
+		<-done
+	}
+	m.cmd = nil
+}
+
+func (m *mosquitto) restart(t *testing.T) {
+	t.Helper()
+	bin := "/usr/sbin/mosquitto"
+	if p, err := exec.LookPath("mosquitto"); err == nil {
+		bin = p
+	}
+	m.stop()
+	m.start(t, bin)
+}
+
+// --- the subscriber ---
+
+// subscriber counts readings by id, across reconnects (persistent session,
+// QoS 1).
+type subscriber struct {
+	mu    sync.Mutex
+	seen  map[string]int
+	total int
+	cm    *autopaho.ConnectionManager
+}
+
+func newSubscriber(t *testing.T, p *plugintest.PKI, addr string) *subscriber {
+	t.Helper()
+	s := &subscriber{seen: map[string]int{}}
+	cert := p.Client.TLSCertificate(t)
+	u, _ := url.Parse("tls://" + addr)
+	ctx, cancel := context.WithCancel(context.Background())
+	cfg := autopaho.ClientConfig{
+		ServerUrls:                    []*url.URL{u},
+		TlsCfg:                        &tls.Config{RootCAs: p.CertPool(), Certificates: []tls.Certificate{cert}, ServerName: "127.0.0.1"},
+		KeepAlive:                     10,
+		CleanStartOnInitialConnection: true,
+		SessionExpiryInterval:         3600,
+		ConnectRetryDelay:             200 * time.Millisecond,
+		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
+			sctx, c := context.WithTimeout(ctx, 10*time.Second)
+			defer c()
+			cm.Subscribe(sctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "cellgate/+/telemetry", QoS: 1}}})
+		},
+		ClientConfig: paho.ClientConfig{
+			ClientID: "it-subscriber",
+			OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
+				var batch struct {
+					Readings []struct {
+						ID string `json:"id"`
+					} `json:"readings"`
+				}
+				if err := json.Unmarshal(pr.Packet.Payload, &batch); err != nil {
+					t.Errorf("subscriber: payload is not a JSON batch: %v", err)
+					return true, nil
+				}
+				s.mu.Lock()
+				for _, r := range batch.Readings {
+					s.seen[r.ID]++
+					s.total++
+				}
+				s.mu.Unlock()
+				return true, nil
+			}},
+		},
+	}
+	cm, err := autopaho.NewConnection(ctx, cfg)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
+	defer wcancel()
+	if err := cm.AwaitConnection(wctx); err != nil {
+		cancel()
+		t.Fatalf("subscriber could not connect to mosquitto: %v", err)
+	}
+	s.cm = cm
+	t.Cleanup(func() {
+		dctx, dc := context.WithTimeout(context.Background(), 5*time.Second)
+		defer dc()
+		cm.Disconnect(dctx)
+		cancel()
+		<-cm.Done()
+	})
+	return s
+}
+
+func (s *subscriber) missing(ids []string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, id := range ids {
+		if s.seen[id] == 0 {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+func (s *subscriber) counts() (total, distinct int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.total, len(s.seen)
+}
+
+// --- helpers ---
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}

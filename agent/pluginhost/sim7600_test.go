@@ -1,0 +1,136 @@
+package pluginhost_test
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"log/slog"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cellgate/cellgate/agent/pluginhost"
+	"github.com/cellgate/cellgate/sdk"
+	"github.com/cellgate/cellgate/sdk/modemsim"
+	"github.com/cellgate/cellgate/sdk/plugintest"
+)
+
+// TestRealSIM7600PluginRestartsMidSession runs the real plugin binary
+// against the emulated modem (a real pty, real mutual TLS to a server on
+// loopback), kills the plugin with SIGKILL in the middle of a session, and
+// checks that the session says so within a second, that the host restarts
+// the plugin and replays Open and Provision against the modem, and that a
+// new session carries data again.
+func TestRealSIM7600PluginRestartsMidSession(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, pluginhost.BinaryPrefix+"sim7600")
+	build := exec.CommandContext(testCtx(t, 2*time.Minute), "go", "build", "-o", bin, "github.com/cellgate/cellgate/plugins/sim7600")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build the sim7600 plugin: %v\n%s", err, out)
+	}
+	sum, err := sdk.FileSHA256(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	modem, err := modemsim.Start(modemsim.Config{Model: "sim7600", Baud: -1})
+	if err != nil {
+		t.Fatalf("start the emulated SIM7600: %v", err)
+	}
+	t.Cleanup(func() { modem.Close() })
+	pki := plugintest.NewPKI(t, plugintest.P256)
+	srv := plugintest.StartServer(t, plugintest.MutualTLS(pki, 0), plugintest.Echo)
+	host, port := srv.HostPort()
+
+	log := &recorder{store: &recordStore{}}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, l := range log.lines() {
+				t.Log("host log: " + l)
+			}
+		}
+	})
+	h, err := pluginhost.Start(testCtx(t, 10*time.Second), pluginhost.Config{
+		Model:  "sim7600",
+		Dirs:   []string{dir},
+		SHA256: sum,
+		Modem:  sdk.ModemConfig{Port: modem.Path(), RegistrationTimeout: 30 * time.Second},
+		Bundle: &sdk.Bundle{Profile: 0, CA: pki.CA.CertPEM, Cert: pki.Client.CertPEM, Key: pki.Client.KeyPEM},
+		Logger: slog.New(log),
+		// Frequent pings exercise the health check alongside real traffic.
+		HealthInterval: 200 * time.Millisecond,
+		HealthTimeout:  2 * time.Second,
+		Backoff:        pluginhost.Backoff{Initial: 100 * time.Millisecond, Max: time.Second},
+	})
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := h.Close(testCtx(t, 30*time.Second)); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+
+	if err := h.Ready(testCtx(t, time.Minute)); err != nil {
+		t.Fatalf("Ready: %v", err)
+	}
+	if info, ok := h.Info(); !ok || !strings.Contains(strings.ToUpper(info.Model), "SIM7600") {
+		t.Fatalf("Info() = %+v, %v; want the emulated SIM7600", info, ok)
+	}
+	pid1 := h.PID()
+	req := sdk.DialRequest{Host: host, Port: port, Profile: 0, Mode: sdk.DialModemTLS}
+	sess, err := h.Dial(testCtx(t, time.Minute), req)
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	t.Cleanup(func() { sess.Close(context.Background()) })
+	roundTrip(t, sess, "through the first plugin\n")
+	before := modem.Counters().Commands
+
+	recvErr := make(chan error, 1)
+	go func() {
+		_, err := sess.Recv(testCtx(t, 30*time.Second))
+		recvErr <- err
+	}()
+	if err := syscall.Kill(pid1, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.NewTimer(time.Second)
+	defer killed.Stop()
+	select {
+	case err := <-recvErr:
+		if !errors.Is(err, sdk.ErrPluginExited) {
+			t.Fatalf("Recv after the plugin's SIGKILL = %v, want sdk.ErrPluginExited", err)
+		}
+	case <-killed.C:
+		t.Fatal("Recv did not fail within 1 s of the plugin's SIGKILL")
+	}
+
+	// Dial waits for the replacement (or retries on it if it meets the
+	// dying plugin first).
+	again, err := h.Dial(testCtx(t, time.Minute), req)
+	if err != nil {
+		t.Fatalf("Dial after the restart: %v", err)
+	}
+	t.Cleanup(func() { again.Close(context.Background()) })
+	if h.Restarts() != 1 || h.PID() == pid1 {
+		t.Fatalf("after the kill: Restarts() = %d, PID() = %d (killed %d); want one restart", h.Restarts(), h.PID(), pid1)
+	}
+	data := make([]byte, 64<<10)
+	rand.Read(data)
+	roundTrip(t, again, string(data))
+
+	// The replay reached the modem: bring-up and provisioning commands were
+	// sent again after the kill.
+	after := modem.Counters().Commands
+	for _, cmd := range []string{"AT+CMEE", "AT+CCERTLIST", "AT+CSSLCFG"} {
+		if after[cmd] <= before[cmd] {
+			t.Errorf("%s sent %d times before the kill and %d after: Open/Provision not replayed", cmd, before[cmd], after[cmd])
+		}
+	}
+	if !processGone(pid1) {
+		t.Errorf("killed plugin pid %d still exists", pid1)
+	}
+}
