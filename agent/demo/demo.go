@@ -137,7 +137,10 @@ func startBroker(pki *plugintest.PKI, log *slog.Logger) (*mqtt.Server, string, e
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	srv := mqtt.New(&mqtt.Options{InlineClient: false, Logger: log.With("part", "broker")})
+	// The broker's own chatter (clients disconnecting at shutdown) is not
+	// what the demo is about: only its errors are shown.
+	blog := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	srv := mqtt.New(&mqtt.Options{InlineClient: false, Logger: blog.With("part", "broker")})
 	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
 		return nil, "", err
 	}
@@ -199,4 +202,3 @@ func subscribe(ctx context.Context, pki *plugintest.PKI, addr string, out io.Wri
 	}
 	return c, nil
 }
-
