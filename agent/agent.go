@@ -97,12 +97,11 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 			return fmt.Errorf("inputs.http.listen %s: %w", l, err)
 		}
 		addrs.HTTP = ln.Addr()
-		h := input.NewHTTP(cfg.Inputs.HTTP, sp, log.With("input", "http"), time.Now)
+		h := input.NewHTTP(cfg.Inputs.HTTP, sp, log, time.Now)
 		goRun("http input", func() error { return h.Serve(ctx, ln) })
-		log.Info("http input listening", "addr", ln.Addr().String())
 	}
 	if l := cfg.Inputs.UDP.Listen; l != "" {
-		d, err := input.NewDatagram(l, sp, log.With("input", "datagram"), time.Now)
+		d, err := input.NewDatagram(l, sp, log, time.Now)
 		if err != nil {
 			return fmt.Errorf("inputs.udp.listen %s: %w", l, err)
 		}
@@ -110,7 +109,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		goRun("datagram input", func() error { return d.Serve(ctx) })
 	}
 	if r := cfg.Inputs.Demo.Rate; r > 0 {
-		goRun("demo input", func() error { return input.RunDemo(ctx, r, sp, log.With("input", "demo")) })
+		goRun("demo input", func() error { return input.RunDemo(ctx, r, sp, log) })
 	}
 	if opts.Ready != nil {
 		opts.Ready(addrs)

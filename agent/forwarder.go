@@ -174,8 +174,12 @@ func (f *forwarder) send(ctx context.Context, m transport.Message, n int) error 
 		if errors.As(err, &perm) {
 			return err
 		}
-		f.log.Warn("send failed; will retry", "attempt", attempt, "readings", n, "retry_in", delay, "err", err)
-		t := time.NewTimer(delay + rand.N(delay/4+1))
+		wait := delay + rand.N(delay/4+1)
+		if after, ok := transport.RetryAfter(err); ok && after > wait {
+			wait = after // the upstream said when to come back
+		}
+		f.log.Warn("send failed; will retry", "attempt", attempt, "readings", n, "retry_in", wait, "err", err)
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()

@@ -22,9 +22,9 @@ import (
 
 // HTTPSConfig configures an HTTPS POST uplink.
 type HTTPSConfig struct {
-	// URL is the https:// endpoint messages are POSTed to. Its host names
-	// the upstream in the Host header and in SNI-less logs; the connection
-	// itself always comes from the Dialer, which must reach that host.
+	// URL is the https:// endpoint messages are POSTed to. Its host goes
+	// in the Host header; the connection itself always comes from the
+	// Dialer, which must reach that host.
 	URL string
 	// Header is added to every request (an Authorization token, say). It
 	// is never logged.

@@ -267,10 +267,11 @@ func (m *MQTT) Send(ctx context.Context, msg Message) error {
 				perr.Reason = resp.Properties.ReasonString
 			}
 			m.log.Warn("broker refused a message", "code", fmt.Sprintf("0x%02x", resp.ReasonCode), "bytes", len(msg.Payload), "ids", idsForLog(msg.IDs))
+			err := fmt.Errorf("mqtt uplink to %s: %w", m.broker, perr)
 			if perr.ReasonCode == 0x99 {
-				return &PermanentError{Err: perr}
+				return &PermanentError{Err: err}
 			}
-			return fmt.Errorf("mqtt uplink to %s: %w", m.broker, perr)
+			return err
 		}
 		switch {
 		case err == nil:

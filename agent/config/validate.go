@@ -183,7 +183,7 @@ func (v *validator) inputs(in Inputs) {
 	if in.HTTP.MaxBody < KiB || in.HTTP.MaxBody > 64*MiB {
 		v.failf("inputs.http.max_body", "%s is out of range (want 1KiB to 64MiB)", in.HTTP.MaxBody)
 	}
-	v.listen("inputs.udp.listen", in.UDP.Listen)
+	v.datagramListen("inputs.udp.listen", in.UDP.Listen)
 	if in.Demo.Rate < 0 || in.Demo.Rate > 10000 {
 		v.failf("inputs.demo.rate", "%s is out of range (want 0 to 10000 readings per second; 0 disables)", show(in.Demo.Rate))
 	}
@@ -203,6 +203,18 @@ func (v *validator) listen(path, addr string) {
 		return
 	}
 	v.warn(path, "%s listens beyond loopback: other machines can send readings", addr)
+}
+
+// datagramListen accepts what the datagram input binds: host:port or
+// udp:host:port for UDP, unix:/absolute/path for a Unix datagram socket.
+func (v *validator) datagramListen(path, addr string) {
+	if rest, ok := strings.CutPrefix(addr, "unix:"); ok {
+		if !strings.HasPrefix(rest, "/") || len(rest) > 107 {
+			v.failf(path, "%q: a Unix socket needs an absolute path of at most 107 bytes (e.g. unix:/run/cellgate/readings.sock)", addr)
+		}
+		return
+	}
+	v.listen(path, strings.TrimPrefix(addr, "udp:"))
 }
 
 func validPort(s string, zeroOK bool) bool {

@@ -70,7 +70,8 @@ type Datagram struct {
 // NewDatagram binds the datagram ingest. listen is "udp:HOST:PORT",
 // "HOST:PORT" (UDP too) or "unix:PATH". For a Unix socket a stale socket
 // file left by a dead process is replaced; a live socket, or a file that is
-// not a socket, is an error. log nil means slog.Default(); now nil means
+// not a socket, is an error. Its log lines carry input=udp or
+// input=unixgram, added here. log nil means slog.Default(); now nil means
 // time.Now. The caller must call Serve or Close.
 func NewDatagram(listen string, sink Sink, log *slog.Logger, now func() time.Time) (*Datagram, error) {
 	if log == nil {

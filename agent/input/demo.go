@@ -43,7 +43,8 @@ type Demo struct {
 }
 
 // NewDemo returns a generator of rate readings per second (0 < rate ≤
-// 10000) into sink. log nil means slog.Default().
+// 10000) into sink. Its log lines carry input=demo, added here. log nil
+// means slog.Default().
 func NewDemo(rate float64, sink Sink, log *slog.Logger) (*Demo, error) {
 	if math.IsNaN(rate) || rate <= 0 || rate > maxDemoRate {
 		return nil, fmt.Errorf("demo input: rate %v readings/s is out of range (want more than 0, at most %d)", rate, maxDemoRate)

@@ -78,8 +78,9 @@ type HTTP struct {
 }
 
 // NewHTTP returns the ingest for cfg (only MaxBody is used here: Serve
-// takes a listener, so the caller binds cfg.Listen). log nil means
-// slog.Default(); now nil means time.Now.
+// takes a listener, so the caller binds cfg.Listen). Its log lines carry
+// input=http, added here. log nil means slog.Default(); now nil means
+// time.Now.
 func NewHTTP(cfg config.HTTPInput, sink Sink, log *slog.Logger, now func() time.Time) *HTTP {
 	if log == nil {
 		log = slog.Default()

@@ -26,6 +26,9 @@ const cborSchemaVersion = 1
 // decoded, so a hostile payload cannot exhaust the consumer's memory.
 const MaxInflatedBytes = 64 << 20
 
+// maxInflated is MaxInflatedBytes; a test lowers it to build its bomb fast.
+var maxInflated int64 = MaxInflatedBytes
+
 // The CBOR modes are built once: deterministic encoding (RFC 8949 core
 // deterministic map order, shortest integers, bignums only for mantissas
 // beyond int64), strict decoding (duplicate map keys and invalid UTF-8
@@ -118,12 +121,12 @@ func (cborDeflateEncoder) Decode(payload []byte) (Batch, error) {
 	if err != nil {
 		return Batch{}, fmt.Errorf("reading: decode cbor+deflate batch: not zlib data: %w", err)
 	}
-	raw, err := io.ReadAll(io.LimitReader(zr, MaxInflatedBytes+1))
+	raw, err := io.ReadAll(io.LimitReader(zr, maxInflated+1))
 	if err != nil {
 		return Batch{}, fmt.Errorf("reading: decode cbor+deflate batch: inflate: %w", err)
 	}
-	if len(raw) > MaxInflatedBytes {
-		return Batch{}, fmt.Errorf("reading: decode cbor+deflate batch: inflates to more than %d bytes", MaxInflatedBytes)
+	if int64(len(raw)) > maxInflated {
+		return Batch{}, fmt.Errorf("reading: decode cbor+deflate batch: inflates to more than %d bytes", maxInflated)
 	}
 	if err := zr.Close(); err != nil {
 		return Batch{}, fmt.Errorf("reading: decode cbor+deflate batch: inflate: %w", err)
