@@ -1,0 +1,104 @@
+package agent_test
+
+import (
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cellgate/cellgate/agent/reading"
+	"github.com/cellgate/cellgate/sdk/modemsim"
+	"github.com/cellgate/cellgate/sdk/plugintest"
+)
+
+// TestHTTPSUplinkWithCompactBatches sends readings through the modem (the
+// modem terminates TLS) to a real TLS HTTP server that verifies the
+// gateway's client certificate, in the compact cbor+deflate encoding, and
+// decodes every batch as an upstream consumer would.
+func TestHTTPSUplinkWithCompactBatches(t *testing.T) {
+	bin, err := binaries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	p := plugintest.NewPKI(t, plugintest.P256)
+	p.WriteFiles(t, dir)
+	modem, err := modemsim.Start(modemsim.Config{Model: "sim7600", Baud: -1, Link: filepath.Join(dir, "ttyUSB2")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer modem.Close()
+
+	var mu sync.Mutex
+	seen := map[string]int{}
+	var problems []string
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		b, err := reading.DecodeBatch(r.Header.Get("Content-Type"), r.Header.Get("Content-Encoding"), body)
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil || r.URL.Path != "/ingest" || b.DeviceID != "https-gw" {
+			problems = append(problems, fmt.Sprintf("%s %s %q: %v", r.Method, r.URL.Path, b.DeviceID, err))
+			http.Error(w, "bad batch", http.StatusBadRequest)
+			return
+		}
+		for _, rd := range b.Readings {
+			seen[rd.ID]++
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{p.Server.TLSCertificate(t)}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: p.CertPool()}
+	srv.StartTLS()
+	defer srv.Close()
+
+	port := freePort(t)
+	cfg := fmt.Sprintf(`device_id: https-gw
+modem: {model: sim7600, port: %q}
+plugins: {dir: %q}
+tls: {mode: modem, ca: ca.pem, cert: client.pem, key: client.key}
+inputs: {http: {listen: "127.0.0.1:%d"}}
+spool: {dir: spool}
+uplink:
+  https: {url: "%s/ingest"}
+  batch: {max_readings: 40, max_delay: 200ms, encoding: cbor+deflate}
+`, filepath.Join(dir, "ttyUSB2"), bin, port, srv.URL)
+	if err := os.WriteFile(filepath.Join(dir, "cellgate.yaml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w := &world{t: t, dir: dir, ingest: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	w.agent = startAgent(t, bin, dir)
+	w.waitHealthy()
+	ids := w.post(120, "https")
+
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		mu.Lock()
+		missing := 0
+		for _, id := range ids {
+			if seen[id] == 0 {
+				missing++
+			}
+		}
+		bad := append([]string(nil), problems...)
+		mu.Unlock()
+		if len(bad) > 0 {
+			t.Fatalf("the server refused batches: %v", bad)
+		}
+		if missing == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d readings never reached the HTTPS server; agent log:\n%s", missing, len(ids), w.agent.log())
+		}
+		time.Sleep(100 * time.Millisecond) // polling the server's tally
+	}
+	c := modem.Counters()
+	t.Logf("120 readings over HTTPS in cbor+deflate: %d bytes up, %d down on the modem's socket (%.1f B/reading both ways)",
+		c.NetTxBytes, c.NetRxBytes, float64(c.NetTxBytes+c.NetRxBytes)/120)
+}
