@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cellgate/cellgate/agent/reading"
+	"github.com/cellgate/cellgate/internal/testutil"
 	"github.com/cellgate/cellgate/sdk/modemsim"
 	"github.com/cellgate/cellgate/sdk/plugintest"
 )
@@ -57,7 +58,7 @@ func TestHTTPSUplinkWithCompactBatches(t *testing.T) {
 	srv.StartTLS()
 	defer srv.Close()
 
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	cfg := fmt.Sprintf(`device_id: https-gw
 modem: {model: sim7600, port: %q}
 plugins: {dir: %q}

@@ -13,7 +13,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -29,32 +28,16 @@ import (
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
 
+	"github.com/cellgate/cellgate/internal/testutil"
 	"github.com/cellgate/cellgate/sdk/modemsim"
 	"github.com/cellgate/cellgate/sdk/plugintest"
 )
 
-var binaries = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "cellgate-it-bin-")
-	if err != nil {
-		return "", err
-	}
-	for _, b := range []struct{ out, pkg string }{
-		{"cellgate", "github.com/cellgate/cellgate/cmd/cellgate"},
-		{"cellgate-plugin-sim7600", "github.com/cellgate/cellgate/plugins/sim7600"},
-	} {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b.out), b.pkg)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return "", fmt.Errorf("build %s: %v\n%s", b.pkg, err, out)
-		}
-	}
-	return dir, nil
-})
+var binaries = testutil.BuildOnce(testutil.Cellgate, testutil.PluginSim7600)
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if dir, err := binaries(); err == nil {
-		os.RemoveAll(dir)
-	}
+	testutil.Cleanup(binaries)
 	os.Exit(code)
 }
 
@@ -91,7 +74,7 @@ func newWorld(t *testing.T, mode string) *world {
 	t.Cleanup(func() { w.modem.Close() })
 	w.broker = startMosquitto(t, w.dir, 0)
 	w.sub = newSubscriber(t, w.pki, w.broker.addr)
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	w.ingest = fmt.Sprintf("http://127.0.0.1:%d", port)
 	cfg := fmt.Sprintf(`device_id: it-gw
 modem: {model: sim7600, port: %q}
@@ -203,7 +186,9 @@ func TestBrokerRestartLosesNothing(t *testing.T) {
 func TestAgentSIGKILLLosesNothing(t *testing.T) {
 	w := newWorld(t, "modem")
 	ids := w.post(100, "first")
-	w.agent.kill(t)
+	w.expectDelivered(ids[:1], 60*time.Second) // the uplink is up and sending
+	ids = append(ids, w.post(100, "in flight")...)
+	w.agent.kill(t) // mid-stream: some of these are not acknowledged yet
 	bin, _ := binaries()
 	w.agent = startAgent(t, bin, w.dir)
 	w.waitHealthy()
@@ -230,13 +215,13 @@ func TestPluginKilledIsRestarted(t *testing.T) {
 
 type agentProc struct {
 	cmd *exec.Cmd
-	buf *syncBuffer
+	buf *testutil.SyncBuffer
 }
 
 func startAgent(t *testing.T, bin, dir string) *agentProc {
 	t.Helper()
 	cmd := exec.Command(filepath.Join(bin, "cellgate"), "run", "--config", filepath.Join(dir, "cellgate.yaml"))
-	buf := &syncBuffer{}
+	buf := &testutil.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = buf, buf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -308,7 +293,7 @@ type mosquitto struct {
 	addr string
 	conf string
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *testutil.SyncBuffer
 }
 
 func startMosquitto(t *testing.T, dir string, port int) *mosquitto {
@@ -321,7 +306,7 @@ func startMosquitto(t *testing.T, dir string, port int) *mosquitto {
 		bin = "/usr/sbin/mosquitto"
 	}
 	if port == 0 {
-		port = freePort(t)
+		port = testutil.FreePort(t)
 	}
 	conf := filepath.Join(dir, "mosquitto.conf")
 	userLine := ""
@@ -352,23 +337,14 @@ log_type warning
 
 func (m *mosquitto) start(t *testing.T, bin string) {
 	t.Helper()
-	m.out = &syncBuffer{}
+	m.out = &testutil.SyncBuffer{}
 	m.cmd = exec.Command(bin, "-c", m.conf)
 	m.cmd.Stdout, m.cmd.Stderr = m.out, m.out
 	if err := m.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", m.addr, time.Second)
-		if err == nil {
-			c.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("mosquitto did not listen on %s: %v\n%s", m.addr, err, m.out.String())
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := testutil.WaitListening(m.addr, 10*time.Second); err != nil {
+		t.Fatalf("mosquitto: %v\n%s", err, m.out.String())
 	}
 }
 
@@ -419,7 +395,11 @@ func newSubscriber(t *testing.T, p *plugintest.PKI, addr string) *subscriber {
 		ServerUrls:                    []*url.URL{u},
 		TlsCfg:                        &tls.Config{RootCAs: p.CertPool(), Certificates: []tls.Certificate{cert}, ServerName: "127.0.0.1"},
 		KeepAlive:                     10,
-		CleanStartOnInitialConnection: true,
+		// A session that began without clean start is what mosquitto 2.0
+		// persists across its restart; with clean start, messages
+		// published between the broker's return and our resubscription
+		// would be dropped, and look like the agent lost them.
+		CleanStartOnInitialConnection: false,
 		SessionExpiryInterval:         3600,
 		ConnectRetryDelay:             200 * time.Millisecond,
 		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
@@ -487,33 +467,4 @@ func (s *subscriber) counts() (total, distinct int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.total, len(s.seen)
-}
-
-// --- helpers ---
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -7,44 +7,25 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/cellgate/cellgate/internal/testutil"
 	"github.com/cellgate/cellgate/sdk/modemsim"
 	"github.com/cellgate/cellgate/sdk/plugintest"
 )
 
-// binaries builds cellgate and the sim7600 plugin once into one directory,
-// so cellgate finds the plugin next to itself as an installed tree would.
-var binaries = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "cellgate-e2e-bin-")
-	if err != nil {
-		return "", err
-	}
-	for _, b := range []struct{ out, pkg string }{
-		{"cellgate", "github.com/cellgate/cellgate/cmd/cellgate"},
-		{"cellgate-plugin-sim7600", "github.com/cellgate/cellgate/plugins/sim7600"},
-	} {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b.out), b.pkg)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return "", fmt.Errorf("build %s: %v\n%s", b.pkg, err, out)
-		}
-	}
-	return dir, nil
-})
+// binaries builds cellgate and the sim7600 plugin once, side by side.
+var binaries = testutil.BuildOnce(testutil.Cellgate, testutil.PluginSim7600)
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if dir, err := binaries(); err == nil {
-		os.RemoveAll(dir)
-	}
+	testutil.Cleanup(binaries)
 	os.Exit(code)
 }
 
@@ -75,7 +56,7 @@ func startSServer(t *testing.T, dir string, extra ...string) int {
 	if _, err := exec.LookPath("openssl"); err != nil {
 		t.Fatal("openssl not installed: run make deps")
 	}
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	args := append([]string{"s_server", "-accept", "127.0.0.1:" + strconv.Itoa(port),
 		"-Verify", "10", "-verify_return_error", "-named_curve", "secp521r1", "-rev",
 		"-CAfile", filepath.Join(dir, "ca.pem"), "-cert", filepath.Join(dir, "server.pem"), "-key", filepath.Join(dir, "server.key")}, extra...)
@@ -92,28 +73,10 @@ func startSServer(t *testing.T, dir string, extra ...string) int {
 			t.Logf("openssl s_server output:\n%s", out.String())
 		}
 	})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
-		if err == nil {
-			c.Close()
-			return port
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("openssl s_server did not listen on %d: %v", port, err)
-		}
-		time.Sleep(50 * time.Millisecond) // polling a process we do not control
+	if err := testutil.WaitListening(fmt.Sprintf("127.0.0.1:%d", port), 10*time.Second); err != nil {
+		t.Fatalf("openssl s_server: %v", err)
 	}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 // cellgate runs the cellgate binary with stdin and returns stdout, stderr

@@ -8,9 +8,10 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/cellgate/cellgate/internal/testutil"
 )
 
 // TestDemoDeliversReadings runs the quickstart for a few seconds, as `make
@@ -22,7 +23,7 @@ func TestDemoDeliversReadings(t *testing.T) {
 		t.Fatalf("build plugin: %v\n%s", err, out)
 	}
 	dir := filepath.Join(t.TempDir(), "demo")
-	out := &syncBuffer{}
+	out := &testutil.SyncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
@@ -54,21 +55,4 @@ func TestDemoDeliversReadings(t *testing.T) {
 	if _, err := exec.Command("test", "-e", dir).CombinedOutput(); err == nil {
 		t.Fatalf("demo left %s behind", dir)
 	}
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

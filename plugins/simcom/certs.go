@@ -203,9 +203,19 @@ func (d *Driver) Provision(ctx context.Context, b sdk.Bundle) (sdk.ProvisionRepo
 	for _, n := range present {
 		have[n] = true
 	}
+	d.mu.Lock()
+	suspect := d.storeSuspect
+	d.mu.Unlock()
 	for _, f := range []certFile{p.ca, p.cert, p.key} {
 		if !f.set() {
 			continue
+		}
+		if have[f.name] && suspect {
+			// Its content may be filler (see Driver.sync): replace it.
+			if err := runScript(ctx, ch, []step{{op: "delete suspect " + f.name, cmd: "AT+CCERTDELE=" + quote(f.name)}}, nil); err != nil {
+				return report, d.modemErr("provision", err)
+			}
+			have[f.name] = false
 		}
 		if have[f.name] {
 			report.Kept = append(report.Kept, f.name)
@@ -228,6 +238,7 @@ func (d *Driver) Provision(ctx context.Context, b sdk.Bundle) (sdk.ProvisionRepo
 	}
 
 	d.mu.Lock()
+	d.storeSuspect = false
 	d.bundles[b.Profile] = p
 	inUse := map[string]bool{}
 	for _, q := range d.bundles {

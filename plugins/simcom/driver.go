@@ -31,7 +31,7 @@ type Driver struct {
 	log     *slog.Logger
 	// openPort is replaceable so host-side tests can drive the driver over a
 	// scripted transcript instead of a serial device.
-	openPort func(name string, baud int) (io.ReadWriteCloser, error)
+	openPort func(ctx context.Context, name string, baud int) (io.ReadWriteCloser, error)
 
 	// bringup serialises Open and the re-bring-up after a modem reboot, so
 	// two callers never interleave bring-up scripts.
@@ -46,6 +46,10 @@ type Driver struct {
 	sessions []*session
 	bundles  map[int]provisioned // the last provisioned bundle per SSL context
 	stopped  bool
+	// storeSuspect: sync had to complete an abandoned payload, which may
+	// have been a certificate download; Provision then replaces our files
+	// instead of trusting their names.
+	storeSuspect bool
 }
 
 // New returns a Driver for the model p. Logs go to log (nil discards).
@@ -56,8 +60,8 @@ func New(p Profile, log *slog.Logger) *Driver {
 	return &Driver{
 		profile: p,
 		log:     log.With("modem", p.Name),
-		openPort: func(name string, baud int) (io.ReadWriteCloser, error) {
-			return openPort(name, baud)
+		openPort: func(ctx context.Context, name string, baud int) (io.ReadWriteCloser, error) {
+			return openPort(ctx, name, baud)
 		},
 		sessions: make([]*session, p.Sessions),
 		bundles:  map[int]provisioned{},
@@ -93,7 +97,7 @@ func (d *Driver) Open(ctx context.Context, cfg sdk.ModemConfig) (sdk.ModemInfo, 
 	d.mu.Unlock()
 
 	if ch == nil {
-		rw, err := d.openPort(cfg.Port, cfg.Baud)
+		rw, err := d.openPort(ctx, cfg.Port, cfg.Baud)
 		if err != nil {
 			return sdk.ModemInfo{}, &sdk.SerialError{Op: "open", Port: cfg.Port, Err: err.Error()}
 		}
@@ -125,10 +129,10 @@ func (d *Driver) bringUp(ctx context.Context, ch *at.Channel, cfg sdk.ModemConfi
 	var info sdk.ModemInfo
 	registered := map[string]string{}
 
+	if err := d.sync(ctx, ch); err != nil {
+		return sdk.ModemInfo{}, err
+	}
 	steps := []step{
-		// A modem that is still booting ignores AT until it printed RDY;
-		// keep asking for a while rather than failing on the first silence.
-		{op: "sync", cmd: "AT", timeout: time.Second, retry: retryTimeouts, within: 20 * time.Second, every: 200 * time.Millisecond},
 		{op: "echo off", cmd: "ATE0"},
 		{op: "verbose errors", cmd: "AT+CMEE=2"},
 		{op: "identify model", cmd: "AT+CGMM", check: func(r *at.Response) (bool, error) {
@@ -224,6 +228,40 @@ func (d *Driver) bringUp(ctx context.Context, ch *at.Channel, cfg sdk.ModemConfi
 	}
 	info.Registration = registered["+CREG:"]
 	return info, nil
+}
+
+// sync waits until the modem answers AT. A modem still booting ignores AT
+// until it printed RDY, so silence is retried for a while. Silence can also
+// mean the modem is collecting payload bytes for an AT+CCHSEND or
+// AT+CCERTDOWN whose sender died between command and payload (a plugin
+// killed with SIGKILL): after a few silent seconds the driver sends filler
+// to complete it, and marks the certificate store suspect, since a download
+// completed with filler leaves a file whose name no longer matches its
+// content.
+//
+// The probe is AT+CGMM rather than AT because its answer carries a line: a
+// stale OK left in the line by the previous owner cannot pass for it.
+func (d *Driver) sync(ctx context.Context, ch *at.Channel) error {
+	attempt := step{op: "sync", cmd: "AT+CGMM", timeout: time.Second, retry: retryTimeouts, within: 3 * time.Second, every: 200 * time.Millisecond,
+		check: func(r *at.Response) (bool, error) { return firstLine(r) != "", nil }}
+	err := runScript(ctx, ch, []step{attempt}, nil)
+	if err == nil || ctx.Err() != nil {
+		return err
+	}
+	var me *at.CMEError
+	var ae *at.Error
+	if errors.As(err, &me) || errors.As(err, &ae) {
+		return err // the modem answers: it is not stuck
+	}
+	d.log.Warn("modem silent; completing a payload a previous driver may have left it waiting for", "op", "sync", "bytes", d.profile.MaxCertBytes)
+	if uerr := ch.Unstick(ctx, d.profile.MaxCertBytes); uerr != nil {
+		return &stepError{Op: "sync", Cmd: "AT", Cause: uerr}
+	}
+	d.mu.Lock()
+	d.storeSuspect = true
+	d.mu.Unlock()
+	attempt.within = 20 * time.Second
+	return runScript(ctx, ch, []step{attempt}, nil)
 }
 
 // regCheck accepts a registration answer with stat 1 (home) or 5 (roaming)

@@ -1,13 +1,16 @@
 package simcom
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 	"time"
 
 	"go.bug.st/serial"
+	"golang.org/x/sys/unix"
 )
 
 // defaultWriteTimeout bounds one write to the serial line. At 9600 baud a
@@ -24,6 +27,7 @@ const defaultWriteTimeout = 30 * time.Second
 type port struct {
 	name         string
 	sp           serial.Port
+	lock         *os.File // holds the flock that keeps other drivers off the port
 	writeTimeout time.Duration
 
 	// writeMu serialises writers; the at.Channel already writes from one
@@ -35,21 +39,76 @@ type port struct {
 	closed    chan struct{}
 }
 
+// lockWait bounds the wait for another process to let go of the port. A
+// plugin whose agent died stops the modem (closing its sessions) for up to
+// ten seconds before it exits; its successor waits for that.
+const lockWait = 20 * time.Second
+
 // openPort opens name at baud with 8N1 framing. The returned port's Close
 // unblocks pending reads and abandons a write that is stuck in the kernel.
-func openPort(name string, baud int) (*port, error) {
+//
+// Before touching the line it takes an exclusive flock on the device.
+// go.bug.st/serial's TIOCEXCL keeps other processes out, but not root's: two
+// drivers on one modem interleave commands and steal each other's answers.
+// The lock is released when the port is closed or the process dies.
+func openPort(ctx context.Context, name string, baud int) (*port, error) {
 	if baud <= 0 {
 		baud = 115200
 	}
+	lock, err := lockDevice(ctx, name)
+	if err != nil {
+		return nil, err
+	}
 	sp, err := serial.Open(name, &serial.Mode{BaudRate: baud, DataBits: 8, Parity: serial.NoParity, StopBits: serial.OneStopBit})
 	if err != nil {
+		lock.Close()
 		return nil, fmt.Errorf("open serial port %s at %d baud: %w", name, baud, err)
+	}
+	// Bytes the modem sent to a previous owner of the port (a plugin that
+	// died) are answers to commands we never sent.
+	if err := sp.ResetInputBuffer(); err != nil {
+		sp.Close()
+		lock.Close()
+		return nil, fmt.Errorf("serial port %s: discard stale input: %w", name, err)
 	}
 	if err := sp.SetReadTimeout(serial.NoTimeout); err != nil {
 		sp.Close()
+		lock.Close()
 		return nil, fmt.Errorf("serial port %s: set read timeout: %w", name, err)
 	}
-	return &port{name: name, sp: sp, writeTimeout: defaultWriteTimeout, closed: make(chan struct{})}, nil
+	return &port{name: name, sp: sp, lock: lock, writeTimeout: defaultWriteTimeout, closed: make(chan struct{})}, nil
+}
+
+// lockDevice takes an exclusive flock on the device node, waiting while
+// another process holds it, up to lockWait or ctx.
+func lockDevice(ctx context.Context, name string) (*os.File, error) {
+	f, err := os.OpenFile(name, os.O_RDWR|unix.O_NOCTTY|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open serial port %s: %w", name, err)
+	}
+	deadline := time.Now().Add(lockWait)
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return f, nil
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("lock serial port %s: %w", name, err)
+		}
+		if time.Now().After(deadline) {
+			f.Close()
+			return nil, fmt.Errorf("serial port %s is in use by another process (still locked after %s)", name, lockWait)
+		}
+		t := time.NewTimer(100 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			f.Close()
+			return nil, fmt.Errorf("waiting for serial port %s held by another process: %w", name, ctx.Err())
+		case <-t.C:
+		}
+	}
 }
 
 // Read reads from the line. It returns io.EOF once the port was closed, so
@@ -125,6 +184,7 @@ func (p *port) Close() error {
 	p.closeOnce.Do(func() {
 		close(p.closed)
 		p.closeErr = p.sp.Close()
+		p.lock.Close()
 	})
 	return p.closeErr
 }

@@ -148,7 +148,7 @@ func startScripted(t *testing.T, name string) (*Driver, *scriptedModem) {
 	m := &scriptedModem{t: t, conn: modem, steps: parseTranscript(t, filepath.Join("testdata", "transcripts", name+".txt")), done: make(chan struct{})}
 	go m.play()
 	d := New(SIM7600, nil)
-	d.openPort = func(string, int) (io.ReadWriteCloser, error) { return host, nil }
+	d.openPort = func(context.Context, string, int) (io.ReadWriteCloser, error) { return host, nil }
 	t.Cleanup(func() {
 		host.Close()
 		modem.Close()

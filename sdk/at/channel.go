@@ -135,6 +135,10 @@ type Channel struct {
 	closing  chan struct{} // closed by Close
 	done     chan struct{} // closed by the reader when it stops
 	wg       sync.WaitGroup
+	// settlers are payload exchanges finishing after their caller left
+	// (see settle); Close lets them end before it closes the port. Adds
+	// happen under mu while noSettle is false, so none races Close's Wait.
+	settlers sync.WaitGroup
 
 	closeOnce sync.Once
 	closeErr  error
@@ -156,6 +160,7 @@ type Channel struct {
 	owed      int      // abandoned commands whose final result has not been seen
 	abandoned []string // commands abandoned since the last known-good sync
 	lastProbe int      // index into probes of the last probe sent
+	noSettle  bool     // Close has begun waiting for settlers
 
 	ps parseState // reader-owned
 }
@@ -211,6 +216,17 @@ func (c *Channel) Close() error {
 	first := false
 	c.closeOnce.Do(func() {
 		first = true
+		// A payload still owed to the modem is written first, or the
+		// modem would swallow the next owner's commands as payload.
+		c.mu.Lock()
+		c.noSettle = true
+		c.mu.Unlock()
+		settled := make(chan struct{})
+		go func() { c.settlers.Wait(); close(settled) }()
+		select {
+		case <-settled:
+		case <-time.After(settleWait):
+		}
 		close(c.closing)
 		if cl, ok := c.rw.(io.Closer); ok {
 			if err := cl.Close(); err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Response is what a command produced.
@@ -61,6 +62,9 @@ type pending struct {
 	// probe's own intermediate line. Finals before it are stale.
 	marker     string
 	markerSeen bool
+	// settling means run handed the exchange (and the command slot) to
+	// settle; the caller must not release the slot.
+	settling bool
 }
 
 func (p *pending) claims(line string) bool {
@@ -139,7 +143,12 @@ func (c *Channel) exchange(ctx context.Context, cmd string, payload []byte, want
 	case <-c.done:
 		return nil, c.stoppedErr(cmd)
 	}
-	defer func() { <-c.slot }()
+	var p *pending
+	defer func() {
+		if p == nil || !p.settling {
+			<-c.slot
+		}
+	}()
 
 	if err := c.resyncIfNeeded(ctx); err != nil {
 		return nil, fmt.Errorf("at: %s: resynchronising after an abandoned command: %w", cmd, err)
@@ -148,7 +157,7 @@ func (c *Channel) exchange(ctx context.Context, cmd string, payload []byte, want
 	if wantPrompt {
 		body = append([]byte(nil), payload...)
 	}
-	p := &pending{
+	p = &pending{
 		cmd:        cmd,
 		claimed:    co.claims,
 		wantPrompt: wantPrompt,
@@ -177,6 +186,9 @@ func (c *Channel) run(ctx context.Context, p *pending, payload []byte) (*Respons
 			c.mu.Unlock()
 			return nil, c.failed(p, "sending the command", err)
 		}
+		if p.wantPrompt && !errors.Is(err, errStopped) && ctx.Err() != nil {
+			return c.handOff(ctx, p, payload, "sending the command")
+		}
 		return c.abandon(p, "sending the command", err)
 	}
 
@@ -186,7 +198,7 @@ func (c *Channel) run(ctx context.Context, p *pending, payload []byte) (*Respons
 		case r := <-p.result:
 			return r.resp, r.err
 		case <-ctx.Done():
-			return c.abandon(p, "waiting for the > prompt", ctx.Err())
+			return c.handOff(ctx, p, payload, "waiting for the > prompt")
 		case <-c.done:
 			return c.stopped(p)
 		}
@@ -210,6 +222,98 @@ func (c *Channel) run(ctx context.Context, p *pending, payload []byte) (*Respons
 	case <-c.done:
 		return c.stopped(p)
 	}
+}
+
+// handOff passes a payload exchange whose caller's context ended to settle.
+// The modem has the command: when its prompt comes it will take the next
+// len(payload) bytes, whoever writes them. The channel writes them itself,
+// so they are not the next command's bytes, and keeps the command slot
+// until the exchange is over.
+func (c *Channel) handOff(ctx context.Context, p *pending, payload []byte, stage string) (*Response, error) {
+	c.mu.Lock()
+	if c.noSettle {
+		c.mu.Unlock() // Close has begun: nobody will wait for a settler
+		return c.abandon(p, stage, ctx.Err())
+	}
+	c.settlers.Add(1)
+	c.mu.Unlock()
+	p.settling = true
+	go c.settle(p, payload)
+	return nil, c.failed(p, stage, ctx.Err())
+}
+
+// settleWait bounds each stage of settling an exchange whose caller left:
+// the prompt, the payload write, the final result.
+const settleWait = 5 * time.Second
+
+// settle finishes a payload exchange after its caller's context ended while
+// it waited for the prompt: it writes the payload when the prompt comes and
+// waits for the final result, so the modem is not left waiting for payload
+// bytes and the channel stays in sync. It holds the command slot and
+// releases it when done. A modem that stays silent is abandoned as usual.
+func (c *Channel) settle(p *pending, payload []byte) {
+	defer c.settlers.Done()
+	defer func() { <-c.slot }()
+	t := time.NewTimer(settleWait)
+	defer t.Stop()
+	select {
+	case <-p.promptCh:
+	case <-p.result:
+		return // refused instead of prompting: nothing is owed
+	case <-t.C:
+		c.abandon(p, "waiting for the > prompt after the caller left", context.DeadlineExceeded)
+		return
+	case <-c.done:
+		c.stopped(p)
+		return
+	}
+	wctx, cancel := context.WithTimeout(context.Background(), settleWait)
+	_, err := c.write(wctx, payload, true)
+	cancel()
+	if err != nil {
+		c.abandon(p, "writing the payload after the caller left", err)
+		return
+	}
+	t.Reset(settleWait)
+	select {
+	case <-p.result:
+		c.log.Debug("settled a payload exchange its caller left", "op", "command", "cmd", p.cmd, "bytes", len(payload))
+	case <-t.C:
+		c.abandon(p, "waiting for the final result after the caller left", context.DeadlineExceeded)
+	case <-c.done:
+		c.stopped(p)
+	}
+}
+
+// Unstick writes n carriage returns. A modem that a previous owner of the
+// port left in the middle of a payload command (AT+CCHSEND, AT+CCERTDOWN:
+// the command was sent, the payload never was, and the owner died) takes
+// every byte that follows as payload and answers nothing; the filler
+// completes that payload, and carriage returns left over are empty lines,
+// which modems ignore. The payload so completed is garbage: the caller must
+// treat whatever that command wrote (a certificate file) as suspect. The
+// channel resynchronises before the next command.
+func (c *Channel) Unstick(ctx context.Context, n int) error {
+	select {
+	case c.slot <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("at: unstick: waiting for the command in flight: %w", ctx.Err())
+	case <-c.done:
+		return c.stoppedErr("unstick")
+	}
+	defer func() { <-c.slot }()
+	filler := make([]byte, n)
+	for i := range filler {
+		filler[i] = '\r'
+	}
+	_, err := c.write(ctx, filler, true)
+	c.mu.Lock()
+	c.outOfSync = true
+	c.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("at: unstick: %w", err)
+	}
+	return nil
 }
 
 // errStopped marks a write that found the channel stopped.

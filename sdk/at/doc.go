@@ -85,9 +85,14 @@
 //     other probe. A modem that never answers thus costs each caller its
 //     own timeout, never a wrong result.
 //
-// A timeout while waiting for a '>' prompt can leave the modem waiting for
-// payload bytes; probes are then consumed as payload until the announced
-// length is reached, after which the modem answers and a probe succeeds.
+// A caller whose context ends after a payload command was sent but before
+// the '>' prompt arrived does not leave the modem waiting for payload
+// bytes: the channel keeps the command slot, writes the payload itself when
+// the prompt comes, and waits for the final result (each stage bounded by
+// five seconds), so the next command is not swallowed as payload. Close
+// waits for such an exchange (as long) before it closes the port. A modem
+// left in that state by a previous owner of the port that died is
+// recovered with Unstick.
 //
 // # Writes and contexts
 //
