@@ -392,9 +392,9 @@ func newSubscriber(t *testing.T, p *plugintest.PKI, addr string) *subscriber {
 	u, _ := url.Parse("tls://" + addr)
 	ctx, cancel := context.WithCancel(context.Background())
 	cfg := autopaho.ClientConfig{
-		ServerUrls:                    []*url.URL{u},
-		TlsCfg:                        &tls.Config{RootCAs: p.CertPool(), Certificates: []tls.Certificate{cert}, ServerName: "127.0.0.1"},
-		KeepAlive:                     10,
+		ServerUrls: []*url.URL{u},
+		TlsCfg:     &tls.Config{RootCAs: p.CertPool(), Certificates: []tls.Certificate{cert}, ServerName: "127.0.0.1"},
+		KeepAlive:  10,
 		// A session that began without clean start is what mosquitto 2.0
 		// persists across its restart; with clean start, messages
 		// published between the broker's return and our resubscription
