@@ -1,6 +1,7 @@
 # cellgate — build, test and demo entry points. Every target works from a
 # fresh clone on Debian with Go installed; `deps` installs what is missing.
 
+SHELL    := /bin/bash
 GO       ?= go
 BIN      := bin
 PKGS     := ./...
@@ -37,8 +38,11 @@ vet:
 test: deps fmt-check vet build
 	$(GO) test -race -count=1 -timeout 25m $(PKGS)
 
+# bench runs every benchmark once and prints each figure as a ratio to the
+# baseline measured in the same run (scripts/bench-ratios.awk).
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 $(PKGS)
+	@mkdir -p $(BIN); set -o pipefail; $(GO) test -run '^$$' -bench . -benchmem -count 1 $(PKGS) | tee $(BIN)/bench.txt
+	@awk -f scripts/bench-ratios.awk $(BIN)/bench.txt
 
 # demo runs until Ctrl-C; DEMO_FLAGS passes options (e.g. -rate 20 -v).
 demo: deps build

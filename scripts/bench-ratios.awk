@@ -1,0 +1,24 @@
+# bench-ratios.awk reads `go test -bench` output and prints each benchmark's
+# figure as a ratio to the baseline measured in the same run. Machines here
+# are noisy; only ratios within one run mean anything.
+function metric(name, unit) { return m[name SUBSEP unit] }
+/^Benchmark/ {
+	name = $1; sub(/-[0-9]+$/, "", name)
+	for (i = 3; i < NF; i += 2) m[name SUBSEP $(i+1)] = $i
+}
+function ratio(label, a, b, unit,   x, y) {
+	x = metric(a, unit); y = metric(b, unit)
+	if (x == "" || y == "" || y == 0) return
+	printf "  %-58s %10.3f  (%s %s vs %s)\n", label, x / y, unit, a, b
+}
+END {
+	print "ratios against in-run baselines:"
+	ratio("serial upload payload/line vs CCERTDOWN baseline", "BenchmarkUploadEfficiency", "BenchmarkRawLineBaseline", "payload/line")
+	ratio("durable HTTP ingest vs no-fsync ingest", "BenchmarkHTTPIngest/durable", "BenchmarkHTTPIngest/nosync", "readings/s")
+	ratio("spool group commit (64 appenders) vs fsync per reading", "BenchmarkAppendDurable/appenders=64", "BenchmarkRawWriteFsyncEach", "readings/s")
+	ratio("cbor+deflate bytes per reading vs json", "BenchmarkEncode/cbor+deflate", "BenchmarkEncode/json", "bytes/reading")
+	ratio("plugin session echo vs net.Pipe", "BenchmarkSessionEcho/plugin", "BenchmarkSessionEcho/net.Pipe_baseline", "MB/s")
+	ratio("AT binary frames vs raw copy", "BenchmarkBinaryURC", "BenchmarkRawCopy", "MB/s")
+	up = metric("BenchmarkUploadEfficiency", "payload/line")
+	if (up != "") printf "  %-58s %10.4f  (design target >= 0.95)\n", "serial upload payload / line rate at 115200 baud", up
+}
