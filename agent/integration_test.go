@@ -253,7 +253,7 @@ func (a *agentProc) kill(t *testing.T) {
 }
 
 // pluginPID finds the agent's plugin child process.
-func (a *agentProc) pluginPID(t *testing.T) int {
+func (a *agentProc) pluginPID(t testing.TB) int {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {

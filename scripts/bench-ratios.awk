@@ -19,6 +19,9 @@ END {
 	ratio("cbor+deflate bytes per reading vs json", "BenchmarkEncode/cbor+deflate", "BenchmarkEncode/json", "bytes/reading")
 	ratio("plugin session echo vs net.Pipe", "BenchmarkSessionEcho/plugin", "BenchmarkSessionEcho/net.Pipe_baseline", "MB/s")
 	ratio("AT binary frames vs raw copy", "BenchmarkBinaryURC", "BenchmarkRawCopy", "MB/s")
+	a = metric("BenchmarkForwardingFootprint", "agent-MiB"); p = metric("BenchmarkForwardingFootprint", "plugin-MiB")
+	if (a != "") printf "  %-58s %10.1f  (design target <= 30 MiB; %.2fx the idle agent)\n", "agent resident MiB at 100 readings/s", a, metric("BenchmarkForwardingFootprint", "agent/idle")
+	if (p != "") printf "  %-58s %10.1f  (design target <= 20 MiB)\n", "plugin resident MiB at 100 readings/s", p
 	up = metric("BenchmarkUploadEfficiency", "payload/line")
 	if (up != "") printf "  %-58s %10.4f  (design target >= 0.95)\n", "serial upload payload / line rate at 115200 baud", up
 }
