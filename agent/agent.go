@@ -126,6 +126,19 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		defer scancel()
 		host.Close(sctx)
 	}()
+	// A host that stopped for good (a plugin binary that fails its
+	// checksum, a modem of another model, a bundle the plugin refuses)
+	// ends the run with its error: readings stay in the spool, and the
+	// service manager sees the failure instead of an agent that silently
+	// forwards nothing.
+	goRun("plugin host", func() error {
+		select {
+		case <-host.Done():
+			return host.Ready(ctx)
+		case <-ctx.Done():
+			return nil
+		}
+	})
 
 	dial, target, err := dialer(cfg, host)
 	if err != nil {
@@ -236,10 +249,7 @@ func dialer(cfg *config.Config, host *pluginhost.Host) (transport.Dialer, string
 	}
 	switch cfg.TLS.Mode {
 	case config.TLSModeModem:
-		req := sdk.DialRequest{Host: h, Port: port, Profile: 0, Mode: sdk.DialModemTLS}
-		if net.ParseIP(h) == nil {
-			req.ServerName = h
-		}
+		req := modemDialRequest(h, port, cfg.TLS.SNI)
 		return func(ctx context.Context) (net.Conn, error) {
 			sess, err := host.Dial(ctx, req)
 			if err != nil {
@@ -269,14 +279,27 @@ func dialer(cfg *config.Config, host *pluginhost.Host) (transport.Dialer, string
 	return nil, "", fmt.Errorf("tls.mode %q: want modem or host", cfg.TLS.Mode)
 }
 
+// modemDialRequest is the session request for modem-terminated TLS. The SNI
+// is tls.sni when set (a plugin whose modem can only send the dialled host
+// refuses a different one, which beats verifying against a name the
+// operator did not ask for), else the host unless it is an IP address.
+func modemDialRequest(host string, port int, sni string) sdk.DialRequest {
+	req := sdk.DialRequest{Host: host, Port: port, Profile: 0, Mode: sdk.DialModemTLS, ServerName: sni}
+	if sni == "" && net.ParseIP(host) == nil {
+		req.ServerName = host
+	}
+	return req
+}
+
 // hostTLS is the gateway-side TLS config: TLS 1.3 (the keys never leave
 // the gateway, so there is no reason to accept less), server verified
-// against tls.ca unless tls.insecure.
+// against tls.ca, or the system's roots when tls.ca is empty, unless
+// tls.insecure.
 func hostTLS(t config.TLS, serverName string) (*tls.Config, error) {
 	c := &tls.Config{MinVersion: tls.VersionTLS13, ServerName: serverName}
 	if t.Insecure {
 		c.InsecureSkipVerify = true
-	} else {
+	} else if t.CA != "" {
 		ca, err := os.ReadFile(t.CA)
 		if err != nil {
 			return nil, fmt.Errorf("tls.ca: %w", err)

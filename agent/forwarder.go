@@ -214,5 +214,18 @@ func (f *forwarder) deadLetter(recs []spool.Record) (string, error) {
 		file.Close()
 		return "", err
 	}
-	return name, file.Close()
+	if err := file.Close(); err != nil {
+		return "", err
+	}
+	// The new name must be durable too before the spool forgets the
+	// readings, or a power cut could lose both.
+	dir, err := os.Open(f.deadDir)
+	if err != nil {
+		return "", err
+	}
+	defer dir.Close()
+	if err := dir.Sync(); err != nil {
+		return "", err
+	}
+	return name, nil
 }

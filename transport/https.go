@@ -64,10 +64,12 @@ const maxRetryAfter = time.Hour
 // Acknowledgement is a 2xx status. 408, 429 and 5xx are retryable; with a
 // Retry-After header they come as a *RetryAfterError and Send refuses to
 // post again, without touching the network, until that time has passed.
-// Every other 4xx comes as a *PermanentError: the server will not take this
-// message, so the agent sets it aside (note that 401 and 403 are then
-// permanent too: a revoked credential dead-letters batches until it is
-// fixed, rather than blocking the spool). Redirects are not followed (a
+// 400, 413, 415 and 422 come as a *PermanentError: the server will not
+// take this message, whatever happens, so the agent sets it aside. Every
+// other 4xx (401 and 403 for a revoked credential, 404 for a wrong URL)
+// says something about the endpoint, not the message: it is retryable, so
+// the readings wait in the spool until the operator fixes the cause
+// instead of being set aside one batch after another. Redirects are not followed (a
 // POST turned into a GET could look like an acknowledgement); a 3xx is a
 // retryable error. Each request carries an Idempotency-Key derived from the
 // payload, so a server can drop the duplicates at-least-once delivery
@@ -111,16 +113,22 @@ func NewHTTPS(cfg HTTPSConfig, dial Dialer, log *slog.Logger) *HTTPS {
 		h.urlErr = fmt.Errorf("https uplink: URL: %w", err)
 		h.target = "(invalid URL)"
 	case u.Scheme != "https" || u.Host == "":
-		h.target = u.Redacted()
+		h.target = redactURL(u)
 		h.urlErr = fmt.Errorf("https uplink: URL %s: want https://host[:port]/path", h.target)
 	default:
 		h.url = u
-		h.target = u.Redacted()
+		h.target = redactURL(u)
 	}
 	h.log = orDiscard(log).With("uplink", "https", "url", h.target)
 
 	h.tr = &http.Transport{
 		DialTLSContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			// net/http detaches a dial from the request's cancellation,
+			// and with one connection per host a dial that never ends (a
+			// modem that never comes up, a handshake never answered)
+			// would hold every later request: bound it as a request is.
+			ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+			defer cancel()
 			conn, err := dial(ctx)
 			if err != nil {
 				return nil, err
@@ -203,7 +211,11 @@ func (h *HTTPS) Send(ctx context.Context, msg Message) error {
 		if h.life.Err() != nil && ctx.Err() == nil {
 			return fmt.Errorf("https uplink to %s: closed during the request: %w", h.target, ErrClosed)
 		}
-		return fmt.Errorf("https uplink: %w", err) // *url.Error names the method and URL, password redacted
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			ue.URL = h.target // net/http redacts only a password, not a token in the query
+		}
+		return fmt.Errorf("https uplink: %w", err)
 	}
 	snippet := readSnippet(resp.Body)
 	// Draining what is left (a little) lets the connection be reused.
@@ -229,7 +241,8 @@ func (h *HTTPS) Send(ctx context.Context, msg Message) error {
 			return &RetryAfterError{After: wait, Err: se}
 		}
 		return se
-	case c >= 400:
+	case c == http.StatusBadRequest || c == http.StatusRequestEntityTooLarge ||
+		c == http.StatusUnsupportedMediaType || c == http.StatusUnprocessableEntity:
 		return &PermanentError{Err: se}
 	default:
 		return se
@@ -280,6 +293,31 @@ func (e *StatusError) Error() string {
 		s += ": " + e.Body
 	}
 	return s
+}
+
+// secretQueryKeys are URL query parameters whose values are credentials
+// (the list `cellgate config check` redacts too).
+var secretQueryKeys = []string{"token", "access_token", "auth", "key", "apikey", "api_key", "secret", "password", "sig", "signature"}
+
+// redactURL renders u for logs and errors without its password or the values
+// of credential-like query parameters.
+func redactURL(u *url.URL) string {
+	if u.RawQuery == "" {
+		return u.Redacted()
+	}
+	c := *u
+	q, hidden := c.Query(), false
+	for name := range q {
+		for _, secret := range secretQueryKeys {
+			if strings.EqualFold(name, secret) {
+				q[name], hidden = []string{"xxxxx"}, true
+			}
+		}
+	}
+	if hidden {
+		c.RawQuery = q.Encode()
+	}
+	return c.Redacted()
 }
 
 // parseRetryAfter reads a Retry-After value: delay seconds or an HTTP date.

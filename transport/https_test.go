@@ -146,9 +146,12 @@ func TestHTTPSClassifiesRefusals(t *testing.T) {
 		{http.StatusOK, false},
 		{http.StatusAccepted, false},
 		{http.StatusBadRequest, true},
-		{http.StatusUnauthorized, true},
-		{http.StatusNotFound, true},
+		{http.StatusUnauthorized, false},
+		{http.StatusForbidden, false},
+		{http.StatusNotFound, false},
 		{http.StatusRequestEntityTooLarge, true},
+		{http.StatusUnsupportedMediaType, true},
+		{http.StatusUnprocessableEntity, true},
 		{http.StatusRequestTimeout, false},
 		{http.StatusTooManyRequests, false},
 		{http.StatusInternalServerError, false},
@@ -321,5 +324,74 @@ func TestHTTPSCloseCancelsARequestInFlight(t *testing.T) {
 	}
 	if err := h.Send(context.Background(), Message{Payload: []byte("{}")}); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Send after Close = %v, want ErrClosed", err)
+	}
+}
+
+// A dial that never ends (a modem that never comes up, a handshake never
+// answered) is cut by Timeout: net/http detaches dials from the request, and
+// with one connection per host it would otherwise hold every later request.
+func TestHTTPSBoundsAStuckDialSoLaterSendsGetThrough(t *testing.T) {
+	pki := newTestPKI(t)
+	s := startPostServer(t, pki)
+	var calls atomic.Int32
+	good := tlsDial(s.srv.Listener.Addr().String(), pki.clientTLS(pki.client), nil)
+	dial := func(ctx context.Context) (net.Conn, error) {
+		if calls.Add(1) == 1 {
+			<-ctx.Done() // the first dial hangs until its context ends
+			return nil, ctx.Err()
+		}
+		return good(ctx)
+	}
+	log, _ := testLog(t)
+	h := NewHTTPS(HTTPSConfig{URL: s.url, Timeout: 300 * time.Millisecond}, dial, log)
+	t.Cleanup(func() { h.Close() })
+
+	if err := h.Send(context.Background(), Message{Payload: []byte("{}")}); err == nil {
+		t.Fatal("Send through a hanging dial succeeded")
+	}
+	var err error
+	for range 3 { // the stuck dial may need a moment to give its slot back
+		if err = h.Send(context.Background(), Message{Payload: []byte("{}")}); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("Send after a stuck dial = %v, want nil: the stuck dial still holds the only connection slot", err)
+	}
+}
+
+// A credential in the URL's query must not reach logs or errors, which the
+// agent logs; `cellgate config check` redacts the same parameters.
+func TestHTTPSKeepsQueryTokensOutOfLogsAndErrors(t *testing.T) {
+	const secret = "s3cret-t0ken"
+	pki := newTestPKI(t)
+	s := startPostServer(t, pki)
+	h, logBuf := newTestHTTPS(t, pki, s, HTTPSConfig{URL: s.url + "?device=gw1&token=" + secret}, nil)
+	s.setRespond(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusServiceUnavailable) })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err1 := h.Send(ctx, Message{Payload: []byte("{}")})
+	if err1 == nil {
+		t.Fatal("Send answered 503 = nil")
+	}
+	if got := s.last(); got.path != "/v1/ingest" {
+		t.Fatalf("request went to %q", got.path)
+	}
+
+	failing := func(context.Context) (net.Conn, error) { return nil, errors.New("no network") }
+	log, logBuf2 := testLog(t)
+	h2 := NewHTTPS(HTTPSConfig{URL: s.url + "?token=" + secret}, failing, log)
+	defer h2.Close()
+	err2 := h2.Send(ctx, Message{Payload: []byte("{}")})
+	if err2 == nil {
+		t.Fatal("Send through a failing dial = nil")
+	}
+	for what, text := range map[string]string{"status error": err1.Error(), "dial error": err2.Error(), "log": logBuf.String() + logBuf2.String()} {
+		if strings.Contains(text, secret) {
+			t.Errorf("the %s carries the token: %s", what, text)
+		}
+	}
+	if !strings.Contains(err2.Error(), "token=xxxxx") {
+		t.Errorf("dial error %q does not name the (redacted) URL", err2)
 	}
 }

@@ -28,10 +28,18 @@ type TLSLinesConfig struct {
 	Ack bool
 	// ConnectTimeout bounds one dial (default 30s).
 	ConnectTimeout time.Duration
+	// AckTimeout bounds, with Ack, the wait for a message's acks once it
+	// is written (default 60s). When it passes the connection is dropped
+	// (a link that died silently, as cellular links do, never ends the
+	// read otherwise) and Send fails with a retryable error.
+	AckTimeout time.Duration
 }
 
-// DefaultTLSLinesConnectTimeout is TLSLinesConfig.ConnectTimeout's default.
-const DefaultTLSLinesConnectTimeout = 30 * time.Second
+// Defaults of TLSLinesConfig.
+const (
+	DefaultTLSLinesConnectTimeout = 30 * time.Second
+	DefaultTLSLinesAckTimeout     = 60 * time.Second
+)
 
 // maxPeerLine bounds a line from the peer; longer ones are skipped.
 const maxPeerLine = 4 << 10
@@ -69,6 +77,9 @@ func NewTLSLines(cfg TLSLinesConfig, dial Dialer, log *slog.Logger) *TLSLines {
 	if cfg.ConnectTimeout <= 0 {
 		cfg.ConnectTimeout = DefaultTLSLinesConnectTimeout
 	}
+	if cfg.AckTimeout <= 0 {
+		cfg.AckTimeout = DefaultTLSLinesAckTimeout
+	}
 	t := &TLSLines{
 		cfg:    cfg,
 		dial:   dial,
@@ -84,7 +95,8 @@ func NewTLSLines(cfg TLSLinesConfig, dial Dialer, log *slog.Logger) *TLSLines {
 
 // Send writes msg's lines and, with Ack, waits until the peer acked every id
 // of msg. Errors: ctx ended (wrapping ctx.Err() and naming the ids still
-// unacked), the dial or write failed, the peer closed or broke the
+// unacked), AckTimeout passed without every ack (the connection is dropped),
+// the dial or write failed, the peer closed or broke the
 // connection before acking everything (the connection is dropped and the
 // next Send dials again), a *PermanentError for a malformed message, or
 // ErrClosed. Acks that arrive after their Send gave up are ignored, so a
@@ -121,6 +133,8 @@ func (t *TLSLines) Send(ctx context.Context, msg Message) error {
 		t.log.Debug("sent", "bytes", len(payload), "ids", idsForLog(msg.IDs))
 		return nil
 	}
+	ackWait := time.NewTimer(t.cfg.AckTimeout)
+	defer ackWait.Stop()
 	for {
 		missing := c.missing(msg.IDs)
 		if len(missing) == 0 {
@@ -137,6 +151,10 @@ func (t *TLSLines) Send(ctx context.Context, msg Message) error {
 			}
 			return fmt.Errorf("tls_lines uplink to %s: connection ended with %d of %d readings unacked (%s): %w",
 				t.cfg.Addr, len(missing), len(msg.IDs), summarise(missing), c.err)
+		case <-ackWait.C:
+			t.drop(c)
+			return fmt.Errorf("tls_lines uplink to %s: %d of %d readings unacked (%s) %s after they were written; connection dropped",
+				t.cfg.Addr, len(missing), len(msg.IDs), summarise(missing), t.cfg.AckTimeout)
 		case <-ctx.Done():
 			c.expect(nil)
 			return fmt.Errorf("tls_lines uplink to %s: %d of %d readings unacked (%s): %w",

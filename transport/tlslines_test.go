@@ -348,3 +348,31 @@ func TestTLSLinesCloseEndsAWaitingSend(t *testing.T) {
 		t.Fatalf("Send after Close = %v, want ErrClosed", err)
 	}
 }
+
+// A peer that took the lines but never acks (a link that died silently, as
+// cellular links do) must not hold the forwarder, whose ctx has no deadline,
+// forever: AckTimeout fails the Send and the next one dials afresh.
+func TestTLSLinesAckTimeoutDropsTheConnection(t *testing.T) {
+	pki := newTestPKI(t)
+	s := startLineServer(t, pki, func(n int, c net.Conn, s *lineServer) {
+		ackLines(c, s, func(string) bool { return n > 1 }, false) // the first connection never acks
+	})
+	var dials atomic.Int32
+	log, _ := testLog(t)
+	u := NewTLSLines(TLSLinesConfig{Addr: s.addr, Ack: true, AckTimeout: 300 * time.Millisecond},
+		tlsDial(s.addr, pki.clientTLS(pki.client), &dials), log)
+	t.Cleanup(func() { u.Close() })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := u.Send(ctx, readingLines("a1", "a2"))
+	if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "2 of 2 readings unacked") {
+		t.Fatalf("Send to a peer that never acks = %v (ctx: %v), want an ack-timeout error before ctx ends", err, ctx.Err())
+	}
+	if err := u.Send(ctx, readingLines("a1", "a2")); err != nil {
+		t.Fatalf("Send after an ack timeout: %v", err)
+	}
+	if d := dials.Load(); d != 2 {
+		t.Errorf("dialled %d times, want 2: an ack timeout drops the connection", d)
+	}
+}

@@ -41,6 +41,7 @@ func usageError(format string, a ...any) error {
 const usage = `cellgate: an edge agent for cellular IoT gateways
 
 Usage:
+  cellgate run          [--config FILE] [--device-id ID] [--modem.port PATH] …
   cellgate modem info   --model M --port PATH [--baud N] [--apn APN] [--json]
   cellgate modem certs  list|provision|delete … (see: cellgate modem certs --help)
   cellgate modem dial   --model M --port PATH --ca FILE [--cert FILE --key FILE]

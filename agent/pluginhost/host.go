@@ -309,6 +309,10 @@ func (h *Host) await(ctx context.Context, stale *sdk.Plugin) (*sdk.Plugin, error
 	}
 }
 
+// Done is closed when the host has stopped for good: after Close, or after
+// a failure that retrying cannot fix (then Ready returns it).
+func (h *Host) Done() <-chan struct{} { return h.done }
+
 // Info returns what the most recent successful Open reported, and false
 // before any Open succeeded. It says nothing about readiness now; see Ready.
 func (h *Host) Info() (sdk.ModemInfo, bool) {
