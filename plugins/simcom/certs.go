@@ -222,7 +222,9 @@ func (d *Driver) Provision(ctx context.Context, b sdk.Bundle) (sdk.ProvisionRepo
 			continue
 		}
 		cmd := fmt.Sprintf("AT+CCERTDOWN=%s,%d", quote(f.name), len(f.data))
-		if err := runScript(ctx, ch, []step{{op: "download " + f.name, cmd: cmd, payload: f.data, timeout: downloadTimeout(len(f.data), d.cfg.Baud)}}, nil); err != nil {
+		// The file name is not secret, the key's bytes are.
+		dl := step{op: "download " + f.name, cmd: cmd, payload: f.data, timeout: downloadTimeout(len(f.data), d.cfg.Baud), secret: f.name == p.key.name}
+		if err := runScript(ctx, ch, []step{dl}, nil); err != nil {
 			return report, d.modemErr("provision", err)
 		}
 		have[f.name] = true
@@ -314,7 +316,7 @@ func (d *Driver) configureContext(ctx context.Context, ch *at.Channel, p provisi
 			if err := validATString(p.bundle.KeyPassword); err != nil {
 				return &sdk.BundleError{Field: "key_password", Reason: "contains a character the modem cannot take"}
 			}
-			steps = append(steps, step{op: "set key password", cmd: fmt.Sprintf(`AT+CSSLCFG="keypwd",%d,%s`, c, quote(p.bundle.KeyPassword))})
+			steps = append(steps, step{op: "set key password", cmd: fmt.Sprintf(`AT+CSSLCFG="keypwd",%d,%s`, c, quote(p.bundle.KeyPassword)), secret: true})
 		}
 	}
 	return runScript(ctx, ch, steps, nil)

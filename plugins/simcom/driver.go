@@ -551,12 +551,18 @@ func (d *Driver) modemErr(op string, err error) error {
 		return &sdk.TimeoutError{Op: op, After: na.after}
 	}
 	switch {
+	// ModemError.Text is the modem's words after "+CME ERROR: " (its
+	// Error method adds that tag), and empty for a bare ERROR.
 	case errors.As(err, &cme):
-		return &sdk.ModemError{Op: op, Code: cme.Code, Text: "+CME ERROR: " + cme.Text}
+		return &sdk.ModemError{Op: op, Code: cme.Code, Text: cme.Text}
 	case errors.As(err, &cms):
 		return &sdk.ModemError{Op: op, Code: cms.Code, Text: "+CMS ERROR: " + cms.Text}
 	case errors.As(err, &ae):
-		return &sdk.ModemError{Op: op, Code: -1, Text: ae.Final}
+		text := ae.Final
+		if text == "ERROR" {
+			text = ""
+		}
+		return &sdk.ModemError{Op: op, Code: -1, Text: text}
 	case errors.Is(err, context.DeadlineExceeded):
 		return &sdk.TimeoutError{Op: op}
 	case errors.Is(err, context.Canceled):

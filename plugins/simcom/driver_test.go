@@ -1,14 +1,20 @@
 package simcom
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/cellgate/cellgate/sdk"
+	"github.com/cellgate/cellgate/sdk/at"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -122,4 +128,129 @@ func TestOtherModelIsRefused(t *testing.T) {
 	}
 	m.finish(t)
 	d.Stop(ctx)
+}
+
+func TestCloseIsNotBlockedByDataNobodyReads(t *testing.T) {
+	d, m := startScripted(t, "close-with-unread-data")
+	ctx := testCtx(t)
+	if _, err := d.Open(ctx, sdk.ModemConfig{Port: "scripted"}); err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	s, err := d.Dial(ctx, sdk.DialRequest{Host: "10.0.0.1", Port: 8883, Mode: sdk.DialModemTLS})
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	// Nobody calls Recv: the frames pile up.
+	start := time.Now()
+	if err := s.Close(ctx); err != nil {
+		t.Fatalf("Close with unread frames waiting: %v (after %s)", err, time.Since(start))
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Fatalf("Close took %s; it should not wait for a reader", took)
+	}
+	if err := d.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m.finish(t)
+}
+
+func TestRebootDuringOpenFailsDialAtOnce(t *testing.T) {
+	d, m := startScripted(t, "dial-reboot-during-open")
+	ctx := testCtx(t)
+	if _, err := d.Open(ctx, sdk.ModemConfig{Port: "scripted"}); err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err := d.Dial(dctx, sdk.DialRequest{Host: "10.0.0.1", Port: 8883, Mode: sdk.DialModemTLS})
+	if err == nil {
+		t.Fatal("Dial succeeded although the modem rebooted during the handshake")
+	}
+	if errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 3*time.Second {
+		t.Fatalf("Dial = %v after %s; want a prompt failure naming the reboot", err, time.Since(start))
+	}
+	var me *sdk.ModemError
+	if !errors.As(err, &me) || !strings.Contains(err.Error(), "reboot") {
+		t.Fatalf("Dial = %v (%T), want a ModemError that names the reboot", err, err)
+	}
+	m.finish(t)
+	if err := d.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestKeyPasswordStaysOutOfErrorsAndLogs(t *testing.T) {
+	const pw = "hunter2-key-password"
+	d, m := startScripted(t, "keypwd-hangup")
+	var logs lockedBuffer
+	d.log = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	ctx := testCtx(t)
+	if _, err := d.Open(ctx, sdk.ModemConfig{Port: "scripted"}); err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	p := provisioned{
+		bundle:     sdk.Bundle{Profile: 0, KeyPassword: pw},
+		ca:         certFile{name: "cgca-000000000000.pem"},
+		cert:       certFile{name: "cgcrt-000000000000.pem"},
+		key:        certFile{name: "cgkey-000000000000.pem"},
+		auth:       2,
+		sslVersion: 3,
+	}
+	err := d.modemErr("provision", d.configureContext(ctx, d.channel(), p, false))
+	m.finish(t)
+	if err == nil {
+		t.Fatal("configureContext succeeded on a modem that hung up")
+	}
+	var se *sdk.SerialError
+	if !errors.As(err, &se) {
+		t.Errorf("error %v (%T), want a SerialError", err, err)
+	}
+	if strings.Contains(err.Error(), pw) {
+		t.Errorf("error shows the key password: %v", err)
+	}
+	d.Stop(ctx)
+	if strings.Contains(logs.String(), pw) {
+		t.Errorf("logs show the key password:\n%s", logs.String())
+	}
+}
+
+// lockedBuffer is a log sink safe for the driver's goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestModemErrorsQuoteTheModemOnce: sdk.ModemError.Text holds the words
+// after "+CME ERROR: " and its Error method adds the tag, so the driver must
+// not add it too; a bare ERROR has no text.
+func TestModemErrorsQuoteTheModemOnce(t *testing.T) {
+	d := New(SIM7600, nil)
+	tests := []struct {
+		err  error
+		want string
+	}{
+		{&at.CMEError{Cmd: "AT+CPIN?", Code: -1, Text: "SIM not inserted"}, "check SIM: +CME ERROR: SIM not inserted"},
+		{&at.CMEError{Cmd: "AT+CPIN?", Code: 10, Text: "SIM not inserted"}, "check SIM: +CME ERROR: SIM not inserted (code 10)"},
+		{&at.Error{Cmd: "AT+CPIN?", Final: "ERROR"}, "check SIM: ERROR"},
+	}
+	for _, tt := range tests {
+		err := d.modemErr("check SIM", tt.err)
+		var me *sdk.ModemError
+		if !errors.As(err, &me) || err.Error() != tt.want {
+			t.Errorf("modemErr(%v) = %q, want ModemError %q", tt.err, err, tt.want)
+		}
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/cellgate/cellgate/sdk/at"
@@ -38,6 +39,20 @@ type step struct {
 	// optional steps log their failure and let the script go on: the
 	// answer is informative (ICCID) and old firmware may lack the command.
 	optional bool
+	// secret steps carry key material (a key password, a private key):
+	// errors and logs name the command without its parameters.
+	secret bool
+}
+
+// shownCmd is the command as errors show it.
+func (s step) shownCmd() string {
+	if !s.secret {
+		return s.cmd
+	}
+	if i := strings.IndexByte(s.cmd, '='); i >= 0 {
+		return s.cmd[:i+1] + "<redacted>"
+	}
+	return s.cmd
 }
 
 const (
@@ -70,7 +85,7 @@ func runScript(ctx context.Context, ch *at.Channel, steps []step, logf func(op s
 				}
 				continue
 			}
-			return &stepError{Op: s.op, Cmd: s.cmd, Cause: err}
+			return &stepError{Op: s.op, Cmd: s.shownCmd(), Cause: err}
 		}
 	}
 	return nil
@@ -92,6 +107,9 @@ func runStep(ctx context.Context, ch *at.Channel, s step) error {
 	var opts []at.CommandOption
 	if s.prefix != "" {
 		opts = append(opts, at.WithResponsePrefix(s.prefix))
+	}
+	if s.secret {
+		opts = append(opts, at.WithSecret())
 	}
 	for {
 		actx, cancel := context.WithTimeout(ctx, timeout)

@@ -184,8 +184,22 @@ func (d *Driver) open(ctx context.Context, ch *at.Channel, s *session, req sdk.D
 	}
 	wctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
+	// A modem that reboots during the handshake never answers: the reboot
+	// ends the claimed session, and that ends the wait.
+	go func() {
+		select {
+		case <-s.ended:
+			cancel()
+		case <-wctx.Done():
+		}
+	}()
 	line, err := w.Wait(wctx)
 	if err != nil {
+		select {
+		case <-s.ended:
+			return &sdk.ModemError{Op: op, Code: -1, Text: "the session ended during the handshake: " + s.endReason()}
+		default:
+		}
 		// The handshake may still finish; close the slot so a late
 		// success does not leave a session nobody owns.
 		d.closeQuietly(ch, s.id)
@@ -222,10 +236,18 @@ type session struct {
 
 	frames chan sdk.Frame // data and events, bounded by recvQueue
 	ended  chan struct{}  // closed once the session is over
-	endMu  sync.Mutex
-	endErr error // why it ended, for Send after the end; nil for a clean close
-	done   bool
-	open   bool
+	// closing is closed when Close begins: from then on received data is
+	// dropped instead of waiting for a reader that will not come (a
+	// blocked delivery would stall the channel's dispatcher, and with it
+	// the AT+CCHCLOSE that ends the session), and a Send waiting for
+	// send reports returns.
+	closing     chan struct{}
+	closingOnce sync.Once
+	endMu       sync.Mutex
+	endErr      error // why it ended, for Send after the end; nil for a clean close
+	endEv       sdk.SessionEvent
+	done        bool
+	open        bool
 
 	sendMu   sync.Mutex // one Send at a time
 	reports  chan int   // send report codes, buffered sendWindow
@@ -238,6 +260,7 @@ func newSession(d *Driver, id int) *session {
 		id:      id,
 		frames:  make(chan sdk.Frame, recvQueue),
 		ended:   make(chan struct{}),
+		closing: make(chan struct{}),
 		reports: make(chan int, sendWindow*2),
 	}
 }
@@ -257,11 +280,12 @@ func (s *session) isOpen() bool {
 }
 
 // deliver queues received bytes. It blocks while the queue is full (see
-// recvQueue) and gives up only when the session has ended.
+// recvQueue) and gives up only when the session has ended or is closing.
 func (s *session) deliver(p []byte) {
 	select {
 	case s.frames <- sdk.Frame{Data: p}:
 	case <-s.ended:
+	case <-s.closing:
 	}
 }
 
@@ -284,6 +308,7 @@ func (s *session) end(ev sdk.SessionEvent, err error) {
 	}
 	s.done = true
 	s.endErr = err
+	s.endEv = ev
 	if ev.Kind != 0 && s.endErr == nil {
 		s.endErr = &sdk.CCHError{Op: "recv", Session: s.id, Code: eventCode(ev)}
 	}
@@ -300,6 +325,19 @@ func (s *session) end(ev sdk.SessionEvent, err error) {
 		t.Stop()
 	}
 	close(s.ended)
+}
+
+// endReason says why an ended session ended, for errors.
+func (s *session) endReason() string {
+	s.endMu.Lock()
+	defer s.endMu.Unlock()
+	switch {
+	case s.endEv.Kind == 0:
+		return "closed by the driver"
+	case s.endEv.Detail != "":
+		return s.endEv.Kind.String() + " (" + s.endEv.Detail + ")"
+	}
+	return s.endEv.Kind.String()
 }
 
 func eventCode(ev sdk.SessionEvent) int {
@@ -364,7 +402,12 @@ func (s *session) Send(ctx context.Context, p []byte) error {
 		if err := s.failed(); err != nil {
 			return err
 		}
-		if err := s.waitReports(ctx, ch, sendWindow-1); err != nil {
+		select {
+		case <-s.closing:
+			return fmt.Errorf("send on session %d: %w", s.id, sdk.ErrSessionClosed)
+		default:
+		}
+		if err := s.waitReports(ctx, ch, sendWindow-1, s.closing); err != nil {
 			return err
 		}
 		n := min(len(p), s.d.profile.MaxSend)
@@ -395,8 +438,9 @@ func sendTimeout(n, baud int) time.Duration {
 
 // waitReports waits until at most max chunks await their send report. A
 // missing report is not trusted to mean failure: after reportTimeout the
-// modem is asked how much it has not sent yet.
-func (s *session) waitReports(ctx context.Context, ch *at.Channel, max int) error {
+// modem is asked how much it has not sent yet. It gives up when abort is
+// closed (nil never is).
+func (s *session) waitReports(ctx context.Context, ch *at.Channel, max int, abort <-chan struct{}) error {
 	for s.inflight > max {
 		t := time.NewTimer(reportTimeout)
 		select {
@@ -410,6 +454,9 @@ func (s *session) waitReports(ctx context.Context, ch *at.Channel, max int) erro
 		case <-s.ended:
 			t.Stop()
 			return s.failed()
+		case <-abort:
+			t.Stop()
+			return fmt.Errorf("send on session %d: %w", s.id, sdk.ErrSessionClosed)
 		case <-ctx.Done():
 			t.Stop()
 			return ctx.Err()
@@ -453,6 +500,7 @@ func (s *session) unsent(ctx context.Context, ch *at.Channel) (int, error) {
 // session is not an error.
 func (s *session) Close(ctx context.Context) error {
 	defer s.d.release(s)
+	s.closingOnce.Do(func() { close(s.closing) })
 	ch := s.d.channel()
 	if !s.isOpen() || ch == nil {
 		s.end(sdk.SessionEvent{}, nil)
@@ -460,7 +508,7 @@ func (s *session) Close(ctx context.Context) error {
 	}
 	s.sendMu.Lock()
 	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	if err := s.waitReports(fctx, ch, 0); err != nil {
+	if err := s.waitReports(fctx, ch, 0, nil); err != nil {
 		s.d.log.Debug("flush before close", "session", s.id, "err", err)
 	}
 	cancel()

@@ -26,6 +26,8 @@ import (
 //	> AT+CSQ            the driver must send exactly this command (CR-terminated)
 //	>> "hello"          the driver must send these raw bytes (Go-quoted), e.g. after a > prompt
 //	< "\r\nOK\r\n"      the modem sends these bytes (Go-quoted)
+//	<*200 "..."         the modem sends these bytes 200 times in a row
+//	hangup              the modem hangs up the line (the driver reads EOF)
 //	~ 300ms             the modem pauses before its next bytes
 //	end                 the transcript is over; later commands fail the test
 //	include FILE        the directives of FILE (same folder) go here
@@ -38,10 +40,11 @@ type scriptedModem struct {
 }
 
 type directive struct {
-	kind string // ">", ">>", "<", "~", "end"
-	text string
-	wait time.Duration
-	line int
+	kind   string // ">", ">>", "<", "~", "hangup", "end"
+	text   string
+	repeat int // for "<": how many times text is sent
+	wait   time.Duration
+	line   int
 }
 
 func parseTranscript(t *testing.T, path string) []directive {
@@ -61,7 +64,13 @@ func parseTranscript(t *testing.T, path string) []directive {
 			continue
 		}
 		kind, rest, _ := strings.Cut(l, " ")
-		d := directive{kind: kind, line: n}
+		d := directive{kind: kind, line: n, repeat: 1}
+		if times, ok := strings.CutPrefix(kind, "<*"); ok {
+			d.kind, kind = "<", "<"
+			if d.repeat, err = strconv.Atoi(times); err != nil || d.repeat < 1 {
+				t.Fatalf("%s:%d: bad repeat count in %q", path, n, l)
+			}
+		}
 		switch kind {
 		case "include":
 			out = append(out, parseTranscript(t, filepath.Join(filepath.Dir(path), rest))...)
@@ -79,7 +88,7 @@ func parseTranscript(t *testing.T, path string) []directive {
 			if err != nil {
 				t.Fatalf("%s:%d: %v", path, n, err)
 			}
-		case "end":
+		case "end", "hangup":
 		default:
 			t.Fatalf("%s:%d: unknown directive %q", path, n, kind)
 		}
@@ -122,10 +131,15 @@ func (m *scriptedModem) play() {
 				return
 			}
 		case "<":
-			if _, err := m.conn.Write([]byte(d.text)); err != nil {
-				m.err = fmt.Errorf("line %d: write: %v", d.line, err)
-				return
+			for range d.repeat {
+				if _, err := m.conn.Write([]byte(d.text)); err != nil {
+					m.err = fmt.Errorf("line %d: write: %v", d.line, err)
+					return
+				}
 			}
+		case "hangup":
+			m.conn.Close()
+			return
 		case "~":
 			time.Sleep(d.wait) // the modem's own pace, part of the transcript
 		case "end":

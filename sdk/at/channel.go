@@ -154,13 +154,13 @@ type Channel struct {
 	waiters   []*Waiter
 	handlers  []*handlerEntry
 	nextID    uint64
-	err       error    // why the reader stopped, for Err (nil after Close)
-	readErr   error    // the unwrapped read error behind err
-	outOfSync bool     // a command was abandoned; its result may still come
-	owed      int      // abandoned commands whose final result has not been seen
-	abandoned []string // commands abandoned since the last known-good sync
-	lastProbe int      // index into probes of the last probe sent
-	noSettle  bool     // Close has begun waiting for settlers
+	err       error          // why the reader stopped, for Err (nil after Close)
+	readErr   error          // the unwrapped read error behind err
+	outOfSync bool           // a command was abandoned; its result may still come
+	owed      int            // abandoned commands whose final result has not been seen
+	abandoned []abandonedCmd // commands abandoned since the last known-good sync
+	lastProbe int            // index into probes of the last probe sent
+	noSettle  bool           // Close has begun waiting for settlers
 
 	ps parseState // reader-owned
 }
@@ -392,9 +392,14 @@ func (c *Channel) flushDispatch() bool {
 	return true
 }
 
+// abandonedCmd is a command given up on, as sent and as logs show it.
+type abandonedCmd struct{ cmd, shown string }
+
 // writeReq asks the writer goroutine to write b; the outcome goes to done.
 type writeReq struct {
 	b       []byte
+	shown   []byte // what the trace shows instead of b; nil shows b
+	secret  bool   // the trace shows only the length of b
 	payload bool
 	done    chan error // buffered: the writer never blocks on it
 }
@@ -411,7 +416,14 @@ func (c *Channel) writeLoop() {
 		case <-c.done:
 			return
 		case req := <-c.writeReq:
-			c.tr.host(req.b, req.payload)
+			switch {
+			case req.secret:
+				c.tr.secret(len(req.b))
+			case req.shown != nil:
+				c.tr.host(req.shown, req.payload)
+			default:
+				c.tr.host(req.b, req.payload)
+			}
 			_, err := c.rw.Write(req.b)
 			req.done <- err
 		}

@@ -25,6 +25,25 @@ type CommandOption func(*cmdOptions)
 
 type cmdOptions struct {
 	claims []string // normalized prefixes
+	secret bool
+}
+
+// WithSecret marks the command's parameters and payload as secret (a key
+// password in AT+CSSLCFG="keypwd",..., a private key downloaded with
+// AT+CCERTDOWN): errors, log lines and the trace show the command only up
+// to its '=' followed by "<redacted>", and the trace shows the payload's
+// length but not its bytes. The modem still receives the command as given.
+func WithSecret() CommandOption {
+	return func(o *cmdOptions) { o.secret = true }
+}
+
+// redacted is cmd as errors and logs show a secret command:
+// `AT+CSSLCFG="keypwd",0,"pw"` becomes "AT+CSSLCFG=<redacted>".
+func redacted(cmd string) string {
+	if i := strings.IndexByte(cmd, '='); i >= 0 {
+		return cmd[:i+1] + "<redacted>"
+	}
+	return cmd
 }
 
 // WithResponsePrefix makes lines starting with prefix (spacing tolerant, as
@@ -52,6 +71,8 @@ type result struct {
 // Channel.mu; the caller only creates it and waits on its channels.
 type pending struct {
 	cmd        string
+	shown      string // what errors, logs and the trace show; "" means cmd
+	secret     bool   // the payload is secret too (WithSecret)
 	claimed    []string
 	wantPrompt bool
 	prompted   bool
@@ -65,6 +86,23 @@ type pending struct {
 	// settling means run handed the exchange (and the command slot) to
 	// settle; the caller must not release the slot.
 	settling bool
+}
+
+// traceForm is what the trace shows for the command line, nil meaning the
+// bytes written.
+func (p *pending) traceForm() []byte {
+	if p.shown == "" || p.shown == p.cmd {
+		return nil
+	}
+	return []byte(p.shown + "\r")
+}
+
+// name is the command as errors and logs show it.
+func (p *pending) name() string {
+	if p.shown != "" {
+		return p.shown
+	}
+	return p.cmd
 }
 
 func (p *pending) claims(line string) bool {
@@ -129,19 +167,23 @@ func (c *Channel) CommandPayload(ctx context.Context, cmd string, payload []byte
 }
 
 func (c *Channel) exchange(ctx context.Context, cmd string, payload []byte, wantPrompt bool, opts []CommandOption) (*Response, error) {
-	if cmd == "" || strings.ContainsAny(cmd, "\r\n") {
-		return nil, fmt.Errorf("at: command %q is empty or contains CR/LF", cmd)
-	}
 	var co cmdOptions
 	for _, o := range opts {
 		o(&co)
 	}
+	shown := cmd
+	if co.secret {
+		shown = redacted(cmd)
+	}
+	if cmd == "" || strings.ContainsAny(cmd, "\r\n") {
+		return nil, fmt.Errorf("at: command %q is empty or contains CR/LF", shown)
+	}
 	select {
 	case c.slot <- struct{}{}:
 	case <-ctx.Done():
-		return nil, fmt.Errorf("at: %s: waiting for the command in flight: %w", cmd, ctx.Err())
+		return nil, fmt.Errorf("at: %s: waiting for the command in flight: %w", shown, ctx.Err())
 	case <-c.done:
-		return nil, c.stoppedErr(cmd)
+		return nil, c.stoppedErr(shown)
 	}
 	var p *pending
 	defer func() {
@@ -151,7 +193,7 @@ func (c *Channel) exchange(ctx context.Context, cmd string, payload []byte, want
 	}()
 
 	if err := c.resyncIfNeeded(ctx); err != nil {
-		return nil, fmt.Errorf("at: %s: resynchronising after an abandoned command: %w", cmd, err)
+		return nil, fmt.Errorf("at: %s: resynchronising after an abandoned command: %w", shown, err)
 	}
 	var body []byte
 	if wantPrompt {
@@ -159,6 +201,8 @@ func (c *Channel) exchange(ctx context.Context, cmd string, payload []byte, want
 	}
 	p = &pending{
 		cmd:        cmd,
+		shown:      shown,
+		secret:     co.secret,
 		claimed:    co.claims,
 		wantPrompt: wantPrompt,
 		promptCh:   make(chan struct{}, 1),
@@ -176,7 +220,7 @@ func (c *Channel) run(ctx context.Context, p *pending, payload []byte) (*Respons
 	line := make([]byte, 0, len(p.cmd)+1)
 	line = append(line, p.cmd...)
 	line = append(line, '\r')
-	if accepted, err := c.write(ctx, line, false); err != nil {
+	if accepted, err := c.send(ctx, writeReq{b: line, shown: p.traceForm()}); err != nil {
 		if !accepted {
 			// Nothing reached the modem: no late answer can follow.
 			c.mu.Lock()
@@ -208,7 +252,7 @@ func (c *Channel) run(ctx context.Context, p *pending, payload []byte) (*Respons
 		default:
 		}
 		if len(payload) > 0 {
-			if _, err := c.write(ctx, payload, true); err != nil {
+			if _, err := c.writePayload(ctx, payload, p.secret); err != nil {
 				return c.abandon(p, "writing the payload", err)
 			}
 		}
@@ -268,7 +312,7 @@ func (c *Channel) settle(p *pending, payload []byte) {
 		return
 	}
 	wctx, cancel := context.WithTimeout(context.Background(), settleWait)
-	_, err := c.write(wctx, payload, true)
+	_, err := c.writePayload(wctx, payload, p.secret)
 	cancel()
 	if err != nil {
 		c.abandon(p, "writing the payload after the caller left", err)
@@ -277,7 +321,7 @@ func (c *Channel) settle(p *pending, payload []byte) {
 	t.Reset(settleWait)
 	select {
 	case <-p.result:
-		c.log.Debug("settled a payload exchange its caller left", "op", "command", "cmd", p.cmd, "bytes", len(payload))
+		c.log.Debug("settled a payload exchange its caller left", "op", "command", "cmd", p.name(), "bytes", len(payload))
 	case <-t.C:
 		c.abandon(p, "waiting for the final result after the caller left", context.DeadlineExceeded)
 	case <-c.done:
@@ -323,7 +367,17 @@ var errStopped = errors.New("stopped")
 // reports whether the writer took b, i.e. whether any of it may have
 // reached the modem.
 func (c *Channel) write(ctx context.Context, b []byte, payload bool) (accepted bool, err error) {
-	req := writeReq{b: b, payload: payload, done: make(chan error, 1)}
+	return c.send(ctx, writeReq{b: b, payload: payload})
+}
+
+// writePayload writes a payload; a secret one is traced by its length only.
+func (c *Channel) writePayload(ctx context.Context, b []byte, secret bool) (accepted bool, err error) {
+	return c.send(ctx, writeReq{b: b, payload: true, secret: secret})
+}
+
+// send is write with the trace options of req.
+func (c *Channel) send(ctx context.Context, req writeReq) (accepted bool, err error) {
+	req.done = make(chan error, 1)
 	select {
 	case c.writeReq <- req:
 	case <-ctx.Done():
@@ -347,9 +401,9 @@ func (c *Channel) write(ctx context.Context, b []byte, payload bool) (accepted b
 // failed builds the error of an exchange that ended on the caller's side.
 func (c *Channel) failed(p *pending, stage string, cause error) error {
 	if errors.Is(cause, errStopped) {
-		return c.stoppedErr(p.cmd)
+		return c.stoppedErr(p.name())
 	}
-	return fmt.Errorf("at: %s: %s: %w", p.cmd, stage, cause)
+	return fmt.Errorf("at: %s: %s: %w", p.name(), stage, cause)
 }
 
 // abandon gives up on p after its command may have reached the modem. If
@@ -366,11 +420,11 @@ func (c *Channel) abandon(p *pending, stage string, cause error) (*Response, err
 	if !errors.Is(cause, errStopped) {
 		c.outOfSync = true
 		c.owed++
-		c.abandoned = append(c.abandoned, p.cmd)
+		c.abandoned = append(c.abandoned, abandonedCmd{cmd: p.cmd, shown: p.name()})
 	}
 	c.mu.Unlock()
 	if !errors.Is(cause, errStopped) {
-		c.log.Warn("abandoned an AT command; the channel will resynchronise", "op", "command", "cmd", p.cmd, "stage", stage, "err", cause)
+		c.log.Warn("abandoned an AT command; the channel will resynchronise", "op", "command", "cmd", p.name(), "stage", stage, "err", cause)
 	}
 	return nil, c.failed(p, stage, cause)
 }
@@ -388,7 +442,7 @@ func (c *Channel) stopped(p *pending) (*Response, error) {
 		c.pending = nil
 	}
 	c.mu.Unlock()
-	return nil, c.stoppedErr(p.cmd)
+	return nil, c.stoppedErr(p.name())
 }
 
 // completeLocked finishes the command in flight with its final result.
@@ -398,10 +452,10 @@ func (c *Channel) completeLocked(p *pending, line string, kind finalKind) {
 	switch kind {
 	case finalOK, finalConnect:
 		if p.wantPrompt && !p.prompted {
-			err = fmt.Errorf("%w (command %s, final %q)", ErrNoPrompt, p.cmd, line)
+			err = fmt.Errorf("%w (command %s, final %q)", ErrNoPrompt, p.name(), line)
 		}
 	default:
-		err = finalError(p.cmd, line, kind)
+		err = finalError(p.name(), line, kind)
 	}
 	c.pending = nil
 	p.result <- result{resp: &Response{Lines: p.lines, Final: line}, err: err}
@@ -446,7 +500,7 @@ func (c *Channel) chooseProbeLocked() probe {
 	for k, pr := range probes {
 		clash := false
 		for _, a := range c.abandoned {
-			if commandName(a) == commandName(pr.cmd) {
+			if commandName(a.cmd) == commandName(pr.cmd) {
 				clash = true
 				break
 			}

@@ -161,18 +161,25 @@ func (c *Channel) deliverBinary(bs *binState) {
 // documented in the package comment.
 func (c *Channel) route(line string, cr bool) {
 	now := time.Now()
-	c.tr.modem(line)
 	c.mu.Lock()
 	p := c.pending
 	if p != nil && line == p.cmd {
 		c.mu.Unlock()
+		c.tr.modem(p.name())
 		return // echo (ATE1)
 	}
-	if c.outOfSync && slices.Contains(c.abandoned, line) {
-		c.mu.Unlock()
-		c.log.Debug("dropped the late echo of an abandoned command", "op", "resync", "line", line)
-		return
+	if c.outOfSync {
+		if i := slices.IndexFunc(c.abandoned, func(a abandonedCmd) bool { return a.cmd == line }); i >= 0 {
+			shown := c.abandoned[i].shown
+			c.mu.Unlock()
+			c.tr.modem(shown)
+			c.log.Debug("dropped the late echo of an abandoned command", "op", "resync", "line", shown)
+			return
+		}
 	}
+	// Traced under mu so the echo checks above and the routing below see
+	// the same command in flight; the tracer never takes mu.
+	c.tr.modem(line)
 	if e, n, ok := c.binaryHeaderLocked(line); ok {
 		c.mu.Unlock()
 		bs := binState{entry: e, header: line, at: now, buf: make([]byte, n), skipLF: cr}

@@ -56,6 +56,14 @@ func (t *tracer) host(b []byte, payload bool) {
 	t.entry('>', "", b)
 }
 
+// secret records a payload whose bytes must not be written down.
+func (t *tracer) secret(n int) {
+	if t == nil {
+		return
+	}
+	t.entry('>', "[payload "+strconv.Itoa(n)+" bytes, redacted]", nil)
+}
+
 func (t *tracer) modem(line string) {
 	if t == nil {
 		return
