@@ -152,6 +152,9 @@ type TimeoutError struct {
 
 // Error reads like "registration: no answer from the modem after 1m0s".
 func (e *TimeoutError) Error() string {
+	if e.After <= 0 {
+		return e.Op + ": no answer from the modem in time"
+	}
 	return fmt.Sprintf("%s: no answer from the modem after %s", e.Op, e.After)
 }
 

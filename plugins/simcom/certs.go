@@ -223,7 +223,7 @@ func (d *Driver) Provision(ctx context.Context, b sdk.Bundle) (sdk.ProvisionRepo
 		}
 		cmd := fmt.Sprintf("AT+CCERTDOWN=%s,%d", quote(f.name), len(f.data))
 		// The file name is not secret, the key's bytes are.
-		dl := step{op: "download " + f.name, cmd: cmd, payload: f.data, timeout: downloadTimeout(len(f.data), d.cfg.Baud), secret: f.name == p.key.name}
+		dl := step{op: "download " + f.name, cmd: cmd, payload: f.data, timeout: downloadTimeout(len(f.data), d.config().Baud), secret: f.name == p.key.name}
 		if err := runScript(ctx, ch, []step{dl}, nil); err != nil {
 			return report, d.modemErr("provision", err)
 		}
@@ -242,15 +242,20 @@ func (d *Driver) Provision(ctx context.Context, b sdk.Bundle) (sdk.ProvisionRepo
 	d.mu.Lock()
 	d.storeSuspect = false
 	d.bundles[b.Profile] = p
-	inUse := map[string]bool{}
-	for _, q := range d.bundles {
-		for _, f := range []certFile{q.ca, q.cert, q.key} {
-			if f.set() {
-				inUse[f.name] = true
-			}
+	d.mu.Unlock()
+	// What is superseded is what no SSL context refers to any more, by the
+	// modem's own account: this plugin process may be younger than the
+	// contexts (an agent restart), and other contexts' files must survive.
+	inUse, err := d.referencedFiles(ctx, ch)
+	if err != nil {
+		d.log.Warn("cannot tell which certificates the SSL contexts use; deleting none", "op", "provision", "err", err)
+		return report, nil
+	}
+	for _, f := range []certFile{p.ca, p.cert, p.key} {
+		if f.set() && !inUse[f.name] {
+			return report, &sdk.ModemError{Op: "provision", Code: -1, Text: fmt.Sprintf("SSL context %d does not refer to %s after configuration (AT+CSSLCFG? disagrees)", b.Profile, f.name)}
 		}
 	}
-	d.mu.Unlock()
 	for _, n := range present {
 		if !strings.HasPrefix(n, certPrefix) || inUse[n] || !isOurs(n) {
 			continue
@@ -263,6 +268,37 @@ func (d *Driver) Provision(ctx context.Context, b sdk.Bundle) (sdk.ProvisionRepo
 		report.Deleted = append(report.Deleted, n)
 	}
 	return report, nil
+}
+
+// referencedFiles asks the modem which certificate files its SSL contexts
+// refer to (AT+CSSLCFG?: one line per context, the CA, client certificate
+// and key file names in fields 6-8, quoted or not).
+func (d *Driver) referencedFiles(ctx context.Context, ch *at.Channel) (map[string]bool, error) {
+	used := map[string]bool{}
+	lines := 0
+	err := runScript(ctx, ch, []step{{op: "read SSL contexts", cmd: "AT+CSSLCFG?", check: func(r *at.Response) (bool, error) {
+		for _, l := range r.Lines {
+			v, ok := strings.CutPrefix(normalise(l), "+CSSLCFG:")
+			if !ok {
+				continue
+			}
+			fields := splitFields(v)
+			if len(fields) < 8 {
+				return false, fmt.Errorf("AT+CSSLCFG? line %q has %d fields, want at least 8", l, len(fields))
+			}
+			for _, name := range fields[5:8] {
+				if name != "" {
+					used[name] = true
+				}
+			}
+			lines++
+		}
+		if lines == 0 {
+			return false, fmt.Errorf("AT+CSSLCFG? listed no context")
+		}
+		return true, nil
+	}}}, nil)
+	return used, err
 }
 
 // isOurs reports whether name has the shape nameFor produces.

@@ -519,6 +519,14 @@ func (d *Driver) deferred(ctx context.Context, ch *at.Channel, op, cmd, prefix s
 	return nil
 }
 
+// config returns the ModemConfig of the last Open; Open may run again
+// (after Stop) while sessions of the old run still finish.
+func (d *Driver) config() sdk.ModemConfig {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.cfg
+}
+
 // modemErr turns errors from the AT layer into the contract's typed errors so
 // they cross the plugin boundary intact; typed sdk errors pass through.
 func (d *Driver) modemErr(op string, err error) error {
@@ -568,7 +576,7 @@ func (d *Driver) modemErr(op string, err error) error {
 	case errors.Is(err, context.Canceled):
 		return fmt.Errorf("%s: %w", op, err)
 	case errors.Is(err, at.ErrClosed):
-		return &sdk.SerialError{Op: op, Port: d.cfg.Port, Err: cause.Error()}
+		return &sdk.SerialError{Op: op, Port: d.config().Port, Err: cause.Error()}
 	}
 	d.mu.Lock()
 	ch := d.ch
@@ -576,7 +584,7 @@ func (d *Driver) modemErr(op string, err error) error {
 	if ch != nil {
 		select {
 		case <-ch.Done():
-			return &sdk.SerialError{Op: op, Port: d.cfg.Port, Err: cause.Error()}
+			return &sdk.SerialError{Op: op, Port: d.config().Port, Err: cause.Error()}
 		default:
 		}
 	}

@@ -412,7 +412,7 @@ func (s *session) Send(ctx context.Context, p []byte) error {
 		}
 		n := min(len(p), s.d.profile.MaxSend)
 		cmd := fmt.Sprintf("AT+CCHSEND=%d,%d", s.id, n)
-		cctx, cancel := context.WithTimeout(ctx, sendTimeout(n, s.d.cfg.Baud))
+		cctx, cancel := context.WithTimeout(ctx, sendTimeout(n, s.d.config().Baud))
 		_, err := ch.CommandPayload(cctx, cmd, p[:n])
 		cancel()
 		if err != nil {
