@@ -254,3 +254,22 @@ func TestModemErrorsQuoteTheModemOnce(t *testing.T) {
 		}
 	}
 }
+
+func TestDialRecoversASlotTheModemStillHolds(t *testing.T) {
+	d, m := startScripted(t, "dial-stale-slot")
+	ctx := testCtx(t)
+	if _, err := d.Open(ctx, sdk.ModemConfig{Port: "scripted"}); err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	s, err := d.Dial(ctx, sdk.DialRequest{Host: "10.0.0.1", Port: 8883, Mode: sdk.DialModemTLS})
+	if err != nil {
+		t.Fatalf("Dial after a refused open: %v", err)
+	}
+	if err := s.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m.finish(t)
+}

@@ -60,12 +60,27 @@ func (d *Driver) Dial(ctx context.Context, req sdk.DialRequest) (sdk.Session, er
 	if err != nil {
 		return nil, err
 	}
-	if err := d.open(ctx, ch, s, req, clientType); err != nil {
+	err = d.open(ctx, ch, s, req, clientType)
+	var stale *staleSlotError
+	if errors.As(err, &stale) && ctx.Err() == nil {
+		err = d.open(ctx, ch, s, req, clientType) // once, after closing the slot
+		if errors.As(err, &stale) {
+			err = stale.cause
+		}
+	}
+	if err != nil {
 		d.release(s)
 		return nil, err
 	}
 	return s, nil
 }
+
+// staleSlotError is a CCHOPEN refused with a bare ERROR, after which the
+// slot was closed so that one more attempt can succeed.
+type staleSlotError struct{ cause error }
+
+func (e *staleSlotError) Error() string { return e.cause.Error() }
+func (e *staleSlotError) Unwrap() error { return e.cause }
 
 // startService sends AT+CCHSET and AT+CCHMODE (only accepted before the
 // service starts) and AT+CCHSTART, once per bring-up.
@@ -180,6 +195,15 @@ func (d *Driver) open(ctx context.Context, ch *at.Channel, s *session, req sdk.D
 	_, err := ch.Command(cctx, cmd)
 	cancel()
 	if err != nil {
+		var plain *at.Error
+		if errors.As(err, &plain) && plain.Final == "ERROR" {
+			// The modem may still hold this slot from a session whose
+			// close was lost (a driver that died, a close that timed
+			// out): it answers ERROR to every open until it is closed.
+			d.log.Info("CCHOPEN refused; closing the slot in case the modem still holds it", "session", s.id)
+			d.closeQuietly(ch, s.id)
+			return &staleSlotError{cause: d.modemErr(op, &stepError{Op: "open", Cmd: cmd, Cause: err})}
+		}
 		return d.modemErr(op, &stepError{Op: "open", Cmd: cmd, Cause: err})
 	}
 	wctx, cancel := context.WithTimeout(ctx, wait)
