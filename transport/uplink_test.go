@@ -2,7 +2,6 @@ package transport
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -19,10 +18,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/cellgate/cellgate/internal/testutil"
 )
 
 // This file holds what the uplink tests share: a throw-away PKI, TLS
@@ -189,22 +189,7 @@ func tlsDial(addr string, cfg *tls.Config, dials *atomic.Int32) Dialer {
 
 // syncBuffer collects output written from several goroutines (a process's
 // stdout, log records arriving after a test ended).
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testutil.SyncBuffer
 
 // testLog returns a debug-level logger into a buffer, printed only if the
 // test fails. It is not t.Log: paho reports from its own goroutines, which
