@@ -47,6 +47,13 @@ type Options struct {
 
 // Run runs the demo until ctx ends, then stops everything and removes Dir.
 func Run(ctx context.Context, o Options) error {
+	// The config the demo writes needs absolute paths (a device path must
+	// be one), and the default directory is relative.
+	dir, err := filepath.Abs(o.Dir)
+	if err != nil {
+		return err
+	}
+	o.Dir = dir
 	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
 		return err
 	}

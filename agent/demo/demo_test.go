@@ -22,7 +22,9 @@ func TestDemoDeliversReadings(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", filepath.Join(bin, "cellgate-plugin-sim7600"), "github.com/cellgate/cellgate/plugins/sim7600").CombinedOutput(); err != nil {
 		t.Fatalf("build plugin: %v\n%s", err, out)
 	}
-	dir := filepath.Join(t.TempDir(), "demo")
+	// `make demo` runs with the relative directory .demo.
+	t.Chdir(t.TempDir())
+	dir := ".demo"
 	out := &testutil.SyncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
