@@ -140,13 +140,13 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		}
 	})
 
-	dial, target, err := dialer(cfg, host)
+	rt, err := dialer(cfg, host)
 	if err != nil {
 		cancel()
 		wg.Wait()
 		return err
 	}
-	up, err := newUplink(ctx, cfg, dial, target, log.With("part", "uplink"))
+	up, err := newUplink(ctx, cfg, rt, log.With("part", "uplink"))
 	if err != nil {
 		cancel()
 		wg.Wait()
@@ -227,18 +227,31 @@ func loadBundle(t config.TLS) (sdk.Bundle, error) {
 
 // dialer returns the uplink's Dialer: a modem session to the uplink's
 // host:port, with TLS terminated by the modem or by crypto/tls here.
-func dialer(cfg *config.Config, host *pluginhost.Host) (transport.Dialer, string, error) {
+// route is how the uplink reaches its upstream through the modem.
+type route struct {
+	target string
+	// dial returns a secure conn: TLS terminated by the modem, or by
+	// crypto/tls here over a plain modem socket.
+	dial transport.Dialer
+	// plain and hostTLS are set in host-TLS mode: a plain modem socket and
+	// the gateway's TLS config, for clients that run TLS themselves
+	// (net/http through DialContext).
+	plain   transport.Dialer
+	hostTLS *tls.Config
+}
+
+func dialer(cfg *config.Config, host *pluginhost.Host) (route, error) {
 	target, err := uplinkTarget(cfg.Uplink)
 	if err != nil {
-		return nil, "", err
+		return route{}, err
 	}
 	h, portStr, err := net.SplitHostPort(target)
 	if err != nil {
-		return nil, "", fmt.Errorf("uplink address %q: %w", target, err)
+		return route{}, fmt.Errorf("uplink address %q: %w", target, err)
 	}
 	port, err := strconv.Atoi(portStr)
 	if err != nil {
-		return nil, "", fmt.Errorf("uplink address %q: bad port", target)
+		return route{}, fmt.Errorf("uplink address %q: bad port", target)
 	}
 	// For host TLS, crypto/tls verifies an IP address against the
 	// certificate's IP SANs and sends no SNI for it, so the host itself is
@@ -250,33 +263,40 @@ func dialer(cfg *config.Config, host *pluginhost.Host) (transport.Dialer, string
 	switch cfg.TLS.Mode {
 	case config.TLSModeModem:
 		req := modemDialRequest(h, port, cfg.TLS.SNI)
-		return func(ctx context.Context) (net.Conn, error) {
+		return route{target: target, dial: func(ctx context.Context) (net.Conn, error) {
 			sess, err := host.Dial(ctx, req)
 			if err != nil {
 				return nil, err
 			}
 			return transport.NewConn(sess, target), nil
-		}, target, nil
+		}}, nil
 	case config.TLSModeHost:
 		tc, err := hostTLS(cfg.TLS, serverName)
 		if err != nil {
-			return nil, "", err
+			return route{}, err
 		}
 		req := sdk.DialRequest{Host: h, Port: port, Mode: sdk.DialPlainTCP}
-		return func(ctx context.Context) (net.Conn, error) {
+		plain := func(ctx context.Context) (net.Conn, error) {
 			sess, err := host.Dial(ctx, req)
 			if err != nil {
 				return nil, err
 			}
-			conn := tls.Client(transport.NewConn(sess, target), tc)
+			return transport.NewConn(sess, target), nil
+		}
+		return route{target: target, plain: plain, hostTLS: tc, dial: func(ctx context.Context) (net.Conn, error) {
+			c, err := plain(ctx)
+			if err != nil {
+				return nil, err
+			}
+			conn := tls.Client(c, tc)
 			if err := conn.HandshakeContext(ctx); err != nil {
 				conn.Close()
 				return nil, fmt.Errorf("TLS handshake with %s: %w", target, err)
 			}
 			return conn, nil
-		}, target, nil
+		}}, nil
 	}
-	return nil, "", fmt.Errorf("tls.mode %q: want modem or host", cfg.TLS.Mode)
+	return route{}, fmt.Errorf("tls.mode %q: want modem or host", cfg.TLS.Mode)
 }
 
 // modemDialRequest is the session request for modem-terminated TLS. The SNI
@@ -344,7 +364,8 @@ func uplinkTarget(u config.Uplink) (string, error) {
 	return "", errors.New("no uplink configured")
 }
 
-func newUplink(ctx context.Context, cfg *config.Config, dial transport.Dialer, target string, log *slog.Logger) (transport.Uplink, error) {
+func newUplink(ctx context.Context, cfg *config.Config, rt route, log *slog.Logger) (transport.Uplink, error) {
+	dial, target := rt.dial, rt.target
 	u := cfg.Uplink
 	switch {
 	case u.MQTT != nil:
@@ -359,6 +380,11 @@ func newUplink(ctx context.Context, cfg *config.Config, dial transport.Dialer, t
 	case u.TLSLines != nil:
 		return transport.NewTLSLines(transport.TLSLinesConfig{Addr: target, Ack: u.TLSLines.Ack}, dial, log), nil
 	case u.HTTPS != nil:
+		if rt.plain != nil {
+			// Host TLS: net/http runs TLS itself over a plain modem
+			// socket (Transport.DialContext).
+			return transport.NewHTTPS(transport.HTTPSConfig{URL: u.HTTPS.URL, HostTLS: rt.hostTLS}, rt.plain, log), nil
+		}
 		return transport.NewHTTPS(transport.HTTPSConfig{URL: u.HTTPS.URL}, dial, log), nil
 	}
 	return nil, errors.New("no uplink configured")

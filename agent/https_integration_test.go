@@ -18,11 +18,18 @@ import (
 	"github.com/cellgate/cellgate/sdk/plugintest"
 )
 
-// TestHTTPSUplinkWithCompactBatches sends readings through the modem (the
-// modem terminates TLS) to a real TLS HTTP server that verifies the
-// gateway's client certificate, in the compact cbor+deflate encoding, and
-// decodes every batch as an upstream consumer would.
+// TestHTTPSUplinkWithCompactBatches sends readings through the modem to a
+// real TLS HTTP server that verifies the gateway's client certificate, in
+// the compact cbor+deflate encoding, and decodes every batch as an upstream
+// consumer would; in both TLS modes (the modem terminates TLS, or net/http
+// runs TLS 1.3 on the gateway over a plain modem socket).
 func TestHTTPSUplinkWithCompactBatches(t *testing.T) {
+	for _, mode := range []string{"modem", "host"} {
+		t.Run(mode+" TLS", func(t *testing.T) { httpsUplink(t, mode) })
+	}
+}
+
+func httpsUplink(t *testing.T, mode string) {
 	bin, err := binaries()
 	if err != nil {
 		t.Fatal(err)
@@ -55,6 +62,11 @@ func TestHTTPSUplinkWithCompactBatches(t *testing.T) {
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{p.Server.TLSCertificate(t)}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: p.CertPool()}
+	var versions sync.Map
+	srv.TLS.VerifyConnection = func(cs tls.ConnectionState) error {
+		versions.Store(cs.Version, true)
+		return nil
+	}
 	srv.StartTLS()
 	defer srv.Close()
 
@@ -62,13 +74,13 @@ func TestHTTPSUplinkWithCompactBatches(t *testing.T) {
 	cfg := fmt.Sprintf(`device_id: https-gw
 modem: {model: sim7600, port: %q}
 plugins: {dir: %q}
-tls: {mode: modem, ca: ca.pem, cert: client.pem, key: client.key}
+tls: {mode: %s, ca: ca.pem, cert: client.pem, key: client.key}
 inputs: {http: {listen: "127.0.0.1:%d"}}
 spool: {dir: spool}
 uplink:
   https: {url: "%s/ingest"}
   batch: {max_readings: 40, max_delay: 200ms, encoding: cbor+deflate}
-`, filepath.Join(dir, "ttyUSB2"), bin, port, srv.URL)
+`, filepath.Join(dir, "ttyUSB2"), bin, mode, port, srv.URL)
 	if err := os.WriteFile(filepath.Join(dir, "cellgate.yaml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -98,6 +110,13 @@ uplink:
 			t.Fatalf("%d of %d readings never reached the HTTPS server; agent log:\n%s", missing, len(ids), w.agent.log())
 		}
 		time.Sleep(100 * time.Millisecond) // polling the server's tally
+	}
+	want := uint16(tls.VersionTLS12) // the modem's TLS stack stops at 1.2
+	if mode == "host" {
+		want = tls.VersionTLS13
+	}
+	if _, ok := versions.Load(want); !ok {
+		t.Errorf("the server never saw TLS version %#x in %s mode", want, mode)
 	}
 	c := modem.Counters()
 	t.Logf("120 readings over HTTPS in cbor+deflate: %d bytes up, %d down on the modem's socket (%.1f B/reading both ways)",

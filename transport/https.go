@@ -36,6 +36,12 @@ type HTTPSConfig struct {
 	// message before it is closed (default 2m). Reusing it saves a modem
 	// session and a TLS handshake per message.
 	IdleTimeout time.Duration
+	// HostTLS selects host-side TLS: the Dialer returns a plain connection
+	// (a plain TCP session through the modem) and net/http runs TLS on it
+	// with this config, through Transport.DialContext. Nil means the
+	// Dialer's connections are TLS already (the modem terminates it), used
+	// through Transport.DialTLSContext.
+	HostTLS *tls.Config
 }
 
 // Defaults of HTTPSConfig.
@@ -52,14 +58,14 @@ const maxRetryAfter = time.Hour
 // over connections from the Dialer, kept alive between messages (one at a
 // time: a modem has few sessions).
 //
-// The Dialer's conn is already TLS in both TLS modes (the modem terminates
-// it, or the agent wrapped crypto/tls around a plain modem socket), so it is
-// net/http's DialTLSContext in both: net/http then adds no TLS of its own,
-// and the TLS settings live in one place, the Dialer, for all three
-// uplinks. net/http's DialContext (plain connections) is refused, so no
-// request can leave unencrypted or bypass the modem. HTTP/2 is not used:
-// the modem's TLS offers no ALPN, and a Dialer must not offer "h2" (a conn
-// that negotiated it is refused with an error saying so).
+// In modem-TLS mode the Dialer's conn is TLS already (the modem terminates
+// it) and net/http takes it through DialTLSContext, adding no TLS of its
+// own. In host-TLS mode (HTTPSConfig.HostTLS) the Dialer's conn is a plain
+// modem socket, taken through DialContext, and net/http runs crypto/tls on
+// it with the gateway's keys. In modem mode DialContext is refused, so no
+// request can leave unencrypted. HTTP/2 is not used: the modem's TLS offers
+// no ALPN, and a conn that negotiated "h2" is refused with an error saying
+// so.
 //
 // Acknowledgement is a 2xx status. 408, 429 and 5xx are retryable; with a
 // Retry-After header they come as a *RetryAfterError and Send refuses to
@@ -121,15 +127,18 @@ func NewHTTPS(cfg HTTPSConfig, dial Dialer, log *slog.Logger) *HTTPS {
 	}
 	h.log = orDiscard(log).With("uplink", "https", "url", h.target)
 
+	bounded := func(ctx context.Context) (net.Conn, error) {
+		// net/http detaches a dial from the request's cancellation, and
+		// with one connection per host a dial that never ends (a modem
+		// that never comes up) would hold every later request: bound it
+		// as a request is.
+		ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+		defer cancel()
+		return dial(ctx)
+	}
 	h.tr = &http.Transport{
 		DialTLSContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			// net/http detaches a dial from the request's cancellation,
-			// and with one connection per host a dial that never ends (a
-			// modem that never comes up, a handshake never answered)
-			// would hold every later request: bound it as a request is.
-			ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
-			defer cancel()
-			conn, err := dial(ctx)
+			conn, err := bounded(ctx)
 			if err != nil {
 				return nil, err
 			}
@@ -143,12 +152,22 @@ func NewHTTPS(cfg HTTPSConfig, dial Dialer, log *slog.Logger) *HTTPS {
 			return nil, errors.New("refusing a plain-text connection: the HTTPS uplink only uses the dialer's TLS connections")
 		},
 		MaxConnsPerHost:     1,
+		TLSHandshakeTimeout: cfg.Timeout,
 		MaxIdleConns:        1,
 		MaxIdleConnsPerHost: 1,
 		IdleConnTimeout:     cfg.IdleTimeout,
 		// The response body is read only for an error message: asking
 		// for gzip would add a header to every request for nothing.
 		DisableCompression: true,
+	}
+	if cfg.HostTLS != nil {
+		// Host-side TLS: net/http dials a plain modem session and runs
+		// crypto/tls on it itself, with the gateway's keys.
+		tc := cfg.HostTLS.Clone()
+		tc.NextProtos = []string{"http/1.1"}
+		h.tr.TLSClientConfig = tc
+		h.tr.DialTLSContext = nil
+		h.tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) { return bounded(ctx) }
 	}
 	h.tr.Protocols = new(http.Protocols)
 	h.tr.Protocols.SetHTTP1(true)

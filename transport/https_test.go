@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log"
@@ -393,5 +394,41 @@ func TestHTTPSKeepsQueryTokensOutOfLogsAndErrors(t *testing.T) {
 	}
 	if !strings.Contains(err2.Error(), "token=xxxxx") {
 		t.Errorf("dial error %q does not name the (redacted) URL", err2)
+	}
+}
+
+// TestHTTPSHostTLSRunsTLSOverAPlainDial: in host mode the Dialer gives a
+// plain connection (a plain TCP session through the modem) and net/http
+// runs TLS on it through DialContext, presenting the client certificate.
+func TestHTTPSHostTLSRunsTLSOverAPlainDial(t *testing.T) {
+	pki := newTestPKI(t)
+	s := startPostServer(t, pki)
+	var plainDials atomic.Int32
+	plain := func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", s.srv.Listener.Addr().String())
+		if err == nil {
+			plainDials.Add(1)
+		}
+		return c, err
+	}
+	log, _ := testLog(t)
+	tc := pki.clientTLS(pki.client)
+	tc.MinVersion = tls.VersionTLS13
+	h := NewHTTPS(HTTPSConfig{URL: s.url, HostTLS: tc}, plain, log)
+	defer h.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	payload := []byte(`{"device_id":"gw","readings":[]}`)
+	for i := range 2 {
+		if err := h.Send(ctx, Message{Payload: payload, ContentType: "application/json"}); err != nil {
+			t.Fatalf("Send %d over host TLS: %v", i, err)
+		}
+	}
+	if r := s.last(); !bytes.Equal(r.body, payload) {
+		t.Fatalf("server got %q", r.body)
+	}
+	if n := plainDials.Load(); n != 1 {
+		t.Fatalf("%d plain dials for two messages, want 1 (kept alive)", n)
 	}
 }
