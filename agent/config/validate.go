@@ -316,8 +316,15 @@ func (v *validator) mqtt(m MQTT) {
 	}
 	v.seconds(p+"session_expiry", m.SessionExpiry, 1<<32-1)
 	v.seconds(p+"keepalive", m.KeepAlive, 65535)
-	v.topic(p+"config_topic", m.ConfigTopic, false)
-	v.topic(p+"status_topic", m.StatusTopic, false)
+	// Remote configuration is designed (signed, versioned, allow-listed,
+	// commit-confirmed) but not built yet: a topic set here would be a
+	// promise the agent does not keep, so it is refused rather than
+	// silently ignored.
+	for _, k := range []struct{ key, val string }{{"config_topic", m.ConfigTopic}, {"status_topic", m.StatusTopic}} {
+		if k.val != "" {
+			v.failf(p+k.key, "remote configuration is not available in this version of cellgate; leave it empty")
+		}
+	}
 }
 
 // seconds checks an MQTT interval, which goes on the wire in whole seconds.
