@@ -278,7 +278,7 @@ func (d *Driver) referencedFiles(ctx context.Context, ch *at.Channel) (map[strin
 	lines := 0
 	err := runScript(ctx, ch, []step{{op: "read SSL contexts", cmd: "AT+CSSLCFG?", check: func(r *at.Response) (bool, error) {
 		for _, l := range r.Lines {
-			v, ok := strings.CutPrefix(normalise(l), "+CSSLCFG:")
+			v, ok := strings.CutPrefix(at.Normalize(l), "+CSSLCFG:")
 			if !ok {
 				continue
 			}
@@ -375,7 +375,7 @@ func (d *Driver) listCerts(ctx context.Context, ch *at.Channel) ([]string, error
 	var names []string
 	err := runScript(ctx, ch, []step{{op: "list certificates", cmd: "AT+CCERTLIST", check: func(r *at.Response) (bool, error) {
 		for _, l := range r.Lines {
-			n := normalise(l)
+			n := at.Normalize(l)
 			if v, ok := strings.CutPrefix(n, "+CCERTLIST:"); ok {
 				names = append(names, strings.Trim(strings.TrimSpace(v), `"`))
 			}

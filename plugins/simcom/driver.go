@@ -508,7 +508,7 @@ func (d *Driver) deferred(ctx context.Context, ch *at.Channel, op, cmd, prefix s
 	if err != nil {
 		return &stepError{Op: op, Cmd: cmd, Cause: fmt.Errorf("waiting for %s: %w", prefix, err)}
 	}
-	v := strings.TrimSpace(strings.TrimPrefix(normalise(line), prefix))
+	v := strings.TrimSpace(strings.TrimPrefix(at.Normalize(line), prefix))
 	code, err := strconv.Atoi(lastField(v))
 	if err != nil {
 		return &stepError{Op: op, Cmd: cmd, Cause: fmt.Errorf("malformed result %q", line)}
@@ -593,30 +593,10 @@ func (d *Driver) modemErr(op string, err error) error {
 
 // --- small parsers for the modem's answers ---
 
-// normalise removes the optional spaces SIMCom firmware puts after ':' and
-// ',' so "+CCHOPEN:0, 15" and "+CCHOPEN: 0,15" compare equal.
-func normalise(line string) string {
-	var b strings.Builder
-	b.Grow(len(line))
-	skip := false
-	for i := 0; i < len(line); i++ {
-		c := line[i]
-		if skip && c == ' ' {
-			continue
-		}
-		skip = c == ':' || c == ','
-		b.WriteByte(c)
-		if c == ':' {
-			b.WriteByte(' ')
-		}
-	}
-	return strings.TrimSpace(b.String())
-}
-
 // field returns the value after prefix in the first response line that has it.
 func field(r *at.Response, prefix string) (string, bool) {
 	for _, l := range r.Lines {
-		n := normalise(l)
+		n := at.Normalize(l)
 		if strings.HasPrefix(n, prefix) {
 			return strings.TrimSpace(strings.TrimPrefix(n, prefix)), true
 		}
@@ -664,7 +644,7 @@ func twoInts(v string) (int, int, error) {
 
 // idAndCode parses "<prefix> <id>,<code>".
 func idAndCode(line, prefix string) (int, int, bool) {
-	n := normalise(line)
+	n := at.Normalize(line)
 	if !strings.HasPrefix(n, prefix) {
 		return 0, 0, false
 	}
@@ -674,8 +654,8 @@ func idAndCode(line, prefix string) (int, int, bool) {
 
 // sessionID parses the session id that follows prefix.
 func sessionID(line, prefix string) (int, bool) {
-	n := normalise(line)
-	p := normalise(prefix)
+	n := at.Normalize(line)
+	p := at.Normalize(prefix)
 	if !strings.HasPrefix(n, p) {
 		return 0, false
 	}

@@ -50,6 +50,11 @@ func matchNormalized(line, np string) (int, bool) {
 	return i, true
 }
 
+// Normalize returns line without the spaces that follow ':' or ',', the
+// form in which this package compares prefixes. Drivers parsing response
+// lines use it so "+CCHOPEN: 0, 15" and "+CCHOPEN:0,15" read the same.
+func Normalize(line string) string { return normalize(line) }
+
 // Prefix returns a matcher for Expect that accepts lines starting with p.
 // Matching is case-sensitive and tolerant of spacing: spaces after ':' and
 // ',' are ignored in both p and the line, so Prefix("+CCHOPEN: 0,") accepts
