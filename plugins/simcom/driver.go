@@ -33,6 +33,10 @@ type Driver struct {
 	// scripted transcript instead of a serial device.
 	openPort func(ctx context.Context, name string, baud int) (io.ReadWriteCloser, error)
 
+	// reportTimeout is how long a send waits for its +CCHSEND report
+	// before asking the modem (defaultReportTimeout; shorter in tests).
+	reportTimeout time.Duration
+
 	// bringup serialises Open and the re-bring-up after a modem reboot, so
 	// two callers never interleave bring-up scripts.
 	bringup sync.Mutex
@@ -63,8 +67,9 @@ func New(p Profile, log *slog.Logger) *Driver {
 		openPort: func(ctx context.Context, name string, baud int) (io.ReadWriteCloser, error) {
 			return openPort(ctx, name, baud)
 		},
-		sessions: make([]*session, p.Sessions),
-		bundles:  map[int]provisioned{},
+		sessions:      make([]*session, p.Sessions),
+		bundles:       map[int]provisioned{},
+		reportTimeout: defaultReportTimeout,
 	}
 }
 

@@ -273,3 +273,27 @@ func TestDialRecoversASlotTheModemStillHolds(t *testing.T) {
 	}
 	m.finish(t)
 }
+
+func TestSendWithoutReportsFallsBackToTheUnsentCount(t *testing.T) {
+	d, m := startScripted(t, "send-without-reports")
+	d.profile.MaxSend = 4
+	d.reportTimeout = 300 * time.Millisecond
+	ctx := testCtx(t)
+	if _, err := d.Open(ctx, sdk.ModemConfig{Port: "scripted"}); err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	s, err := d.Dial(ctx, sdk.DialRequest{Host: "10.0.0.1", Port: 8883, Mode: sdk.DialModemTLS})
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	if err := s.Send(ctx, []byte("abcdefghijklmnopqrst")); err != nil {
+		t.Fatalf("Send without reports: %v", err)
+	}
+	if err := s.Close(ctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := d.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m.finish(t)
+}

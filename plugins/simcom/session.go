@@ -20,9 +20,9 @@ const (
 	// send would leave the serial line idle for a network round trip per
 	// 2 KiB; four chunks keep it busy without hiding a failed send for long.
 	sendWindow = 4
-	// reportTimeout bounds the wait for a send report. Some firmware is
+	// defaultReportTimeout bounds the wait for a send report. Some firmware is
 	// reported to omit them; after this long the driver asks AT+CCHSEND?.
-	reportTimeout = 30 * time.Second
+	defaultReportTimeout = 30 * time.Second
 	// recvQueue bounds the frames buffered for a reader that is slower than
 	// the modem. When it is full the URC dispatcher waits, which stops the
 	// serial reader, which makes the modem stop reading its socket: the
@@ -461,12 +461,12 @@ func sendTimeout(n, baud int) time.Duration {
 }
 
 // waitReports waits until at most max chunks await their send report. A
-// missing report is not trusted to mean failure: after reportTimeout the
+// missing report is not trusted to mean failure: after the report timeout the
 // modem is asked how much it has not sent yet. It gives up when abort is
 // closed (nil never is).
 func (s *session) waitReports(ctx context.Context, ch *at.Channel, max int, abort <-chan struct{}) error {
 	for s.inflight > max {
-		t := time.NewTimer(reportTimeout)
+		t := time.NewTimer(s.d.reportTimeout)
 		select {
 		case code := <-s.reports:
 			t.Stop()
