@@ -115,6 +115,16 @@ func (w *world) waitHealthy() {
 // accepted (202: they are on disk).
 func (w *world) post(n int, tag string) []string {
 	w.t.Helper()
+	ids, err := w.tryPost(n, tag)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return ids
+}
+
+// tryPost is post for goroutines other than the test's: it returns the
+// failure instead of ending the test.
+func (w *world) tryPost(n int, tag string) ([]string, error) {
 	var body bytes.Buffer
 	body.WriteByte('[')
 	for i := range n {
@@ -126,20 +136,20 @@ func (w *world) post(n int, tag string) []string {
 	body.WriteByte(']')
 	resp, err := http.Post(w.ingest+"/v1/readings", "application/json", &body)
 	if err != nil {
-		w.t.Fatalf("POST readings: %v", err)
+		return nil, fmt.Errorf("POST readings: %w", err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusAccepted {
-		w.t.Fatalf("POST readings: %d %s", resp.StatusCode, b)
+		return nil, fmt.Errorf("POST readings: %d %s", resp.StatusCode, b)
 	}
 	var out struct {
 		IDs []string `json:"ids"`
 	}
 	if err := json.Unmarshal(b, &out); err != nil || len(out.IDs) != n {
-		w.t.Fatalf("POST readings: %s: want %d ids", b, n)
+		return nil, fmt.Errorf("POST readings: %s: want %d ids", b, n)
 	}
-	return out.IDs
+	return out.IDs, nil
 }
 
 // expectDelivered waits until the subscriber saw every id and reports the
