@@ -27,6 +27,17 @@ func BenchmarkHTTPIngest(b *testing.B) {
 	}
 }
 
+// BenchmarkHTTPIngestOnePerRequest is sensors that POST one reading each,
+// 64 at a time: group commit must still batch their fsyncs.
+func BenchmarkHTTPIngestOnePerRequest(b *testing.B) {
+	for _, mode := range []struct {
+		name   string
+		noSync bool
+	}{{"durable", false}, {"nosync", true}} {
+		b.Run(mode.name, func(b *testing.B) { benchIngest(b, mode.noSync, 64, 1) })
+	}
+}
+
 func benchIngest(b *testing.B, noSync bool, clients, per int) {
 	sp := openSpool(b, spool.Options{NoSync: noSync, MaxBytes: 4 << 30})
 	srv := startHTTP(b, NewHTTP(config.HTTPInput{MaxBody: config.MiB}, sp, quiet, nil))
