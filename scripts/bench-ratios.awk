@@ -16,6 +16,7 @@ END {
 	ratio("serial upload payload/line vs CCERTDOWN baseline", "BenchmarkUploadEfficiency", "BenchmarkRawLineBaseline", "payload/line")
 	ratio("durable HTTP ingest vs no-fsync ingest", "BenchmarkHTTPIngest/durable", "BenchmarkHTTPIngest/nosync", "readings/s")
 	ratio("durable HTTP ingest, one reading per POST, vs no-fsync", "BenchmarkHTTPIngestOnePerRequest/durable", "BenchmarkHTTPIngestOnePerRequest/nosync", "readings/s")
+	ratio("durable UDP ingest, one reading per datagram, vs no-fsync", "BenchmarkDatagramIngest/durable", "BenchmarkDatagramIngest/nosync", "readings/s")
 	ratio("spool group commit (64 appenders) vs fsync per reading", "BenchmarkAppendDurable/appenders=64", "BenchmarkRawWriteFsyncEach", "readings/s")
 	ratio("cbor+deflate bytes per reading vs json", "BenchmarkEncode/cbor+deflate", "BenchmarkEncode/json", "bytes/reading")
 	ratio("plugin session echo vs net.Pipe", "BenchmarkSessionEcho/plugin", "BenchmarkSessionEcho/net.Pipe_baseline", "MB/s")
@@ -25,7 +26,7 @@ END {
 	if (p != "") printf "  %-58s %10.1f  (design target <= 20 MiB)\n", "plugin resident MiB at 100 readings/s", p
 	for (n in m) {
 		split(n, k, SUBSEP)
-		if (k[2] == "readings/s" && k[1] ~ /HTTPIngest.*durable/)
+		if (m[n] != "" && k[2] == "readings/s" && k[1] ~ /(HTTP|Datagram)Ingest.*durable/)
 			printf "  %-58s %10.0f  (design target >= 20000)\n", k[1] " readings/s", m[n]
 	}
 	up = metric("BenchmarkUploadEfficiency", "payload/line")
