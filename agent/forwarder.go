@@ -52,10 +52,33 @@ func (f *forwarder) run(ctx context.Context) error {
 			}
 			return fmt.Errorf("read spool: %w", err)
 		}
+		through := recs[len(recs)-1].Seq
 		msg, err := f.message(recs)
+		// The spool holds what an input validated, so a record that
+		// cannot be encoded is damage or a bug; it would stop every
+		// reading behind it, on every restart. It is set aside instead.
+		var bad *reading.RecordError
+		for errors.As(err, &bad) && bad.Index >= 0 && bad.Index < len(recs) {
+			r := recs[bad.Index]
+			file, derr := f.deadLetter([]spool.Record{r})
+			if derr != nil {
+				return fmt.Errorf("spool record %d cannot be sent (%v) nor kept aside: %w", r.Seq, err, derr)
+			}
+			if aerr := f.spool.Ack(r.Seq); aerr != nil {
+				return fmt.Errorf("ack unusable spool record %d: %w", r.Seq, aerr)
+			}
+			f.log.Error("spool record is not a usable reading; kept it aside", "seq", r.Seq, "file", file, "err", err)
+			recs = append(recs[:bad.Index:bad.Index], recs[bad.Index+1:]...)
+			if len(recs) == 0 {
+				break
+			}
+			msg, err = f.message(recs)
+		}
+		if len(recs) == 0 {
+			cursor = through
+			continue
+		}
 		if err != nil {
-			// The spool holds what an input validated; a reading that
-			// cannot be encoded now is a bug, not a transient failure.
 			return err
 		}
 		if err := f.send(ctx, msg, len(recs)); err != nil {
@@ -133,7 +156,7 @@ func (f *forwarder) message(recs []spool.Record) (transport.Message, error) {
 			ID string `json:"id"`
 		}
 		if err := json.Unmarshal(r.Payload, &id); err != nil {
-			return transport.Message{}, fmt.Errorf("spool record %d is not a reading: %w", r.Seq, err)
+			return transport.Message{}, fmt.Errorf("spool record %d is not a reading: %w", r.Seq, &reading.RecordError{Index: i, Err: err})
 		}
 		ids[i] = id.ID
 	}
