@@ -12,7 +12,7 @@ PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.0
 TOOLS := $(CURDIR)/.tools
 
-.PHONY: all build test deps demo proto bench vet fmt-check clean
+.PHONY: all build test deps demo proto bench vet fmt-check clean package
 
 all: build
 
@@ -50,6 +50,12 @@ demo: deps build
 
 proto:
 	@scripts/proto.sh
+
+# package builds dist/cellgate_<VERSION>_<arch>.deb with nfpm (pinned).
+VERSION ?= 0.0.0-dev
+package: build
+	@mkdir -p dist
+	GOARCH=$$($(GO) env GOARCH) VERSION=$(VERSION) $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2 package -f packaging/nfpm.yaml -p deb -t dist/
 
 clean:
 	rm -rf $(BIN) $(TOOLS)
