@@ -68,6 +68,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	}
 	log.Info("spool open", "dir", cfg.Spool.Dir, "pending", sp.Stats().Pending)
 
+	b := &board{deviceID: cfg.DeviceID, kind: cfg.Uplink.Kind(), started: time.Now(), spool: sp}
 	enc, err := reading.NewEncoder(cfg.Uplink.Batch.Encoding)
 	if err != nil {
 		return err
@@ -98,6 +99,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		}
 		addrs.HTTP = ln.Addr()
 		h := input.NewHTTP(cfg.Inputs.HTTP, sp, log, time.Now)
+		h.HandleStatus(b.status)
 		goRun("http input", func() error { return h.Serve(ctx, ln) })
 	}
 	if l := cfg.Inputs.UDP.Listen; l != "" {
@@ -121,6 +123,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		wg.Wait()
 		return err
 	}
+	b.host.Store(host)
 	defer func() {
 		sctx, scancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer scancel()
@@ -154,6 +157,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	}
 	fw := &forwarder{spool: sp, uplink: up, enc: enc, lines: cfg.Uplink.TLSLines != nil, deviceID: cfg.DeviceID, batch: cfg.Uplink.Batch,
 		deadDir: filepath.Join(cfg.Spool.Dir, "refused"), log: log.With("part", "forwarder")}
+	b.fw.Store(fw)
 	goRun("forwarder", func() error { return fw.run(ctx) })
 
 	<-ctx.Done()

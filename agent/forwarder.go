@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/cellgate/cellgate/agent/config"
@@ -38,8 +39,10 @@ type forwarder struct {
 	deadDir string
 	log     *slog.Logger
 
-	// sent counts batches and readings acknowledged upstream.
-	sentBatches, sentReadings int64
+	// sent counts batches and readings acknowledged upstream, and lastAck
+	// is when (unix ns); read by the status endpoint.
+	sentBatches, sentReadings atomic.Int64
+	lastAck                   atomic.Int64
 }
 
 func (f *forwarder) run(ctx context.Context) error {
@@ -103,8 +106,9 @@ func (f *forwarder) run(ctx context.Context) error {
 			return fmt.Errorf("ack %d readings in the spool: %w", len(seqs), err)
 		}
 		cursor = recs[len(recs)-1].Seq
-		f.sentBatches++
-		f.sentReadings += int64(len(recs))
+		f.sentBatches.Add(1)
+		f.sentReadings.Add(int64(len(recs)))
+		f.lastAck.Store(time.Now().UnixNano())
 		f.log.Debug("batch acknowledged", "readings", len(recs), "bytes", len(msg.Payload), "through_seq", cursor)
 	}
 }

@@ -152,6 +152,44 @@ func (w *world) tryPost(n int, tag string) ([]string, error) {
 	return out.IDs, nil
 }
 
+// expectStatus asks the running agent with `cellgate status` until it
+// reports n readings acknowledged and none pending, with the modem ready.
+func (w *world) expectStatus(n int) {
+	w.t.Helper()
+	bin, _ := binaries()
+	addr := strings.TrimPrefix(w.ingest, "http://")
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		out, err := exec.Command(filepath.Join(bin, "cellgate"), "status", "--addr", addr, "--json").Output()
+		if err != nil {
+			w.t.Fatalf("cellgate status: %v", err)
+		}
+		var st struct {
+			ModemReady bool `json:"modem_ready"`
+			Spool      struct {
+				Pending int `json:"pending_readings"`
+			} `json:"spool"`
+			Uplink struct {
+				Acked int `json:"acked_readings"`
+			} `json:"uplink"`
+		}
+		if err := json.Unmarshal(out, &st); err != nil {
+			w.t.Fatalf("cellgate status --json: %v: %s", err, out)
+		}
+		if st.ModemReady && st.Spool.Pending == 0 && st.Uplink.Acked >= n {
+			human, err := exec.Command(filepath.Join(bin, "cellgate"), "status", "--addr", addr).Output()
+			if err != nil || !strings.Contains(string(human), "0 readings pending") {
+				w.t.Fatalf("cellgate status: %v\n%s", err, human)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			w.t.Fatalf("status never showed %d acknowledged and 0 pending: %s", n, out)
+		}
+		time.Sleep(100 * time.Millisecond) // polling the agent's status
+	}
+}
+
 // expectDelivered waits until the subscriber saw every id and reports the
 // duplicates (at-least-once delivery), which the test logs, never hides.
 func (w *world) expectDelivered(ids []string, within time.Duration) {
@@ -180,6 +218,7 @@ func TestReadingsReachMosquittoThroughTheModem(t *testing.T) {
 			if c := w.modem.Counters(); c.NetTxBytes == 0 {
 				t.Fatal("nothing crossed the modem's socket: the readings did not go through the modem")
 			}
+			w.expectStatus(len(ids))
 		})
 	}
 }

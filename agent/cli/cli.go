@@ -47,6 +47,7 @@ Usage:
   cellgate modem dial   --model M --port PATH --ca FILE [--cert FILE --key FILE]
                         [--tls modem|host] [--sni NAME] [--insecure] HOST:PORT
   cellgate config check [--config FILE]
+  cellgate status       [--config FILE | --addr HOST:PORT] [--json]
   cellgate version
 `
 

@@ -113,6 +113,20 @@ func NewHTTP(cfg config.HTTPInput, sink Sink, log *slog.Logger, now func() time.
 // server (Serve uses it).
 func (h *HTTP) Handler() http.Handler { return h.mux }
 
+// HandleStatus serves GET /v1/status with the JSON of what status returns
+// (the agent's view of modem, plugin, spool and uplink). Call it before
+// Serve.
+func (h *HTTP) HandleStatus(status func() any) {
+	h.mux.HandleFunc("/v1/status", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet {
+			w.Header().Set("Allow", http.MethodGet)
+			writeJSON(w, http.StatusMethodNotAllowed, errorResponse{Error: "use GET"})
+			return
+		}
+		writeJSON(w, http.StatusOK, status())
+	})
+}
+
 // Stats returns the ingest's counters: Accepted counts readings; Rejected
 // and Failed count requests.
 func (h *HTTP) Stats() Stats { return h.stats.snapshot() }
