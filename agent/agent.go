@@ -92,6 +92,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	// Inputs first: readings are accepted (and kept) even while the modem
 	// is still coming up.
 	var addrs Addrs
+	b.inputs = map[string]func() input.Stats{}
 	if l := cfg.Inputs.HTTP.Listen; l != "" {
 		ln, err := net.Listen("tcp", l)
 		if err != nil {
@@ -100,6 +101,8 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		addrs.HTTP = ln.Addr()
 		h := input.NewHTTP(cfg.Inputs.HTTP, sp, log, time.Now)
 		h.HandleStatus(b.status)
+		h.Handle("/metrics", newMetrics(b).handler())
+		b.inputs["http"] = h.Stats
 		goRun("http input", func() error { return h.Serve(ctx, ln) })
 	}
 	if l := cfg.Inputs.UDP.Listen; l != "" {
@@ -108,10 +111,16 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 			return fmt.Errorf("inputs.udp.listen %s: %w", l, err)
 		}
 		addrs.UDP = d.Addr()
+		b.inputs["datagram"] = d.Stats
 		goRun("datagram input", func() error { return d.Serve(ctx) })
 	}
 	if r := cfg.Inputs.Demo.Rate; r > 0 {
-		goRun("demo input", func() error { return input.RunDemo(ctx, r, sp, log) })
+		demo, err := input.NewDemo(r, sp, log)
+		if err != nil {
+			return fmt.Errorf("inputs.demo.rate: %w", err)
+		}
+		b.inputs["demo"] = demo.Stats
+		goRun("demo input", func() error { return demo.Run(ctx) })
 	}
 	if opts.Ready != nil {
 		opts.Ready(addrs)

@@ -181,6 +181,22 @@ func (w *world) expectStatus(n int) {
 			if err != nil || !strings.Contains(string(human), "0 readings pending") {
 				w.t.Fatalf("cellgate status: %v\n%s", err, human)
 			}
+			resp, err := http.Get(w.ingest + "/metrics")
+			if err != nil {
+				w.t.Fatal(err)
+			}
+			metrics, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			for _, want := range []string{
+				fmt.Sprintf(`cellgate_uplink_acked_readings_total{device="it-gw"} %d`, st.Uplink.Acked),
+				`cellgate_spool_pending_readings{device="it-gw"} 0`,
+				`cellgate_modem_ready{device="it-gw"} 1`,
+				fmt.Sprintf(`cellgate_input_accepted_readings_total{device="it-gw",input="http"} %d`, n),
+			} {
+				if !strings.Contains(string(metrics), want) {
+					w.t.Fatalf("/metrics lacks %q:\n%s", want, metrics)
+				}
+			}
 			return
 		}
 		if time.Now().After(deadline) {

@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cellgate/cellgate/agent/input"
 	"github.com/cellgate/cellgate/agent/pluginhost"
 	"github.com/cellgate/cellgate/agent/spool"
 	"github.com/cellgate/cellgate/sdk"
@@ -51,6 +52,18 @@ type board struct {
 	spool    *spool.Spool
 	host     atomic.Pointer[pluginhost.Host]
 	fw       atomic.Pointer[forwarder]
+	// inputs are the inputs' statistics by name, registered before the
+	// inputs start and read-only afterwards.
+	inputs map[string]func() input.Stats
+}
+
+// inputStats returns each input's statistics.
+func (b *board) inputStats() map[string]input.Stats {
+	out := make(map[string]input.Stats, len(b.inputs))
+	for name, f := range b.inputs {
+		out[name] = f()
+	}
+	return out
 }
 
 // doneContext is already done: pluginhost's Ready with it is a probe.

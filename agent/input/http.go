@@ -113,6 +113,10 @@ func NewHTTP(cfg config.HTTPInput, sink Sink, log *slog.Logger, now func() time.
 // server (Serve uses it).
 func (h *HTTP) Handler() http.Handler { return h.mux }
 
+// Handle serves pattern with handler beside the ingest (the agent's
+// /metrics). Call it before Serve.
+func (h *HTTP) Handle(pattern string, handler http.Handler) { h.mux.Handle(pattern, handler) }
+
 // HandleStatus serves GET /v1/status with the JSON of what status returns
 // (the agent's view of modem, plugin, spool and uplink). Call it before
 // Serve.
