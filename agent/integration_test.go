@@ -466,7 +466,7 @@ func newSubscriber(t *testing.T, p *plugintest.PKI, addr string) *subscriber {
 		// would be dropped, and look like the agent lost them.
 		CleanStartOnInitialConnection: false,
 		SessionExpiryInterval:         3600,
-		ConnectRetryDelay:             200 * time.Millisecond,
+		ReconnectBackoff:              autopaho.NewConstantBackoff(200 * time.Millisecond),
 		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
 			sctx, c := context.WithTimeout(ctx, 10*time.Second)
 			defer c()

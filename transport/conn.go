@@ -49,7 +49,6 @@ type Conn struct {
 
 	writeMu sync.Mutex // one Write at a time
 
-	dlMu          sync.Mutex
 	readDeadline  deadline
 	writeDeadline deadline
 
