@@ -41,11 +41,7 @@ func TestBringUpThroughBootSIMBusyAndSearching(t *testing.T) {
 }
 
 func TestDialWithLateOpenResultSendReceivePeerClose(t *testing.T) {
-	d, m := startScripted(t, "dial-late-open")
-	ctx := testCtx(t)
-	if _, err := d.Open(ctx, sdk.ModemConfig{Port: "scripted"}); err != nil {
-		t.Fatalf("Open: %v", err)
-	}
+	d, m, ctx := openScripted(t, "dial-late-open")
 	s, err := d.Dial(ctx, sdk.DialRequest{Host: "10.0.0.1", Port: 8883, Mode: sdk.DialModemTLS})
 	if err != nil {
 		t.Fatalf("Dial: %v", err)
@@ -74,11 +70,7 @@ func TestDialWithLateOpenResultSendReceivePeerClose(t *testing.T) {
 }
 
 func TestHandshakeErrorIsTypedAndFreesTheSlot(t *testing.T) {
-	d, m := startScripted(t, "dial-handshake-error")
-	ctx := testCtx(t)
-	if _, err := d.Open(ctx, sdk.ModemConfig{Port: "scripted"}); err != nil {
-		t.Fatalf("Open: %v", err)
-	}
+	d, m, ctx := openScripted(t, "dial-handshake-error")
 	_, err := d.Dial(ctx, sdk.DialRequest{Host: "broker.example", Port: 8883, Mode: sdk.DialModemTLS, ServerName: "broker.example"})
 	var ce *sdk.CCHError
 	if !errors.As(err, &ce) || ce.Code != 15 || ce.Session != 0 {
@@ -131,11 +123,7 @@ func TestOtherModelIsRefused(t *testing.T) {
 }
 
 func TestCloseIsNotBlockedByDataNobodyReads(t *testing.T) {
-	d, m := startScripted(t, "close-with-unread-data")
-	ctx := testCtx(t)
-	if _, err := d.Open(ctx, sdk.ModemConfig{Port: "scripted"}); err != nil {
-		t.Fatalf("Open: %v", err)
-	}
+	d, m, ctx := openScripted(t, "close-with-unread-data")
 	s, err := d.Dial(ctx, sdk.DialRequest{Host: "10.0.0.1", Port: 8883, Mode: sdk.DialModemTLS})
 	if err != nil {
 		t.Fatalf("Dial: %v", err)
@@ -155,11 +143,7 @@ func TestCloseIsNotBlockedByDataNobodyReads(t *testing.T) {
 }
 
 func TestRebootDuringOpenFailsDialAtOnce(t *testing.T) {
-	d, m := startScripted(t, "dial-reboot-during-open")
-	ctx := testCtx(t)
-	if _, err := d.Open(ctx, sdk.ModemConfig{Port: "scripted"}); err != nil {
-		t.Fatalf("Open: %v", err)
-	}
+	d, m, ctx := openScripted(t, "dial-reboot-during-open")
 	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	start := time.Now()
@@ -256,11 +240,7 @@ func TestModemErrorsQuoteTheModemOnce(t *testing.T) {
 }
 
 func TestDialRecoversASlotTheModemStillHolds(t *testing.T) {
-	d, m := startScripted(t, "dial-stale-slot")
-	ctx := testCtx(t)
-	if _, err := d.Open(ctx, sdk.ModemConfig{Port: "scripted"}); err != nil {
-		t.Fatalf("Open: %v", err)
-	}
+	d, m, ctx := openScripted(t, "dial-stale-slot")
 	s, err := d.Dial(ctx, sdk.DialRequest{Host: "10.0.0.1", Port: 8883, Mode: sdk.DialModemTLS})
 	if err != nil {
 		t.Fatalf("Dial after a refused open: %v", err)
@@ -275,13 +255,9 @@ func TestDialRecoversASlotTheModemStillHolds(t *testing.T) {
 }
 
 func TestSendWithoutReportsFallsBackToTheUnsentCount(t *testing.T) {
-	d, m := startScripted(t, "send-without-reports")
+	d, m, ctx := openScripted(t, "send-without-reports")
 	d.profile.MaxSend = 4
 	d.reportTimeout = 300 * time.Millisecond
-	ctx := testCtx(t)
-	if _, err := d.Open(ctx, sdk.ModemConfig{Port: "scripted"}); err != nil {
-		t.Fatalf("Open: %v", err)
-	}
 	s, err := d.Dial(ctx, sdk.DialRequest{Host: "10.0.0.1", Port: 8883, Mode: sdk.DialModemTLS})
 	if err != nil {
 		t.Fatalf("Dial: %v", err)
@@ -296,4 +272,16 @@ func TestSendWithoutReportsFallsBackToTheUnsentCount(t *testing.T) {
 		t.Fatal(err)
 	}
 	m.finish(t)
+}
+
+// openScripted plays transcript name and opens the driver on it; the
+// transcript's bring-up must succeed.
+func openScripted(t *testing.T, name string) (*Driver, *scriptedModem, context.Context) {
+	t.Helper()
+	d, m := startScripted(t, name)
+	ctx := testCtx(t)
+	if _, err := d.Open(ctx, sdk.ModemConfig{Port: "scripted"}); err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	return d, m, ctx
 }
