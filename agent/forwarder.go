@@ -17,7 +17,7 @@ import (
 	"github.com/cellgate/cellgate/agent/config"
 	"github.com/cellgate/cellgate/agent/reading"
 	"github.com/cellgate/cellgate/agent/spool"
-	"github.com/cellgate/cellgate/transport"
+	"github.com/cellgate/cellgate/transport/uplink"
 )
 
 // maxBatchBytes bounds one uplink message's readings, well under brokers'
@@ -29,7 +29,7 @@ const maxBatchBytes = 256 << 10
 // upstream acknowledged it. It is the only reader of the spool.
 type forwarder struct {
 	spool    *spool.Spool
-	uplink   transport.Uplink
+	uplink   uplink.Uplink
 	enc      reading.Encoder
 	lines    bool // tls_lines: the payload is the readings as JSON lines
 	deviceID string
@@ -88,7 +88,7 @@ func (f *forwarder) run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			var perm *transport.PermanentError
+			var perm *uplink.PermanentError
 			if !errors.As(err, &perm) {
 				return err
 			}
@@ -151,7 +151,7 @@ func (f *forwarder) collect(ctx context.Context, cursor uint64) ([]spool.Record,
 }
 
 // message encodes a batch for the uplink.
-func (f *forwarder) message(recs []spool.Record) (transport.Message, error) {
+func (f *forwarder) message(recs []spool.Record) (uplink.Message, error) {
 	payloads := make([][]byte, len(recs))
 	ids := make([]string, len(recs))
 	for i, r := range recs {
@@ -160,7 +160,7 @@ func (f *forwarder) message(recs []spool.Record) (transport.Message, error) {
 			ID string `json:"id"`
 		}
 		if err := json.Unmarshal(r.Payload, &id); err != nil {
-			return transport.Message{}, fmt.Errorf("spool record %d is not a reading: %w", r.Seq, &reading.RecordError{Index: i, Err: err})
+			return uplink.Message{}, fmt.Errorf("spool record %d is not a reading: %w", r.Seq, &reading.RecordError{Index: i, Err: err})
 		}
 		ids[i] = id.ID
 	}
@@ -170,13 +170,13 @@ func (f *forwarder) message(recs []spool.Record) (transport.Message, error) {
 			b.Write(p)
 			b.WriteByte('\n')
 		}
-		return transport.Message{Payload: b.Bytes(), ContentType: "application/x-ndjson", IDs: ids}, nil
+		return uplink.Message{Payload: b.Bytes(), ContentType: "application/x-ndjson", IDs: ids}, nil
 	}
 	body, err := f.enc.Encode(f.deviceID, payloads)
 	if err != nil {
-		return transport.Message{}, fmt.Errorf("encode batch of %d readings: %w", len(recs), err)
+		return uplink.Message{}, fmt.Errorf("encode batch of %d readings: %w", len(recs), err)
 	}
-	m := transport.Message{Payload: body, ContentType: f.enc.ContentType(), IDs: ids}
+	m := uplink.Message{Payload: body, ContentType: f.enc.ContentType(), IDs: ids}
 	if ce, ok := f.enc.(interface{ ContentEncoding() string }); ok {
 		m.ContentEncoding = ce.ContentEncoding()
 	}
@@ -184,10 +184,10 @@ func (f *forwarder) message(recs []spool.Record) (transport.Message, error) {
 }
 
 // send retries a batch with capped exponential backoff until the upstream
-// acknowledges it or ctx ends. A *transport.PermanentError (the upstream
+// acknowledges it or ctx ends. A *uplink.PermanentError (the upstream
 // refuses this batch for good) is returned at once, so the caller can set
 // the batch aside instead of blocking the gateway forever.
-func (f *forwarder) send(ctx context.Context, m transport.Message, n int) error {
+func (f *forwarder) send(ctx context.Context, m uplink.Message, n int) error {
 	delay := time.Second
 	for attempt := 1; ; attempt++ {
 		err := f.uplink.Send(ctx, m)
@@ -197,12 +197,12 @@ func (f *forwarder) send(ctx context.Context, m transport.Message, n int) error 
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		var perm *transport.PermanentError
+		var perm *uplink.PermanentError
 		if errors.As(err, &perm) {
 			return err
 		}
 		wait := delay + rand.N(delay/4+1)
-		if after, ok := transport.RetryAfter(err); ok && after > wait {
+		if after, ok := uplink.RetryAfter(err); ok && after > wait {
 			wait = after // the upstream said when to come back
 		}
 		f.log.Warn("send failed; will retry", "attempt", attempt, "readings", n, "retry_in", wait, "err", err)

@@ -13,17 +13,17 @@ import (
 	"github.com/cellgate/cellgate/agent/config"
 	"github.com/cellgate/cellgate/agent/reading"
 	"github.com/cellgate/cellgate/agent/spool"
-	"github.com/cellgate/cellgate/transport"
+	"github.com/cellgate/cellgate/transport/uplink"
 )
 
 // recordingUplink is a test double, not an upstream: it acknowledges every
 // message at once and keeps it for the test to inspect.
 type recordingUplink struct {
 	mu   sync.Mutex
-	msgs []transport.Message
+	msgs []uplink.Message
 }
 
-func (u *recordingUplink) Send(_ context.Context, m transport.Message) error {
+func (u *recordingUplink) Send(_ context.Context, m uplink.Message) error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	u.msgs = append(u.msgs, m)

@@ -1,18 +1,18 @@
 package agent
 
 import (
+	"net/http"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-
-	"net/http"
 )
 
-// metrics exports the board as Prometheus metrics, read at scrape time from
+// metrics exports the agent's status as Prometheus metrics, read at scrape time from
 // the parts that own the figures, so there is no second copy to keep in
 // step.
 type metrics struct {
-	b *board
+	a *Agent
 
 	pending, diskBytes, dropped          *prometheus.Desc
 	ackedReadings, ackedBatches, lastAck *prometheus.Desc
@@ -20,12 +20,12 @@ type metrics struct {
 	inputAccepted, inputRejected         *prometheus.Desc
 }
 
-func newMetrics(b *board) *metrics {
+func newMetrics(a *Agent) *metrics {
 	d := func(name, help string, labels ...string) *prometheus.Desc {
-		return prometheus.NewDesc("cellgate_"+name, help, labels, prometheus.Labels{"device": b.deviceID})
+		return prometheus.NewDesc("cellgate_"+name, help, labels, prometheus.Labels{"device": a.cfg.DeviceID})
 	}
 	return &metrics{
-		b:             b,
+		a:             a,
 		pending:       d("spool_pending_readings", "Readings on disk not yet acknowledged upstream."),
 		diskBytes:     d("spool_disk_bytes", "Size of the spool's segment files (bounded by spool.max_bytes)."),
 		dropped:       d("spool_dropped_readings_total", "Readings dropped by when_full: drop_oldest."),
@@ -49,7 +49,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector.
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
-	st := m.b.status().(Status)
+	st := m.a.status()
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
@@ -75,7 +75,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		gauge(m.rssi, float64(st.Modem.SignalRSSI))
 	}
 	counter(m.restarts, float64(st.PluginRestarts))
-	for name, s := range m.b.inputStats() {
+	for name, s := range m.a.inputStats() {
 		counter(m.inputAccepted, float64(s.Accepted), name)
 		counter(m.inputRejected, float64(s.Rejected), name)
 	}

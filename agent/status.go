@@ -1,13 +1,9 @@
 package agent
 
 import (
-	"context"
-	"sync/atomic"
 	"time"
 
 	"github.com/cellgate/cellgate/agent/input"
-	"github.com/cellgate/cellgate/agent/pluginhost"
-	"github.com/cellgate/cellgate/agent/spool"
 	"github.com/cellgate/cellgate/sdk"
 )
 
@@ -43,56 +39,38 @@ type UplinkStatus struct {
 	LastAck       *time.Time `json:"last_ack,omitempty"`
 }
 
-// board collects the parts Status reads; parts appear as Run starts them,
-// and the HTTP input serves status from the start.
-type board struct {
-	deviceID string
-	kind     string
-	started  time.Time
-	spool    *spool.Spool
-	host     atomic.Pointer[pluginhost.Host]
-	fw       atomic.Pointer[forwarder]
-	// inputs are the inputs' statistics by name, registered before the
-	// inputs start and read-only afterwards.
-	inputs map[string]func() input.Stats
+// status reads each part's figures now. Every part exists once newAgent
+// returned, and the surfaces serve only while the agent runs.
+func (a *Agent) status() Status {
+	st := Status{DeviceID: a.cfg.DeviceID, Uptime: time.Since(a.started).Round(time.Second).String()}
+	ss := a.spool.Stats()
+	st.Spool = SpoolStatus{Pending: ss.Pending, PendingBytes: ss.PendingBytes, DiskBytes: ss.DiskBytes, Dropped: ss.Dropped}
+	if info, ok := a.host.Info(); ok {
+		st.Modem = &info
+	}
+	st.ModemReady = a.host.IsReady()
+	st.PluginPID = a.host.PID()
+	st.PluginRestarts = a.host.Restarts()
+	st.Uplink = a.fw.status()
+	st.Uplink.Kind = a.cfg.Uplink.Kind()
+	return st
 }
 
-// inputStats returns each input's statistics.
-func (b *board) inputStats() map[string]input.Stats {
-	out := make(map[string]input.Stats, len(b.inputs))
-	for name, f := range b.inputs {
-		out[name] = f()
+// inputStats returns each input's statistics by name.
+func (a *Agent) inputStats() map[string]input.Stats {
+	out := make(map[string]input.Stats, len(a.inputs))
+	for _, in := range a.inputs {
+		out[in.name] = in.stats()
 	}
 	return out
 }
 
-// doneContext is already done: pluginhost's Ready with it is a probe.
-var doneContext = func() context.Context {
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	return ctx
-}()
-
-func (b *board) status() any {
-	st := Status{DeviceID: b.deviceID, Uptime: time.Since(b.started).Round(time.Second).String()}
-	ss := b.spool.Stats()
-	st.Spool = SpoolStatus{Pending: ss.Pending, PendingBytes: ss.PendingBytes, DiskBytes: ss.DiskBytes, Dropped: ss.Dropped}
-	if h := b.host.Load(); h != nil {
-		if info, ok := h.Info(); ok {
-			st.Modem = &info
-		}
-		st.ModemReady = h.Ready(doneContext) == nil
-		st.PluginPID = h.PID()
-		st.PluginRestarts = h.Restarts()
-	}
-	st.Uplink.Kind = b.kind
-	if f := b.fw.Load(); f != nil {
-		st.Uplink.AckedBatches = f.sentBatches.Load()
-		st.Uplink.AckedReadings = f.sentReadings.Load()
-		if ns := f.lastAck.Load(); ns != 0 {
-			t := time.Unix(0, ns).UTC()
-			st.Uplink.LastAck = &t
-		}
+// status is the forwarder's share of Status.
+func (f *forwarder) status() UplinkStatus {
+	st := UplinkStatus{AckedBatches: f.sentBatches.Load(), AckedReadings: f.sentReadings.Load()}
+	if ns := f.lastAck.Load(); ns != 0 {
+		t := time.Unix(0, ns).UTC()
+		st.LastAck = &t
 	}
 	return st
 }

@@ -2,8 +2,6 @@ package cli
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -331,7 +329,7 @@ func modemDial(ctx context.Context, args []string, env Env) error {
 	fs := newFlagSet("modem dial", env)
 	m.register(fs)
 	b.register(fs)
-	fs.StringVar(&tlsMode, "tls", "modem", "where TLS runs: modem (the modem's TLS stack) or host (TLS 1.2/1.3 on this machine over plain modem TCP)")
+	fs.StringVar(&tlsMode, "tls", "modem", "where TLS runs: modem (the modem's TLS stack) or host (TLS 1.3 on this machine over plain modem TCP)")
 	fs.StringVar(&sni, "sni", "", "TLS server name (default: HOST when it is a name)")
 	fs.DurationVar(&linger, "linger", 3*time.Second, "after stdin ends, how long to wait for more server data before closing")
 	if err := parse(fs, args); err != nil {
@@ -343,36 +341,19 @@ func modemDial(ctx context.Context, args []string, env Env) error {
 	if fs.NArg() != 1 {
 		return usageError("modem dial: want exactly one HOST:PORT")
 	}
-	host, portStr, err := net.SplitHostPort(fs.Arg(0))
+	_, portStr, err := net.SplitHostPort(fs.Arg(0))
 	if err != nil {
 		return usageError("modem dial %q: %v", fs.Arg(0), err)
 	}
-	port, err := strconv.Atoi(portStr)
-	if err != nil || port < 1 || port > 65535 {
+	if port, err := strconv.Atoi(portStr); err != nil || port < 1 || port > 65535 {
 		return usageError("modem dial %q: port must be 1-65535", fs.Arg(0))
-	}
-	if sni == "" && net.ParseIP(host) == nil {
-		sni = host
 	}
 	bundle, err := b.load()
 	if err != nil {
 		return err
 	}
-	var req sdk.DialRequest
-	var hostTLS *tls.Config
-	switch tlsMode {
-	case "modem":
-		req = sdk.DialRequest{Host: host, Port: port, Profile: b.profile, Mode: sdk.DialModemTLS, ServerName: sni}
-	case "host":
-		req = sdk.DialRequest{Host: host, Port: port, Mode: sdk.DialPlainTCP}
-		name := sni
-		if name == "" {
-			name = host // an IP is checked against the certificate's IP SANs
-		}
-		if hostTLS, err = hostTLSConfig(bundle, name); err != nil {
-			return err
-		}
-	default:
+	ep := transport.Endpoint{Address: fs.Arg(0), Mode: transport.TLSMode(tlsMode), ServerName: sni, Profile: b.profile, Credentials: bundle}
+	if ep.Mode != transport.TLSByModem && ep.Mode != transport.TLSByHost {
 		return usageError("--tls %q: want modem or host", tlsMode)
 	}
 
@@ -382,51 +363,29 @@ func modemDial(ctx context.Context, args []string, env Env) error {
 	}
 	defer s.close()
 	t := s.plugin.Transport()
-	if req.Mode == sdk.DialModemTLS {
+	route, err := transport.NewRoute(t, ep)
+	if err != nil {
+		var ce *transport.CredentialError
+		if errors.As(err, &ce) {
+			return fmt.Errorf("--%s: %w", strings.ReplaceAll(ce.Field, "/", "/--"), ce.Err)
+		}
+		return err
+	}
+	if ep.Mode == transport.TLSByModem {
 		if _, err := t.Provision(ctx, bundle); err != nil {
 			return err
 		}
 	}
-	sess, err := t.Dial(ctx, req)
+	// The bound covers the modem's session open and, in host mode, the
+	// TLS handshake over it; the plugin bounds each AT step itself.
+	dctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	conn, err := route.Dial(dctx)
+	cancel()
 	if err != nil {
 		return err
 	}
-	var conn net.Conn = transport.NewConn(sess, fs.Arg(0))
 	defer conn.Close()
-	if hostTLS != nil {
-		tc := tls.Client(conn, hostTLS)
-		hctx, cancel := context.WithTimeout(ctx, time.Minute)
-		err := tc.HandshakeContext(hctx)
-		cancel()
-		if err != nil {
-			return fmt.Errorf("host TLS handshake with %s: %w", fs.Arg(0), err)
-		}
-		conn = tc
-	}
 	return pump(ctx, conn, env, linger)
-}
-
-// hostTLSConfig builds the host-side TLS client config: the server verified
-// against the CA (unless insecure), the client certificate when given.
-func hostTLSConfig(b sdk.Bundle, serverName string) (*tls.Config, error) {
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: serverName}
-	if b.Insecure {
-		cfg.InsecureSkipVerify = true
-	} else {
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(b.CA) {
-			return nil, fmt.Errorf("--ca: no PEM certificate found")
-		}
-		cfg.RootCAs = pool
-	}
-	if len(b.Cert) > 0 {
-		pair, err := tls.X509KeyPair(b.Cert, b.Key)
-		if err != nil {
-			return nil, fmt.Errorf("--cert/--key: %w", err)
-		}
-		cfg.Certificates = []tls.Certificate{pair}
-	}
-	return cfg, nil
 }
 
 // pump copies stdin to conn and conn to stdout until the server closes, or

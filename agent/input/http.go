@@ -113,23 +113,9 @@ func NewHTTP(cfg config.HTTPInput, sink Sink, log *slog.Logger, now func() time.
 // server (Serve uses it).
 func (h *HTTP) Handler() http.Handler { return h.mux }
 
-// Handle serves pattern with handler beside the ingest (the agent's
-// /metrics). Call it before Serve.
+// Handle serves pattern with handler on the ingest's listener (the agent
+// mounts its status and metrics surfaces here). Call it before Serve.
 func (h *HTTP) Handle(pattern string, handler http.Handler) { h.mux.Handle(pattern, handler) }
-
-// HandleStatus serves GET /v1/status with the JSON of what status returns
-// (the agent's view of modem, plugin, spool and uplink). Call it before
-// Serve.
-func (h *HTTP) HandleStatus(status func() any) {
-	h.mux.HandleFunc("/v1/status", func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet {
-			w.Header().Set("Allow", http.MethodGet)
-			writeJSON(w, http.StatusMethodNotAllowed, errorResponse{Error: "use GET"})
-			return
-		}
-		writeJSON(w, http.StatusOK, status())
-	})
-}
 
 // Stats returns the ingest's counters: Accepted counts readings; Rejected
 // and Failed count requests.

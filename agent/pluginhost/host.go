@@ -263,6 +263,13 @@ func (h *Host) Ready(ctx context.Context) error {
 	return err
 }
 
+// IsReady says whether a plugin is up with the modem open (and provisioned,
+// when a bundle is configured) now, without waiting.
+func (h *Host) IsReady() bool {
+	s := h.state.Load()
+	return s.final == nil && s.ready != nil
+}
+
 // Dial waits for readiness as Ready does, then opens a session through the
 // current plugin. If that plugin dies before the session is open, Dial waits
 // for its replacement and tries again, while ctx allows. The caller owns the

@@ -1,4 +1,4 @@
-package transport
+package uplink
 
 import (
 	"context"
@@ -19,6 +19,8 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/eclipse/paho.golang/paho/session"
 	"github.com/eclipse/paho.golang/paho/session/state"
+
+	"github.com/cellgate/cellgate/transport"
 )
 
 // MQTTConfig configures an MQTT v5 uplink. Zero durations take the defaults
@@ -87,7 +89,7 @@ const mqttCloseGrace = 5 * time.Second
 type MQTT struct {
 	cfg    MQTTConfig
 	broker string // BrokerURL with the password redacted, for logs and errors
-	dial   Dialer
+	dial   transport.Dialer
 	log    *slog.Logger
 	cm     *autopaho.ConnectionManager
 	life   context.Context // ends on Close (or the caller's ctx): stops autopaho
@@ -124,7 +126,7 @@ var errSessionDiscarded = errors.New("the session holding the message was discar
 // without network can still start. ctx bounds the uplink's life: when it
 // ends the connection is shut down as by Close, which must still be called
 // to release everything. It fails only on an invalid cfg.
-func NewMQTT(ctx context.Context, cfg MQTTConfig, dial Dialer, log *slog.Logger) (*MQTT, error) {
+func NewMQTT(ctx context.Context, cfg MQTTConfig, dial transport.Dialer, log *slog.Logger) (*MQTT, error) {
 	if err := cfg.fill(); err != nil {
 		return nil, err
 	}

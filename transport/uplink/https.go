@@ -1,4 +1,4 @@
-package transport
+package uplink
 
 import (
 	"bytes"
@@ -18,6 +18,8 @@ import (
 	"sync"
 	"time"
 	"unicode"
+
+	"github.com/cellgate/cellgate/transport"
 )
 
 // HTTPSConfig configures an HTTPS POST uplink.
@@ -104,7 +106,7 @@ type HTTPS struct {
 // NewHTTPS returns an HTTPS uplink posting to cfg.URL over conns from dial.
 // It does not dial. An invalid cfg.URL (not https://host/…) makes every Send
 // fail with an error naming it. A nil log discards.
-func NewHTTPS(cfg HTTPSConfig, dial Dialer, log *slog.Logger) *HTTPS {
+func NewHTTPS(cfg HTTPSConfig, dial transport.Dialer, log *slog.Logger) *HTTPS {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultHTTPSTimeout
 	}

@@ -1,4 +1,4 @@
-package transport
+package uplink
 
 import (
 	"bufio"
@@ -22,7 +22,10 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/cellgate/cellgate/internal/testutil"
+	"github.com/cellgate/cellgate/transport"
 )
 
 // This file holds what the uplink tests share: a throw-away PKI, TLS
@@ -173,7 +176,7 @@ func issue(t *testing.T, ca *x509.Certificate, caKey *ecdsa.PrivateKey, cn strin
 // tlsDial returns a Dialer that opens a TLS connection to addr and
 // completes the handshake, as the agent's host-mode dialer does over a
 // modem socket; dials counts its successful calls.
-func tlsDial(addr string, cfg *tls.Config, dials *atomic.Int32) Dialer {
+func tlsDial(addr string, cfg *tls.Config, dials *atomic.Int32) transport.Dialer {
 	return func(ctx context.Context) (net.Conn, error) {
 		d := tls.Dialer{Config: cfg}
 		c, err := d.DialContext(ctx, "tcp", addr)
@@ -287,3 +290,5 @@ func TestRetryAfterFindsTheWaitThroughWrapping(t *testing.T) {
 		t.Fatal("RetryAfter found a wait in an error that carries none")
 	}
 }
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

@@ -1,4 +1,4 @@
-package transport
+package uplink
 
 import (
 	"bufio"
@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 	"unicode"
+
+	"github.com/cellgate/cellgate/transport"
 )
 
 // TLSLinesConfig configures a tls_lines uplink.
@@ -57,7 +59,7 @@ const maxPeerLine = 4 << 10
 // *PermanentError before anything is sent.
 type TLSLines struct {
 	cfg  TLSLinesConfig
-	dial Dialer
+	dial transport.Dialer
 	log  *slog.Logger
 
 	turn   chan struct{} // holds a token while a Send uses the connection
@@ -73,7 +75,7 @@ type TLSLines struct {
 
 // NewTLSLines returns a tls_lines uplink; it dials on the first Send. A nil
 // log discards.
-func NewTLSLines(cfg TLSLinesConfig, dial Dialer, log *slog.Logger) *TLSLines {
+func NewTLSLines(cfg TLSLinesConfig, dial transport.Dialer, log *slog.Logger) *TLSLines {
 	if cfg.ConnectTimeout <= 0 {
 		cfg.ConnectTimeout = DefaultTLSLinesConnectTimeout
 	}
@@ -145,9 +147,11 @@ func (t *TLSLines) Send(ctx context.Context, msg Message) error {
 		case <-c.progress:
 		case <-c.done:
 			t.drop(c)
-			if isClosed(t.closed) {
+			select {
+			case <-t.closed:
 				return fmt.Errorf("tls_lines uplink to %s: closed with %d of %d readings unacked: %w",
 					t.cfg.Addr, len(missing), len(msg.IDs), ErrClosed)
+			default:
 			}
 			return fmt.Errorf("tls_lines uplink to %s: connection ended with %d of %d readings unacked (%s): %w",
 				t.cfg.Addr, len(missing), len(msg.IDs), summarise(missing), c.err)

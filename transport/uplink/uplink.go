@@ -1,21 +1,12 @@
-package transport
+package uplink
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"time"
 )
-
-// Dialer opens a fresh connection to the upstream; each call is a new modem
-// session. The conn it returns is already secured: in modem-TLS mode it is a
-// *Conn whose TLS the modem terminates, in host mode the agent has wrapped it
-// in crypto/tls and completed the handshake. A Dialer honours ctx while it
-// dials; the conn it returns does not depend on ctx afterwards. The caller
-// owns the conn and closes it.
-type Dialer func(ctx context.Context) (net.Conn, error)
 
 // Message is one unit of upstream delivery: usually a batch of readings.
 type Message struct {

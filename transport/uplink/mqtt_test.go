@@ -1,4 +1,4 @@
-package transport
+package uplink
 
 import (
 	"context"
@@ -17,6 +17,8 @@ import (
 
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/cellgate/cellgate/transport"
 )
 
 // mosquittoBin finds the broker; the tests need a real one.
@@ -212,7 +214,7 @@ func (s *subscriber) has(payload string) bool {
 	return s.counts[payload] > 0
 }
 
-func newTestMQTT(t *testing.T, b *broker, topic string, dial Dialer, mutate func(*MQTTConfig)) (*MQTT, *syncBuffer) {
+func newTestMQTT(t *testing.T, b *broker, topic string, dial transport.Dialer, mutate func(*MQTTConfig)) (*MQTT, *syncBuffer) {
 	t.Helper()
 	log, buf := testLog(t)
 	cfg := MQTTConfig{
@@ -351,7 +353,7 @@ func TestMQTTBrokerRestartMidStreamLosesNothing(t *testing.T) {
 // while the gate is shut, dials wait (the modem has no network); a
 // stalled conn holds its writes (the bytes never leave the gateway).
 type controlledLink struct {
-	dial Dialer
+	dial transport.Dialer
 
 	mu      sync.Mutex
 	gate    chan struct{} // closed while dials may proceed
@@ -359,7 +361,7 @@ type controlledLink struct {
 	blocked chan struct{} // receives a token when a write starts waiting
 }
 
-func newControlledLink(dial Dialer) *controlledLink {
+func newControlledLink(dial transport.Dialer) *controlledLink {
 	l := &controlledLink{dial: dial, gate: make(chan struct{}), blocked: make(chan struct{}, 16)}
 	close(l.gate)
 	return l
