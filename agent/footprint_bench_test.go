@@ -1,7 +1,6 @@
 package agent_test
 
 import (
-	"crypto/tls"
 	"fmt"
 	"io"
 	"net/http"
@@ -56,7 +55,7 @@ func footprint(b *testing.B, bin string, rate int) (agent, plugin float64, deliv
 		count.Add(int64(strings.Count(string(body), `"sensor"`)))
 		w.WriteHeader(http.StatusNoContent)
 	}))
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{p.Server.TLSCertificate(b)}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: p.CertPool()}
+	srv.TLS = plugintest.MutualTLS(p, 0)
 	srv.StartTLS()
 	defer srv.Close()
 	cfg := fmt.Sprintf(`device_id: footprint

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -17,6 +16,7 @@ import (
 	"github.com/cellgate/cellgate/agent/config"
 	"github.com/cellgate/cellgate/agent/reading"
 	"github.com/cellgate/cellgate/agent/spool"
+	"github.com/cellgate/cellgate/internal/backoff"
 	"github.com/cellgate/cellgate/transport/uplink"
 )
 
@@ -188,7 +188,9 @@ func (f *forwarder) message(recs []spool.Record) (uplink.Message, error) {
 // refuses this batch for good) is returned at once, so the caller can set
 // the batch aside instead of blocking the gateway forever.
 func (f *forwarder) send(ctx context.Context, m uplink.Message, n int) error {
-	delay := time.Second
+	// 1 s doubling to 1 min, each wait shortened by up to a quarter so that
+	// gateways that lost the upstream together do not return in step.
+	retry := backoff.Policy{Initial: time.Second, Max: time.Minute, Multiplier: 2, Jitter: 0.25}
 	for attempt := 1; ; attempt++ {
 		err := f.uplink.Send(ctx, m)
 		if err == nil {
@@ -201,19 +203,14 @@ func (f *forwarder) send(ctx context.Context, m uplink.Message, n int) error {
 		if errors.As(err, &perm) {
 			return err
 		}
-		wait := delay + rand.N(delay/4+1)
+		wait := retry.Next()
 		if after, ok := uplink.RetryAfter(err); ok && after > wait {
 			wait = after // the upstream said when to come back
 		}
 		f.log.Warn("send failed; will retry", "attempt", attempt, "readings", n, "retry_in", wait, "err", err)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
+		if err := backoff.Sleep(ctx, wait); err != nil {
+			return err
 		}
-		delay = min(delay*2, time.Minute)
 	}
 }
 

@@ -61,7 +61,7 @@ func httpsUplink(t *testing.T, mode string) {
 		}
 		w.WriteHeader(http.StatusNoContent)
 	}))
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{p.Server.TLSCertificate(t)}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: p.CertPool()}
+	srv.TLS = plugintest.MutualTLS(p, 0)
 	var versions sync.Map
 	srv.TLS.VerifyConnection = func(cs tls.ConnectionState) error {
 		versions.Store(cs.Version, true)
@@ -89,28 +89,19 @@ uplink:
 	w.waitHealthy()
 	ids := w.post(120, "https")
 
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	testutil.Eventually(t, 60*time.Second, fmt.Sprintf("all %d readings at the HTTPS server", len(ids)), func() bool {
 		mu.Lock()
-		missing := 0
+		defer mu.Unlock()
+		if len(problems) > 0 {
+			t.Fatalf("the server refused batches: %v", problems)
+		}
 		for _, id := range ids {
 			if seen[id] == 0 {
-				missing++
+				return false
 			}
 		}
-		bad := append([]string(nil), problems...)
-		mu.Unlock()
-		if len(bad) > 0 {
-			t.Fatalf("the server refused batches: %v", bad)
-		}
-		if missing == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d readings never reached the HTTPS server; agent log:\n%s", missing, len(ids), w.agent.log())
-		}
-		time.Sleep(100 * time.Millisecond) // polling the server's tally
-	}
+		return true
+	})
 	want := uint16(tls.VersionTLS12) // the modem's TLS stack stops at 1.2
 	if mode == "host" {
 		want = tls.VersionTLS13

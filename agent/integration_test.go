@@ -35,11 +35,7 @@ import (
 
 var binaries = testutil.BuildOnce(testutil.Cellgate, testutil.PluginSim7600)
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	testutil.Cleanup(binaries)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testutil.Main(m) }
 
 // world is one test's set of real parts.
 type world struct {
@@ -97,18 +93,14 @@ log: {level: debug}
 
 func (w *world) waitHealthy() {
 	w.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
+	testutil.Eventually(w.t, 30*time.Second, "the agent to serve "+w.ingest+"/healthz", func() bool {
 		resp, err := http.Get(w.ingest + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
+		if err != nil {
+			return false
 		}
-		time.Sleep(100 * time.Millisecond) // polling a process's listener
-	}
-	w.t.Fatalf("agent did not serve %s/healthz within 30 s; its log:\n%s", w.ingest, w.agent.log())
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
 }
 
 // post sends n readings in one request and returns the ids the agent
@@ -158,51 +150,51 @@ func (w *world) expectStatus(n int) {
 	w.t.Helper()
 	bin, _ := binaries()
 	addr := strings.TrimPrefix(w.ingest, "http://")
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		out, err := exec.Command(filepath.Join(bin, "cellgate"), "status", "--addr", addr, "--json").Output()
+	var out []byte
+	defer func() {
+		if w.t.Failed() {
+			w.t.Logf("last cellgate status: %s", out)
+		}
+	}()
+	var st struct {
+		ModemReady bool `json:"modem_ready"`
+		Spool      struct {
+			Pending int `json:"pending_readings"`
+		} `json:"spool"`
+		Uplink struct {
+			Acked int `json:"acked_readings"`
+		} `json:"uplink"`
+	}
+	testutil.Eventually(w.t, 20*time.Second, fmt.Sprintf("cellgate status to show %d readings acknowledged, none pending", n), func() bool {
+		var err error
+		out, err = exec.Command(filepath.Join(bin, "cellgate"), "status", "--addr", addr, "--json").Output()
 		if err != nil {
 			w.t.Fatalf("cellgate status: %v", err)
-		}
-		var st struct {
-			ModemReady bool `json:"modem_ready"`
-			Spool      struct {
-				Pending int `json:"pending_readings"`
-			} `json:"spool"`
-			Uplink struct {
-				Acked int `json:"acked_readings"`
-			} `json:"uplink"`
 		}
 		if err := json.Unmarshal(out, &st); err != nil {
 			w.t.Fatalf("cellgate status --json: %v: %s", err, out)
 		}
-		if st.ModemReady && st.Spool.Pending == 0 && st.Uplink.Acked >= n {
-			human, err := exec.Command(filepath.Join(bin, "cellgate"), "status", "--addr", addr).Output()
-			if err != nil || !strings.Contains(string(human), "0 readings pending") {
-				w.t.Fatalf("cellgate status: %v\n%s", err, human)
-			}
-			resp, err := http.Get(w.ingest + "/metrics")
-			if err != nil {
-				w.t.Fatal(err)
-			}
-			metrics, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			for _, want := range []string{
-				fmt.Sprintf(`cellgate_uplink_acked_readings_total{device="it-gw"} %d`, st.Uplink.Acked),
-				`cellgate_spool_pending_readings{device="it-gw"} 0`,
-				`cellgate_modem_ready{device="it-gw"} 1`,
-				fmt.Sprintf(`cellgate_input_accepted_readings_total{device="it-gw",input="http"} %d`, n),
-			} {
-				if !strings.Contains(string(metrics), want) {
-					w.t.Fatalf("/metrics lacks %q:\n%s", want, metrics)
-				}
-			}
-			return
+		return st.ModemReady && st.Spool.Pending == 0 && st.Uplink.Acked >= n
+	})
+	human, err := exec.Command(filepath.Join(bin, "cellgate"), "status", "--addr", addr).Output()
+	if err != nil || !strings.Contains(string(human), "0 readings pending") {
+		w.t.Fatalf("cellgate status: %v\n%s", err, human)
+	}
+	resp, err := http.Get(w.ingest + "/metrics")
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		fmt.Sprintf(`cellgate_uplink_acked_readings_total{device="it-gw"} %d`, st.Uplink.Acked),
+		`cellgate_spool_pending_readings{device="it-gw"} 0`,
+		`cellgate_modem_ready{device="it-gw"} 1`,
+		fmt.Sprintf(`cellgate_input_accepted_readings_total{device="it-gw",input="http"} %d`, n),
+	} {
+		if !strings.Contains(string(metrics), want) {
+			w.t.Fatalf("/metrics lacks %q:\n%s", want, metrics)
 		}
-		if time.Now().After(deadline) {
-			w.t.Fatalf("status never showed %d acknowledged and 0 pending: %s", n, out)
-		}
-		time.Sleep(100 * time.Millisecond) // polling the agent's status
 	}
 }
 
@@ -210,19 +202,19 @@ func (w *world) expectStatus(n int) {
 // duplicates (at-least-once delivery), which the test logs, never hides.
 func (w *world) expectDelivered(ids []string, within time.Duration) {
 	w.t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		missing := w.sub.missing(ids)
-		if len(missing) == 0 {
-			total, distinct := w.sub.counts()
-			w.t.Logf("delivered %d readings: %d messages received, %d distinct, %d duplicates", len(ids), total, distinct, total-distinct)
+	defer func() {
+		if !w.t.Failed() {
 			return
 		}
-		if time.Now().After(deadline) {
-			w.t.Fatalf("%d of %d readings never arrived (e.g. %v); agent log:\n%s", len(missing), len(ids), missing[:min(3, len(missing))], w.agent.log())
+		if missing := w.sub.missing(ids); len(missing) > 0 {
+			w.t.Logf("%d of %d readings never arrived, e.g. %v", len(missing), len(ids), missing[:min(3, len(missing))])
 		}
-		time.Sleep(100 * time.Millisecond) // polling the subscriber's tally
-	}
+	}()
+	testutil.Eventually(w.t, within, fmt.Sprintf("the subscriber to see all %d readings", len(ids)), func() bool {
+		return len(w.sub.missing(ids)) == 0
+	})
+	total, distinct := w.sub.counts()
+	w.t.Logf("delivered %d readings: %d messages received, %d distinct, %d duplicates", len(ids), total, distinct, total-distinct)
 }
 
 func TestReadingsReachMosquittoThroughTheModem(t *testing.T) {
@@ -320,35 +312,41 @@ func (a *agentProc) kill(t *testing.T) {
 // pluginPID finds the agent's plugin child process.
 func (a *agentProc) pluginPID(t testing.TB) int {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		entries, _ := os.ReadDir("/proc")
-		for _, e := range entries {
-			pid, err := strconv.Atoi(e.Name())
-			if err != nil {
-				continue
-			}
-			stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-			if err != nil {
-				continue
-			}
-			// pid (comm) state ppid ...
-			s := string(stat)
-			rp := strings.LastIndexByte(s, ')')
-			if rp < 0 {
-				continue
-			}
-			fields := strings.Fields(s[rp+1:])
-			if len(fields) < 2 || !strings.Contains(s[:rp], "cellgate-plugin") {
-				continue
-			}
-			if ppid, _ := strconv.Atoi(fields[1]); ppid == a.cmd.Process.Pid {
-				return pid
-			}
+	var pid int
+	testutil.Eventually(t, 30*time.Second, "a plugin process under the agent", func() bool {
+		pid = childNamed(a.cmd.Process.Pid, "cellgate-plugin")
+		return pid != 0
+	})
+	return pid
+}
+
+// childNamed returns the pid of a child of parent whose command name
+// contains name, or 0.
+func childNamed(parent int, name string) int {
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
 		}
-		time.Sleep(100 * time.Millisecond)
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...
+		s := string(stat)
+		rp := strings.LastIndexByte(s, ')')
+		if rp < 0 {
+			continue
+		}
+		fields := strings.Fields(s[rp+1:])
+		if len(fields) < 2 || !strings.Contains(s[:rp], name) {
+			continue
+		}
+		if ppid, _ := strconv.Atoi(fields[1]); ppid == parent {
+			return pid
+		}
 	}
-	t.Fatal("no plugin process under the agent")
 	return 0
 }
 
@@ -408,7 +406,7 @@ func (m *mosquitto) start(t *testing.T, bin string) {
 	if err := m.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	if err := testutil.WaitListening(m.addr, 10*time.Second); err != nil {
+	if err := testutil.WaitListening(m.addr, 10*time.Second, nil); err != nil {
 		t.Fatalf("mosquitto: %v\n%s", err, m.out.String())
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/cellgate/cellgate/sdk"
+	"github.com/cellgate/cellgate/sdk/sdktest"
 )
 
 // TestMain lets the test binary play three roles: the test suite, the
@@ -32,6 +34,209 @@ func TestMain(m *testing.M) {
 		runHost()
 	}
 	goleak.VerifyTestMain(m)
+}
+
+// As the plugin, the test binary serves an sdktest.Transport through
+// sdk.Serve, so the host side of the sdk (the gRPC service, flow control,
+// typed errors, process supervision) runs across a real process boundary.
+// The double is an in-memory SecureTransport, not a modem; modem behaviour is
+// tested against modemsim by sdk/plugintest. Tests pick its behaviour through
+// the requests themselves.
+//
+// ModemConfig.Options["fail"] makes Open fail with one typed error (modem,
+// modem-bare, cch, serial, timeout, untyped) or hang until its ctx ends
+// (hang); Options["check"] = "fields" makes Open fail unless the config
+// arrived equal to fieldsConfig.
+//
+// Dial hosts:
+//
+//	echo        Send's bytes come back from Recv XORed with echoMask
+//	events      Recv: "hello", a peer-closed event, then io.EOF
+//	gated       Send waits for a grant from the test's control socket
+//	idle        Send discards, Recv waits for Close
+//	slowdial    Dial reports "dial-waiting", waits for ctx, reports "dial-canceled"
+//	fail-dial   Dial fails with CCH error 15
+//	fail-send   Send fails with a SerialError
+//	fail-recv   Recv returns "x", then a CCH error
+//	fail-close  Close fails with a TimeoutError
+//
+// Stop reports "stopped" on the control socket when there is one.
+const (
+	envPlugin  = "SDK_TEST_PLUGIN"
+	envControl = "SDK_TEST_CONTROL"
+	echoMask   = 0xA5
+)
+
+// doubleInfo is what the double's Open reports: every field set, so the
+// test sees each one cross.
+var doubleInfo = sdk.ModemInfo{
+	Model: "CELLGATE-TEST-DOUBLE", Manufacturer: "cellgate tests", Revision: "double-1",
+	IMEI: "490154203237518", ICCID: "8944500102198304826",
+	SignalRSSI: 23, SignalBER: 99, Registration: "roaming", Operator: "test operator", ClockSynced: true,
+}
+
+// fieldsConfig has every ModemConfig field set; see Options["check"].
+var fieldsConfig = sdk.ModemConfig{
+	Port: "/dev/ttyUSB2", Baud: 115200, APN: "iot.example", Model: "double",
+	Options: map[string]string{"check": "fields"}, RegistrationTimeout: 90 * time.Second,
+}
+
+// newDouble returns the plugin's SecureTransport. It logs through
+// sdk.NewLogger like a real plugin, so the log bridge is exercised too.
+func newDouble() *sdktest.Transport {
+	log := sdk.NewLogger(slog.LevelDebug)
+	ctl := &pluginControl{}
+	return sdktest.New(sdktest.Config{
+		Model: "double",
+		Info:  doubleInfo,
+		Open: func(ctx context.Context, cfg sdk.ModemConfig) error {
+			log.Warn("double opened", "port", cfg.Port, "op", "open")
+			return openFault(ctx, cfg)
+		},
+		Dial: func(ctx context.Context, s *sdktest.Session) (sdktest.SessionConfig, error) {
+			return dialHost(ctx, s, ctl)
+		},
+		Stop: func(context.Context) error {
+			if os.Getenv(envControl) != "" {
+				if err := ctl.connect(); err == nil {
+					_ = ctl.report("stopped")
+				}
+			}
+			return nil
+		},
+	})
+}
+
+func openFault(ctx context.Context, cfg sdk.ModemConfig) error {
+	if cfg.Options["check"] == "fields" && !reflect.DeepEqual(cfg, fieldsConfig) {
+		return fmt.Errorf("double: Open got %+v, want %+v", cfg, fieldsConfig)
+	}
+	switch cfg.Options["fail"] {
+	case "":
+		return nil
+	case "modem":
+		return fmt.Errorf("double: sim ready: %w", &sdk.ModemError{Op: "AT+CPIN?", Code: 10, Text: "SIM not inserted"})
+	case "modem-bare":
+		return &sdk.ModemError{Op: "AT+CGACT=1,1", Code: -1}
+	case "cch":
+		return &sdk.CCHError{Op: "start", Session: -1, Code: 17}
+	case "serial":
+		return fmt.Errorf("double: %w", &sdk.SerialError{Op: "open", Port: cfg.Port, Err: "no such file or directory"})
+	case "timeout":
+		return &sdk.TimeoutError{Op: "registration", After: cfg.RegistrationTimeout}
+	case "untyped":
+		return errors.New("double: something without a type")
+	case "hang":
+		<-ctx.Done()
+		return fmt.Errorf("double: open: %w", ctx.Err())
+	}
+	return fmt.Errorf("double: unknown failure %q", cfg.Options["fail"])
+}
+
+func dialHost(ctx context.Context, s *sdktest.Session, ctl *pluginControl) (sdktest.SessionConfig, error) {
+	req := s.Request()
+	switch req.Host {
+	case "echo":
+		return sdktest.SessionConfig{Echo: true, Transform: func(p []byte) []byte {
+			for i := range p {
+				p[i] ^= echoMask
+			}
+			return p
+		}}, nil
+	case "events":
+		s.Deliver([]byte("hello"))
+		s.Disconnect(sdk.SessionEvent{Kind: sdk.EventPeerClosed, Code: 4, Detail: fmt.Sprintf("+CCH_PEER_CLOSED: %d", s.ID())})
+		return sdktest.SessionConfig{}, nil
+	case "gated":
+		if err := ctl.connect(); err != nil {
+			return sdktest.SessionConfig{}, err
+		}
+		return sdktest.SessionConfig{Send: ctl.gate}, nil
+	case "idle":
+		return sdktest.SessionConfig{}, nil
+	case "slowdial":
+		if err := ctl.connect(); err != nil {
+			return sdktest.SessionConfig{}, err
+		}
+		if err := ctl.report("dial-waiting"); err != nil {
+			return sdktest.SessionConfig{}, err
+		}
+		<-ctx.Done()
+		_ = ctl.report("dial-canceled")
+		return sdktest.SessionConfig{}, fmt.Errorf("double: dial: %w", ctx.Err())
+	case "fail-dial":
+		return sdktest.SessionConfig{}, fmt.Errorf("double: dial %s:%d: %w", req.Host, req.Port, &sdk.CCHError{Op: "open", Session: s.ID(), Code: 15})
+	case "fail-send":
+		return sdktest.SessionConfig{Send: func(context.Context, []byte) error {
+			return fmt.Errorf("double: AT+CCHSEND: %w", &sdk.SerialError{Op: "write", Port: "/dev/ttyDOUBLE", Err: "input/output error"})
+		}}, nil
+	case "fail-recv":
+		s.Deliver([]byte("x"))
+		s.FailRecv(fmt.Errorf("double: +CCH_RECV_CLOSED: %w", &sdk.CCHError{Op: "recv", Session: s.ID(), Code: 9}))
+		return sdktest.SessionConfig{}, nil
+	case "fail-close":
+		return sdktest.SessionConfig{Close: func(context.Context) error {
+			return &sdk.TimeoutError{Op: "AT+CCHCLOSE result", After: 5 * time.Second}
+		}}, nil
+	}
+	return sdktest.SessionConfig{}, &sdk.CCHError{Op: "open", Session: s.ID(), Code: 13}
+}
+
+// pluginControl is the plugin's end of the control socket (see control): it
+// reports what the double did ("send N", "dial-canceled", "stopped") and
+// receives grants ("ok") for gated sends. It connects on first use.
+type pluginControl struct {
+	once   sync.Once
+	err    error
+	conn   net.Conn
+	grants chan struct{}
+
+	wmu sync.Mutex // serialises reports
+}
+
+func (c *pluginControl) connect() error {
+	c.once.Do(func() {
+		path := os.Getenv(envControl)
+		if path == "" {
+			c.err = errors.New("double: no control socket configured")
+			return
+		}
+		if c.conn, c.err = net.Dial("unix", path); c.err != nil {
+			c.err = fmt.Errorf("double: control socket: %w", c.err)
+			return
+		}
+		c.grants = make(chan struct{}, 1024)
+		go func() {
+			sc := bufio.NewScanner(c.conn)
+			for sc.Scan() {
+				if sc.Text() == "ok" {
+					c.grants <- struct{}{}
+				}
+			}
+		}()
+	})
+	return c.err
+}
+
+func (c *pluginControl) report(line string) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	_, err := io.WriteString(c.conn, line+"\n")
+	return err
+}
+
+// gate is a gated session's SessionConfig.Send: it reports the send and
+// waits for the test's grant.
+func (c *pluginControl) gate(ctx context.Context, p []byte) error {
+	if err := c.report(fmt.Sprintf("send %d", len(p))); err != nil {
+		return err
+	}
+	select {
+	case <-c.grants:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // testCtx bounds a whole test, so a regression hangs for a minute, not for

@@ -72,43 +72,85 @@ func (e *ChecksumError) Error() string {
 // mismatch (*ChecksumError), a failed handshake and ctx ending all return an
 // error naming the binary; nothing keeps running then.
 func Launch(ctx context.Context, cfg LaunchConfig) (*Plugin, error) {
-	if cfg.Path == "" {
-		return nil, errors.New("launch plugin: LaunchConfig.Path is empty")
-	}
-	path, err := filepath.Abs(cfg.Path)
+	path, err := checkBinary(cfg.Path)
 	if err != nil {
-		return nil, fmt.Errorf("launch plugin %s: %w", cfg.Path, err)
-	}
-	fi, err := os.Stat(path)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-		return nil, fmt.Errorf("launch plugin: binary %s does not exist", path)
-	case err != nil:
-		return nil, fmt.Errorf("launch plugin %s: %w", path, err)
-	case !fi.Mode().IsRegular():
-		return nil, fmt.Errorf("launch plugin: %s is not a regular file", path)
-	case fi.Mode().Perm()&0o111 == 0:
-		return nil, fmt.Errorf("launch plugin: %s is not executable (mode %s)", path, fi.Mode().Perm())
+		return nil, err
 	}
 	if cfg.SendWindow < 0 {
 		return nil, fmt.Errorf("launch plugin %s: SendWindow %d is negative", path, cfg.SendWindow)
 	}
-
-	var secure *plugin.SecureConfig
-	if len(cfg.SHA256) > 0 {
-		if len(cfg.SHA256) != sha256.Size {
-			return nil, fmt.Errorf("launch plugin %s: the configured SHA-256 has %d bytes, want %d", path, len(cfg.SHA256), sha256.Size)
-		}
-		if err := verifyChecksum(path, cfg.SHA256); err != nil {
-			return nil, err
-		}
-		secure = &plugin.SecureConfig{Checksum: cfg.SHA256, Hash: sha256.New()}
+	secure, err := secureConfig(path, cfg.SHA256)
+	if err != nil {
+		return nil, err
 	}
-
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
 	}
+
+	pc := plugin.NewClient(newClientConfig(ctx, path, cfg, log, secure))
+	t, err := startPlugin(ctx, pc)
+	if err != nil {
+		if errors.Is(err, plugin.ErrChecksumsDoNotMatch) {
+			// The file changed between our check and go-plugin's.
+			if err := verifyChecksum(path, cfg.SHA256); err != nil {
+				return nil, err
+			}
+		}
+		return nil, fmt.Errorf("launch plugin %s: %w", path, err)
+	}
+	p := &Plugin{path: path, client: pc, transport: t}
+	if rc := pc.ReattachConfig(); rc != nil {
+		p.pid = rc.Pid
+	}
+	log.Info("plugin started", "plugin", filepath.Base(path), "pid", p.pid)
+	return p, nil
+}
+
+// checkBinary returns the absolute path of the plugin binary at name, or an
+// error if it is missing, not a regular file or not executable.
+func checkBinary(name string) (string, error) {
+	if name == "" {
+		return "", errors.New("launch plugin: LaunchConfig.Path is empty")
+	}
+	path, err := filepath.Abs(name)
+	if err != nil {
+		return "", fmt.Errorf("launch plugin %s: %w", name, err)
+	}
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return "", fmt.Errorf("launch plugin: binary %s does not exist", path)
+	case err != nil:
+		return "", fmt.Errorf("launch plugin %s: %w", path, err)
+	case !fi.Mode().IsRegular():
+		return "", fmt.Errorf("launch plugin: %s is not a regular file", path)
+	case fi.Mode().Perm()&0o111 == 0:
+		return "", fmt.Errorf("launch plugin: %s is not executable (mode %s)", path, fi.Mode().Perm())
+	}
+	return path, nil
+}
+
+// secureConfig checks the binary at path against want, its SHA-256, and
+// returns the go-plugin SecureConfig that checks it again at start; nil
+// when want is empty (no checksum configured).
+func secureConfig(path string, want []byte) (*plugin.SecureConfig, error) {
+	if len(want) == 0 {
+		return nil, nil
+	}
+	if len(want) != sha256.Size {
+		return nil, fmt.Errorf("launch plugin %s: the configured SHA-256 has %d bytes, want %d", path, len(want), sha256.Size)
+	}
+	if err := verifyChecksum(path, want); err != nil {
+		return nil, err
+	}
+	return &plugin.SecureConfig{Checksum: want, Hash: sha256.New()}, nil
+}
+
+// newClientConfig is the go-plugin configuration that starts the binary at
+// path for cfg, with cfg's defaults filled in and the start bounded by
+// ctx's deadline too.
+func newClientConfig(ctx context.Context, path string, cfg LaunchConfig, log *slog.Logger, secure *plugin.SecureConfig) *plugin.ClientConfig {
 	window := cfg.SendWindow
 	if window == 0 {
 		window = DefaultSendWindow
@@ -126,7 +168,7 @@ func Launch(ctx context.Context, cfg LaunchConfig) (*Plugin, error) {
 	cmd.Env = append(cmd.Env, cfg.Env...)
 	setParentDeathSignal(cmd)
 
-	pc := plugin.NewClient(&plugin.ClientConfig{
+	return &plugin.ClientConfig{
 		HandshakeConfig:  Handshake,
 		Plugins:          plugin.PluginSet{PluginName: &grpcPlugin{window: window}},
 		Cmd:              cmd,
@@ -137,8 +179,13 @@ func Launch(ctx context.Context, cfg LaunchConfig) (*Plugin, error) {
 		StartTimeout:     startTimeout,
 		Logger:           newSlogHCLog(log, "plugin"),
 		Stderr:           io.Discard,
-	})
+	}
+}
 
+// startPlugin starts the plugin process of pc and connects to it. On any
+// error, ctx ending included, the process is killed (once go-plugin's start
+// has returned, which may be after startPlugin has).
+func startPlugin(ctx context.Context, pc *plugin.Client) (*client, error) {
 	type started struct {
 		t   *client
 		err error
@@ -148,9 +195,13 @@ func Launch(ctx context.Context, cfg LaunchConfig) (*Plugin, error) {
 		t, err := connect(pc)
 		ch <- started{t, err}
 	}()
-	var st started
 	select {
-	case st = <-ch:
+	case st := <-ch:
+		if st.err != nil {
+			pc.Kill()
+			return nil, st.err
+		}
+		return st.t, nil
 	case <-ctx.Done():
 		// go-plugin's start cannot be interrupted; it ends within
 		// startTimeout, and then the process is killed.
@@ -158,24 +209,8 @@ func Launch(ctx context.Context, cfg LaunchConfig) (*Plugin, error) {
 			<-ch
 			pc.Kill()
 		}()
-		return nil, fmt.Errorf("launch plugin %s: %w", path, ctx.Err())
+		return nil, ctx.Err()
 	}
-	if st.err != nil {
-		pc.Kill()
-		if errors.Is(st.err, plugin.ErrChecksumsDoNotMatch) {
-			// The file changed between our check and go-plugin's.
-			if err := verifyChecksum(path, cfg.SHA256); err != nil {
-				return nil, err
-			}
-		}
-		return nil, fmt.Errorf("launch plugin %s: %w", path, st.err)
-	}
-	p := &Plugin{path: path, client: pc, transport: st.t}
-	if rc := pc.ReattachConfig(); rc != nil {
-		p.pid = rc.Pid
-	}
-	log.Info("plugin started", "plugin", filepath.Base(path), "pid", p.pid)
-	return p, nil
 }
 
 // connect runs go-plugin's start and handshake and dispenses the client.

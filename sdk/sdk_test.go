@@ -22,21 +22,14 @@ import (
 func TestOpenCarriesEveryFieldBothWays(t *testing.T) {
 	p, _ := launch(t, sdk.LaunchConfig{})
 	ctx := testCtx(t)
-	info, err := p.Transport().Open(ctx, sdk.ModemConfig{
-		Port: "/dev/ttyUSB2", Baud: 115200, APN: "iot.example", Model: "double",
-		Options: map[string]string{"k": "v"}, RegistrationTimeout: 90 * time.Second,
-	})
+	// The plugin fails Open unless fieldsConfig arrived whole, and answers
+	// with doubleInfo, which has every field set.
+	info, err := p.Transport().Open(ctx, fieldsConfig)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
-	want := sdk.ModemInfo{
-		Model: "CELLGATE-TEST-DOUBLE", Manufacturer: "cellgate tests",
-		Revision: "baud=115200 apn=iot.example timeout=1m30s opt=v",
-		IMEI:     "490154203237518", ICCID: "8944500102198304826",
-		SignalRSSI: 23, SignalBER: 99, Registration: "roaming", Operator: "/dev/ttyUSB2", ClockSynced: true,
-	}
-	if info != want {
-		t.Fatalf("Open returned\n%+v\nwant\n%+v", info, want)
+	if info != doubleInfo {
+		t.Fatalf("Open returned\n%+v\nwant\n%+v", info, doubleInfo)
 	}
 }
 
@@ -130,63 +123,72 @@ func TestTypedErrorsCrossTheBoundary(t *testing.T) {
 			"plugin Dial: double: dial fail-dial:8883: open session 0: +CCHOPEN: 0,15 (handshake error)"},
 	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			err := tc.call()
-			if err == nil {
-				t.Fatal("call succeeded, want an error")
-			}
-			if !errors.As(err, tc.target) {
-				t.Fatalf("errors.As(%q, %T) = false", err, tc.target)
-			}
-			got := reflect.ValueOf(tc.target).Elem().Interface()
-			if !reflect.DeepEqual(got, tc.want) {
-				t.Fatalf("typed error = %#v, want %#v", got, tc.want)
-			}
-			if err.Error() != tc.message {
-				t.Fatalf("message = %q\nwant      %q", err.Error(), tc.message)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { checkTypedError(t, tc.call(), tc.target, tc.want, tc.message) })
+	}
+	t.Run("session errors", func(t *testing.T) { sessionErrorsCrossTheBoundary(t, ctx, p) })
+}
+
+// checkTypedError fails unless err is an error that errors.As finds in
+// target (a pointer to a typed error pointer) equal to want, with message
+// as its whole text.
+func checkTypedError(t *testing.T, err error, target, want any, message string) {
+	t.Helper()
+	if err == nil {
+		t.Fatal("call succeeded, want an error")
+	}
+	if !errors.As(err, target) {
+		t.Fatalf("errors.As(%q, %T) = false", err, target)
+	}
+	got := reflect.ValueOf(target).Elem().Interface()
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("typed error = %#v, want %#v", got, want)
+	}
+	if err.Error() != message {
+		t.Fatalf("message = %q\nwant      %q", err.Error(), message)
+	}
+}
+
+// sessionErrorsCrossTheBoundary checks that the typed errors of a session's
+// Recv, Send and Close arrive whole, and that a session's end is sticky.
+func sessionErrorsCrossTheBoundary(t *testing.T, ctx context.Context, p *sdk.Plugin) {
+	t.Helper()
+	recvFail := dial(t, ctx, p, "fail-recv")
+	if f, err := recvFail.Recv(ctx); err != nil || string(f.Data) != "x" {
+		t.Fatalf("first Recv = %+v, %v; want data x", f, err)
+	}
+	_, err := recvFail.Recv(ctx)
+	var cch *sdk.CCHError
+	if !errors.As(err, &cch) || *cch != (sdk.CCHError{Op: "recv", Session: recvFail.ID(), Code: 9}) {
+		t.Fatalf("Recv error = %v, want CCH recv error 9 on session %d", err, recvFail.ID())
+	}
+	if _, again := recvFail.Recv(ctx); again == nil || again.Error() != err.Error() {
+		t.Fatalf("Recv after the end = %v, want the same error again", again)
 	}
 
-	t.Run("session errors", func(t *testing.T) {
-		recvFail := dial(t, ctx, p, "fail-recv")
-		if f, err := recvFail.Recv(ctx); err != nil || string(f.Data) != "x" {
-			t.Fatalf("first Recv = %+v, %v; want data x", f, err)
-		}
-		_, err := recvFail.Recv(ctx)
-		var cch *sdk.CCHError
-		if !errors.As(err, &cch) || *cch != (sdk.CCHError{Op: "recv", Session: recvFail.ID(), Code: 9}) {
-			t.Fatalf("Recv error = %v, want CCH recv error 9 on session %d", err, recvFail.ID())
-		}
-		if _, again := recvFail.Recv(ctx); again == nil || again.Error() != err.Error() {
-			t.Fatalf("Recv after the end = %v, want the same error again", again)
-		}
-
-		sendFail := dial(t, ctx, p, "fail-send")
-		// Send returns once the bytes are in flight; the plugin's failure
-		// surfaces on the next call (here: Close, which waits for them).
-		var serr *sdk.SerialError
-		err = sendFail.Send(ctx, []byte("payload"))
+	sendFail := dial(t, ctx, p, "fail-send")
+	// Send returns once the bytes are in flight; the plugin's failure
+	// surfaces on the next call (here: Close, which waits for them).
+	var serr *sdk.SerialError
+	err = sendFail.Send(ctx, []byte("payload"))
+	if err == nil {
+		err = sendFail.Close(ctx)
 		if err == nil {
-			err = sendFail.Close(ctx)
-			if err == nil {
-				err = sendFail.Send(ctx, []byte("more"))
-			}
+			err = sendFail.Send(ctx, []byte("more"))
 		}
-		if !errors.As(err, &serr) || *serr != (sdk.SerialError{Op: "write", Port: "/dev/ttyDOUBLE", Err: "input/output error"}) {
-			t.Fatalf("Send error = %v, want the plugin's SerialError", err)
-		}
+	}
+	if !errors.As(err, &serr) || *serr != (sdk.SerialError{Op: "write", Port: "/dev/ttyDOUBLE", Err: "input/output error"}) {
+		t.Fatalf("Send error = %v, want the plugin's SerialError", err)
+	}
 
-		closeFail := dial(t, ctx, p, "fail-close")
-		var terr *sdk.TimeoutError
-		err = closeFail.Close(ctx)
-		if !errors.As(err, &terr) || *terr != (sdk.TimeoutError{Op: "AT+CCHCLOSE result", After: 5 * time.Second}) {
-			t.Fatalf("Close error = %v, want the plugin's TimeoutError", err)
-		}
-		if again := closeFail.Close(ctx); again != err {
-			t.Fatalf("second Close = %v, want the first result %v", again, err)
-		}
-	})
+	closeFail := dial(t, ctx, p, "fail-close")
+	var terr *sdk.TimeoutError
+	err = closeFail.Close(ctx)
+	if !errors.As(err, &terr) || *terr != (sdk.TimeoutError{Op: "AT+CCHCLOSE result", After: 5 * time.Second}) {
+		t.Fatalf("Close error = %v, want the plugin's TimeoutError", err)
+	}
+	if again := closeFail.Close(ctx); again != err {
+		t.Fatalf("second Close = %v, want the first result %v", again, err)
+	}
 }
 
 func TestErrorMessagesQuoteTheModem(t *testing.T) {
@@ -350,21 +352,7 @@ func TestFlowControlBoundsBytesInFlight(t *testing.T) {
 	// plugin accepted at most granted; the window says handed-granted can
 	// never exceed it.
 	const total = 96 << 10
-	handed := make(chan int, total)
-	writerErr := make(chan error, 1)
-	go func() {
-		chunk := make([]byte, 1000) // not a divisor of the frame size, on purpose
-		for n := 0; n < total; {
-			k := min(len(chunk), total-n)
-			if err := s.Send(ctx, chunk[:k]); err != nil {
-				writerErr <- err
-				return
-			}
-			n += k
-			handed <- window + n
-		}
-		writerErr <- nil
-	}()
+	handed, writerErr := sendInChunks(ctx, s, window, total)
 	granted, requested, maxInFlight := 0, 0, window
 	for requested < window+total {
 		line, err := ctl.next(ctx)
@@ -381,18 +369,7 @@ func TestFlowControlBoundsBytesInFlight(t *testing.T) {
 		if requested-n != granted {
 			t.Fatalf("the plugin asked to send %d bytes while %d were not yet accepted", n, requested-n-granted)
 		}
-	drain:
-		for {
-			select {
-			case h := <-handed:
-				if h-granted > window {
-					t.Fatalf("agent handed %d bytes while the plugin accepted at most %d: %d in flight > window %d", h, granted, h-granted, window)
-				}
-				maxInFlight = max(maxInFlight, h-granted)
-			default:
-				break drain
-			}
-		}
+		maxInFlight = max(maxInFlight, checkInFlight(t, handed, granted, window))
 		granted += n
 		if err := ctl.grant(); err != nil {
 			t.Fatal(err)
@@ -408,6 +385,48 @@ func TestFlowControlBoundsBytesInFlight(t *testing.T) {
 		t.Fatalf("plugin accepted %d bytes, want %d", granted, window+total)
 	}
 	t.Logf("max bytes in flight %d (window %d), %d bytes accepted one Send at a time", maxInFlight, window, granted)
+}
+
+// sendInChunks sends total bytes on s from a goroutine, in chunks of 1000
+// bytes. After each Send returns it puts on handed how many bytes the
+// agent's Sends have returned for, counting the already sent bytes before;
+// the writer's result comes on the error channel.
+func sendInChunks(ctx context.Context, s sdk.Session, before, total int) (handed <-chan int, done <-chan error) {
+	h := make(chan int, total)
+	writerErr := make(chan error, 1)
+	go func() {
+		chunk := make([]byte, 1000) // not a divisor of the frame size, on purpose
+		for n := 0; n < total; {
+			k := min(len(chunk), total-n)
+			if err := s.Send(ctx, chunk[:k]); err != nil {
+				writerErr <- err
+				return
+			}
+			n += k
+			h <- before + n
+		}
+		writerErr <- nil
+	}()
+	return h, writerErr
+}
+
+// checkInFlight takes every count waiting on handed and fails if the agent
+// handed more than window bytes beyond the granted ones the plugin
+// accepted. It returns the most bytes in flight it saw (0 if none).
+func checkInFlight(t *testing.T, handed <-chan int, granted, window int) int {
+	t.Helper()
+	most := 0
+	for {
+		select {
+		case h := <-handed:
+			if h-granted > window {
+				t.Fatalf("agent handed %d bytes while the plugin accepted at most %d: %d in flight > window %d", h, granted, h-granted, window)
+			}
+			most = max(most, h-granted)
+		default:
+			return most
+		}
+	}
 }
 
 func TestCancellationIsHonoured(t *testing.T) {

@@ -23,11 +23,7 @@ import (
 // binaries builds cellgate and the sim7600 plugin once, side by side.
 var binaries = testutil.BuildOnce(testutil.Cellgate, testutil.PluginSim7600)
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	testutil.Cleanup(binaries)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testutil.Main(m) }
 
 func binDir(t *testing.T) string {
 	t.Helper()
@@ -73,7 +69,7 @@ func startSServer(t *testing.T, dir string, extra ...string) int {
 			t.Logf("openssl s_server output:\n%s", out.String())
 		}
 	})
-	if err := testutil.WaitListening(fmt.Sprintf("127.0.0.1:%d", port), 10*time.Second); err != nil {
+	if err := testutil.WaitListening(fmt.Sprintf("127.0.0.1:%d", port), 10*time.Second, nil); err != nil {
 		t.Fatalf("openssl s_server: %v", err)
 	}
 	return port

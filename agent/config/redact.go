@@ -2,54 +2,18 @@ package config
 
 import (
 	"fmt"
-	"net/url"
 	"reflect"
 	"strconv"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/cellgate/cellgate/internal/redact"
 )
 
 // RedactionMark stands in for a secret in the output of Redacted and YAML.
-const RedactionMark = "<redacted>"
-
-// secretQueryKeys are URL query parameters whose values are credentials.
-var secretQueryKeys = []string{"token", "access_token", "auth", "key", "apikey", "api_key", "secret", "password", "sig", "signature"}
-
-// redactURL hides the password in a URL's user information and the values
-// of credential-like query parameters; file paths to key material are not
-// secrets and stay visible. Text that does not parse as a URL is hidden
-// whole when it could hold user information.
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		if strings.Contains(s, "@") {
-			return RedactionMark
-		}
-		return s
-	}
-	const mark = "REDACTEDMARK"
-	if _, ok := u.User.Password(); ok {
-		u.User = url.UserPassword(u.User.Username(), mark)
-	}
-	if u.RawQuery != "" {
-		// Rewrite the query only when it holds a secret: re-encoding sorts
-		// it, and an operator comparing URLs should see theirs unchanged.
-		q, hidden := u.Query(), false
-		for name := range q {
-			for _, secret := range secretQueryKeys {
-				if strings.EqualFold(name, secret) {
-					q[name], hidden = []string{mark}, true
-				}
-			}
-		}
-		if hidden {
-			u.RawQuery = q.Encode()
-		}
-	}
-	return strings.ReplaceAll(u.String(), mark, RedactionMark)
-}
+const RedactionMark = redact.Mark
 
 // entry is one key of the effective configuration in schema order, so that
 // the map and the YAML views come from one walk.
@@ -59,7 +23,7 @@ type entry struct {
 }
 
 // tree walks a section struct in field order.
-func tree(v reflect.Value, redact bool) []entry {
+func tree(v reflect.Value, hide bool) []entry {
 	var out []entry
 	t := v.Type()
 	for i := range t.NumField() {
@@ -82,7 +46,7 @@ func tree(v reflect.Value, redact bool) []entry {
 		case fv.Type() == durationType:
 			val = formatDuration(time.Duration(fv.Int()))
 		case fv.Kind() == reflect.Struct:
-			val = tree(fv, redact)
+			val = tree(fv, hide)
 		case fv.Kind() == reflect.Map:
 			var sub []entry
 			for _, k := range sortedMapKeys(fv.Interface().(map[string]string)) {
@@ -94,8 +58,8 @@ func tree(v reflect.Value, redact bool) []entry {
 			val = sub
 		case fv.Kind() == reflect.String:
 			s := fv.String()
-			if redact && f.Tag.Get("redact") == "url" {
-				s = redactURL(s)
+			if hide && f.Tag.Get("redact") == "url" {
+				s = redact.URL(s)
 			}
 			val = s
 		default:
@@ -163,11 +127,11 @@ func (c *Config) YAML() ([]byte, error) {
 	return marshalYAML(c, true)
 }
 
-func marshalYAML(c *Config, redact bool) ([]byte, error) {
+func marshalYAML(c *Config, hide bool) ([]byte, error) {
 	var b strings.Builder
 	enc := yaml.NewEncoder(&b)
 	enc.SetIndent(2)
-	if err := enc.Encode(toNode(tree(reflect.ValueOf(c).Elem(), redact))); err != nil {
+	if err := enc.Encode(toNode(tree(reflect.ValueOf(c).Elem(), hide))); err != nil {
 		return nil, fmt.Errorf("config: render YAML: %w", err)
 	}
 	if err := enc.Close(); err != nil {

@@ -11,6 +11,9 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/cellgate/cellgate/internal/redact"
+	"github.com/cellgate/cellgate/sdk"
 )
 
 // validator checks the decoded configuration's values and the rules that
@@ -80,7 +83,6 @@ func orList(items []string) string {
 
 var (
 	deviceIDRE  = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
-	modelRE     = regexp.MustCompile(`^[a-z0-9_-]{1,64}$`)
 	sha256RE    = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
 	apnRE       = regexp.MustCompile(`^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*$`)
 	hostLabelRE = regexp.MustCompile(`^[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$`)
@@ -117,8 +119,8 @@ func (v *validator) validate(c *Config) {
 }
 
 func (v *validator) modem(m Modem) {
-	if !modelRE.MatchString(m.Model) {
-		v.failf("modem.model", "%q is not a model name (want lower-case letters, digits, '_' or '-', e.g. sim7600 or sim7800)", m.Model)
+	if err := sdk.CheckModelName(m.Model); err != nil {
+		v.failf("modem.model", "%v", err)
 	}
 	switch {
 	case m.Port == "":
@@ -146,14 +148,14 @@ func (v *validator) plugins(p Plugins, model string) {
 	}
 	for _, name := range sortedMapKeys(p.SHA256) {
 		path := "plugins.sha256." + name
-		if !modelRE.MatchString(name) {
-			v.failf(path, "%q is not a model name (want lower-case letters, digits, '_' or '-')", name)
+		if err := sdk.CheckModelName(name); err != nil {
+			v.failf(path, "%v", err)
 		}
 		if sum := p.SHA256[name]; !sha256RE.MatchString(sum) {
 			v.failf(path, "%s is not a SHA-256 digest (want 64 hex digits, as sha256sum prints)", show(sum))
 		}
 	}
-	if _, ok := p.SHA256[model]; !ok && modelRE.MatchString(model) {
+	if _, ok := p.SHA256[model]; !ok && sdk.CheckModelName(model) == nil {
 		v.warn("plugins.sha256", "no checksum for model %s: its plugin binary runs unverified (set plugins.sha256.%s)", model, model)
 	}
 }
@@ -303,7 +305,7 @@ func (v *validator) mqtt(m MQTT) {
 	} else if u, err := url.Parse(m.Broker); err != nil || u.Scheme != "mqtts" || !validHost(u.Hostname()) ||
 		(u.Port() != "" && !validPort(u.Port(), false)) || (u.Path != "" && u.Path != "/") ||
 		u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
-		v.failf(p+"broker", "%q is not an MQTT broker URL (want mqtts://host:port; TLS is always on)", redactURL(m.Broker))
+		v.failf(p+"broker", "%q is not an MQTT broker URL (want mqtts://host:port; TLS is always on)", redact.URL(m.Broker))
 	}
 	v.topic(p+"topic", m.Topic, true)
 	if m.QoS < 0 || m.QoS > 2 {
@@ -370,7 +372,7 @@ func (v *validator) https(h HTTPS) {
 	u, err := url.Parse(h.URL)
 	if err != nil || u.Scheme != "https" || !validHost(u.Hostname()) ||
 		(u.Port() != "" && !validPort(u.Port(), false)) || u.Fragment != "" || u.Opaque != "" {
-		v.failf(p, "%q is not an HTTPS URL (want https://host[:port]/path)", redactURL(h.URL))
+		v.failf(p, "%q is not an HTTPS URL (want https://host[:port]/path)", redact.URL(h.URL))
 	}
 }
 

@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -26,8 +25,8 @@ import (
 
 	"github.com/cellgate/cellgate/agent"
 	"github.com/cellgate/cellgate/agent/config"
+	"github.com/cellgate/cellgate/internal/devpki"
 	"github.com/cellgate/cellgate/sdk/modemsim"
-	"github.com/cellgate/cellgate/sdk/plugintest"
 )
 
 // Options configure the demo.
@@ -60,7 +59,7 @@ func Run(ctx context.Context, o Options) error {
 	defer os.RemoveAll(o.Dir)
 	step := func(format string, a ...any) { fmt.Fprintf(o.Out, "demo: "+format+"\n", a...) }
 
-	pki, err := plugintest.GeneratePKI(plugintest.P256)
+	pki, err := devpki.New(devpki.P256)
 	if err != nil {
 		return fmt.Errorf("development PKI: %w", err)
 	}
@@ -68,7 +67,7 @@ func Run(ctx context.Context, o Options) error {
 	if err := os.MkdirAll(pkiDir, 0o755); err != nil {
 		return err
 	}
-	if err := pki.Write(pkiDir); err != nil {
+	if err := pki.WriteFiles(pkiDir); err != nil {
 		return err
 	}
 	step("development PKI in %s (CA, broker and gateway certificates)", pkiDir)
@@ -136,45 +135,36 @@ uplink:
 }
 
 // startBroker runs mochi-mqtt with one TLS listener on 127.0.0.1 that
-// requires a client certificate signed by the demo CA.
-func startBroker(pki *plugintest.PKI, log *slog.Logger) (*mqtt.Server, string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+// requires a client certificate signed by the demo CA. The listener is
+// open when it returns, so a client may connect at once.
+func startBroker(pki *devpki.PKI, log *slog.Logger) (*mqtt.Server, string, error) {
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", pki.ServerTLS())
 	if err != nil {
-		return nil, "", err
+		return nil, "", fmt.Errorf("broker listener: %w", err)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
 	// The broker's own chatter (clients disconnecting at shutdown) is not
 	// what the demo is about: only its errors are shown.
 	blog := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	srv := mqtt.New(&mqtt.Options{InlineClient: false, Logger: blog.With("part", "broker")})
 	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
+		ln.Close()
 		return nil, "", err
 	}
-	tc := plugintest.MutualTLS(pki, 0)
-	if err := srv.AddListener(listeners.NewTCP(listeners.Config{ID: "mtls", Address: addr, TLSConfig: tc})); err != nil {
+	if err := srv.AddListener(listeners.NewNet("mtls", ln)); err != nil {
+		ln.Close()
 		return nil, "", fmt.Errorf("broker listener: %w", err)
 	}
 	go srv.Serve()
-	return srv, addr, nil
+	return srv, ln.Addr().String(), nil
 }
 
 // subscribe connects a subscriber with the demo client certificate and
 // prints each batch that arrives with a running count.
-func subscribe(ctx context.Context, pki *plugintest.PKI, addr string, out io.Writer, count *atomic.Int64) (*paho.Client, error) {
-	cert, err := tls.X509KeyPair(pki.Client.CertPEM, pki.Client.KeyPEM)
-	if err != nil {
-		return nil, err
-	}
-	var conn net.Conn
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		d := tls.Dialer{Config: &tls.Config{RootCAs: pki.CertPool(), Certificates: []tls.Certificate{cert}, ServerName: "127.0.0.1"}}
-		conn, err = d.DialContext(ctx, "tcp", addr)
-		if err == nil || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond) // the broker's listener is starting
-	}
+func subscribe(ctx context.Context, pki *devpki.PKI, addr string, out io.Writer, count *atomic.Int64) (*paho.Client, error) {
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	d := tls.Dialer{Config: pki.ClientTLS()}
+	conn, err := d.DialContext(cctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("subscriber: %w", err)
 	}
@@ -198,8 +188,6 @@ func subscribe(ctx context.Context, pki *plugintest.PKI, addr string, out io.Wri
 			return true, nil
 		}},
 	})
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
 	if _, err := c.Connect(cctx, &paho.Connect{ClientID: "demo-subscriber", CleanStart: true, KeepAlive: 30}); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("subscriber connect: %w", err)

@@ -1,13 +1,14 @@
 package demo
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
-	"os/exec"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,10 +19,7 @@ import (
 // demo` does, and checks that the subscriber printed readings arriving and
 // that everything stopped and cleaned up.
 func TestDemoDeliversReadings(t *testing.T) {
-	bin := t.TempDir()
-	if out, err := exec.Command("go", "build", "-o", filepath.Join(bin, "cellgate-plugin-sim7600"), "github.com/cellgate/cellgate/plugins/sim7600").CombinedOutput(); err != nil {
-		t.Fatalf("build plugin: %v\n%s", err, out)
-	}
+	bin := testutil.Build(t, testutil.PluginSim7600)
 	// `make demo` runs with the relative directory .demo.
 	t.Chdir(t.TempDir())
 	dir := ".demo"
@@ -29,32 +27,32 @@ func TestDemoDeliversReadings(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- Run(ctx, Options{Dir: dir, PluginDir: bin, Rate: 50, Baud: 115200, Out: out, Log: slog.New(slog.DiscardHandler)})
+		done <- Run(ctx, Options{Dir: dir, PluginDir: filepath.Dir(bin), Rate: 50, Baud: 115200, Out: out, Log: slog.New(slog.DiscardHandler)})
 	}()
+	stop := sync.OnceValue(func() error { cancel(); return <-done })
+	t.Cleanup(func() {
+		stop()
+		if t.Failed() {
+			t.Logf("demo output:\n%s", out.String())
+		}
+	})
+
 	total := regexp.MustCompile(`total (\d+)`)
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	testutil.Eventually(t, 60*time.Second, "the subscriber to count 40 readings", func() bool {
 		m := total.FindAllStringSubmatch(out.String(), -1)
-		if len(m) > 0 {
-			if n, _ := strconv.Atoi(m[len(m)-1][1]); n >= 40 {
-				break
-			}
+		if len(m) == 0 {
+			return false
 		}
-		if time.Now().After(deadline) {
-			cancel()
-			<-done
-			t.Fatalf("the subscriber did not see 40 readings within 60 s; demo output:\n%s", out.String())
-		}
-		time.Sleep(100 * time.Millisecond) // polling the demo's printed tally
+		n, _ := strconv.Atoi(m[len(m)-1][1])
+		return n >= 40
+	})
+	if err := stop(); err != nil {
+		t.Fatalf("demo ended with %v", err)
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("demo ended with %v; output:\n%s", err, out.String())
+	if !strings.Contains(out.String(), "demo: stopped:") {
+		t.Fatal("no summary at the end")
 	}
-	if !bytes.Contains([]byte(out.String()), []byte("demo: stopped:")) {
-		t.Fatalf("no summary at the end:\n%s", out.String())
-	}
-	if _, err := exec.Command("test", "-e", dir).CombinedOutput(); err == nil {
-		t.Fatalf("demo left %s behind", dir)
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("demo left %s behind (%v)", dir, err)
 	}
 }

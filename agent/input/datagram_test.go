@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/cellgate/cellgate/agent/spool"
+	"github.com/cellgate/cellgate/internal/testutil"
 )
 
 // serveDatagram runs d until the test ends and checks Serve's result.
@@ -54,8 +55,8 @@ func TestDatagramUDPStoresGoodLinesAndLogsBadOnes(t *testing.T) {
 		t.Run(listen, func(t *testing.T) {
 			dir := t.TempDir()
 			sp := openSpool(t, spool.Options{Dir: dir})
-			var logs logBuffer
-			d, err := NewDatagram(listen, sp, logs.logger(), nil)
+			log, logs := testutil.Logger(t)
+			d, err := NewDatagram(listen, sp, log, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -74,7 +75,7 @@ func TestDatagramUDPStoresGoodLinesAndLogsBadOnes(t *testing.T) {
 			if _, err := c.Write([]byte(datagram)); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, "4 readings and 2 rejected lines", func() bool {
+			testutil.Eventually(t, waitLimit, "4 readings and 2 rejected lines", func() bool {
 				st := d.Stats()
 				return st.Accepted == 4 && st.Rejected == 2
 			})
@@ -116,7 +117,7 @@ func TestDatagramKeepsArrivalOrder(t *testing.T) {
 		grams = append(grams, fmt.Sprintf(`{"sensor":"seq","value":%d}`, i))
 	}
 	sendTo(t, "udp", d.Addr(), grams...)
-	waitFor(t, fmt.Sprintf("%d readings", n), func() bool { return d.Stats().Accepted == n })
+	testutil.Eventually(t, waitLimit, fmt.Sprintf("%d readings", n), func() bool { return d.Stats().Accepted == n })
 	stop()
 	stored := storedReadings(t, sp, dir)
 	for i, r := range stored {
@@ -130,8 +131,8 @@ func TestDatagramUnixSocket(t *testing.T) {
 	dir := t.TempDir()
 	sp := openSpool(t, spool.Options{Dir: filepath.Join(dir, "spool")})
 	sock := filepath.Join(dir, "cellgate.sock")
-	var logs logBuffer
-	d, err := NewDatagram("unix:"+sock, sp, logs.logger(), nil)
+	log, logs := testutil.Logger(t)
+	d, err := NewDatagram("unix:"+sock, sp, log, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +142,7 @@ func TestDatagramUnixSocket(t *testing.T) {
 	// whole, not stored half.
 	huge := `{"sensor":"t3","value":"` + strings.Repeat("x", maxDatagram) + `"}`
 	sendTo(t, "unixgram", d.Addr(), huge)
-	waitFor(t, "2 readings and the oversized datagram", func() bool {
+	testutil.Eventually(t, waitLimit, "2 readings and the oversized datagram", func() bool {
 		st := d.Stats()
 		return st.Accepted == 2 && st.Rejected == 1
 	})
@@ -217,14 +218,14 @@ func TestNewDatagramRefusesBadAddresses(t *testing.T) {
 }
 
 func TestDatagramSinkFailureIsCountedAndLogged(t *testing.T) {
-	var logs logBuffer
-	d, err := NewDatagram("127.0.0.1:0", failingSink{fmt.Errorf("append: %w", spool.ErrFull)}, logs.logger(), nil)
+	log, logs := testutil.Logger(t)
+	d, err := NewDatagram("127.0.0.1:0", failingSink{fmt.Errorf("append: %w", spool.ErrFull)}, log, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	serveDatagram(t, d)
 	sendTo(t, "udp", d.Addr(), `{"sensor":"t1","value":1}`+"\n"+`{"sensor":"t1","value":2}`)
-	waitFor(t, "2 failed readings", func() bool { return d.Stats().Failed == 2 })
+	testutil.Eventually(t, waitLimit, "2 failed readings", func() bool { return d.Stats().Failed == 2 })
 	if st := d.Stats(); st.Accepted != 0 || st.Rejected != 0 {
 		t.Errorf("Stats = %+v", st)
 	}

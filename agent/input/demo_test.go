@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/cellgate/cellgate/agent/spool"
+	"github.com/cellgate/cellgate/internal/testutil"
 )
 
 func TestDemoGeneratesPlausibleReadingsIntoTheSpool(t *testing.T) {
@@ -22,7 +23,7 @@ func TestDemoGeneratesPlausibleReadingsIntoTheSpool(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
-	waitFor(t, "70 demo readings", func() bool { return d.Stats().Accepted >= 70 })
+	testutil.Eventually(t, waitLimit, "70 demo readings", func() bool { return d.Stats().Accepted >= 70 })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Run = %v, want nil when ctx ends", err)
@@ -98,15 +99,15 @@ func TestDemoGeneratesPlausibleReadingsIntoTheSpool(t *testing.T) {
 }
 
 func TestDemoKeepsGoingWhenTheSinkFails(t *testing.T) {
-	var logs logBuffer
-	d, err := NewDemo(1000, failingSink{errors.New("spool: write: no space left on device")}, logs.logger())
+	log, logs := testutil.Logger(t)
+	d, err := NewDemo(1000, failingSink{errors.New("spool: write: no space left on device")}, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
-	waitFor(t, "50 failed demo readings", func() bool { return d.Stats().Failed >= 50 })
+	testutil.Eventually(t, waitLimit, "50 failed demo readings", func() bool { return d.Stats().Failed >= 50 })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Run = %v", err)
@@ -133,7 +134,7 @@ func TestRunDemoStopsWithItsContext(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- RunDemo(ctx, 2000, sp, quiet) }()
-	waitFor(t, "demo readings", func() bool { return sp.Stats().Appended > 0 })
+	testutil.Eventually(t, waitLimit, "demo readings", func() bool { return sp.Stats().Appended > 0 })
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("RunDemo = %v", err)

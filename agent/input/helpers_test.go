@@ -1,11 +1,9 @@
 package input
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
-	"sync"
 	"testing"
 	"time"
 
@@ -69,18 +67,9 @@ func storedReadings(t *testing.T, s *spool.Spool, dir string) []reading.Reading 
 	return out
 }
 
-// waitFor polls cond until it holds or a generous deadline passes; the
-// machine is shared and slow, so the deadline only bounds a failure.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
+// waitLimit bounds every wait for a condition in these tests; the machine
+// is shared and slow, so it only bounds a failure.
+const waitLimit = 20 * time.Second
 
 // quiet is the logger of tests that do not look at the log.
 var quiet = slog.New(slog.DiscardHandler)
@@ -112,26 +101,4 @@ func (g *gatedSink) Append(ctx context.Context, p ...[]byte) ([]uint64, error) {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-}
-
-// logBuffer collects log output from concurrent goroutines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-func (l *logBuffer) logger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }

@@ -222,21 +222,7 @@ func jsonMediaType(header string) bool {
 }
 
 func (h *HTTP) ingest(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		h.refuse(w, r, http.StatusMethodNotAllowed, errorResponse{Error: fmt.Sprintf("method %s not allowed on /v1/readings (want POST)", r.Method)})
-		return
-	}
-	if ce := r.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
-		h.refuse(w, r, http.StatusUnsupportedMediaType, errorResponse{Error: fmt.Sprintf("content encoding %q is not supported (send the body uncompressed)", ce)})
-		return
-	}
-	if ct := r.Header.Get("Content-Type"); !jsonMediaType(ct) {
-		h.refuse(w, r, http.StatusUnsupportedMediaType, errorResponse{Error: fmt.Sprintf("content type %q is not JSON (want application/json)", ct)})
-		return
-	}
-	if r.ContentLength > h.maxBody {
-		h.refuse(w, r, http.StatusRequestEntityTooLarge, errorResponse{Error: h.tooLarge()})
+	if !h.admit(w, r) {
 		return
 	}
 	if !h.acquire(r.Context()) {
@@ -245,42 +231,15 @@ func (h *HTTP) ingest(w http.ResponseWriter, r *http.Request) {
 	}
 	defer func() { <-h.slots }()
 
-	buf, _ := h.bufs.Get().(*bytes.Buffer)
-	if buf == nil {
-		buf = new(bytes.Buffer)
-	}
-	buf.Reset()
-	defer func() {
-		// Keep only modest buffers: one 1 MiB body should not pin 1 MiB
-		// per pooled buffer for the life of the process.
-		if buf.Cap() <= 64<<10 {
-			h.bufs.Put(buf)
-		}
-	}()
-	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, h.maxBody)); err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			h.refuse(w, r, http.StatusRequestEntityTooLarge, errorResponse{Error: h.tooLarge()})
-			return
-		}
-		h.refuse(w, r, http.StatusBadRequest, errorResponse{Error: "reading the body: " + err.Error()})
+	buf := h.getBuffer()
+	defer h.putBuffer(buf)
+	if !h.readBody(w, r, buf) {
 		return
 	}
 
 	readings, err := reading.Parse(buf.Bytes(), h.now(), reading.Limits{})
 	if err != nil {
-		resp := errorResponse{Error: err.Error()}
-		var pe *reading.ParseError
-		if errors.As(err, &pe) {
-			if pe.Index >= 0 {
-				resp.Index = &pe.Index
-			}
-			resp.Field = pe.Field
-			if pe.Offset >= 0 {
-				resp.Offset = &pe.Offset
-			}
-		}
-		h.refuse(w, r, http.StatusBadRequest, resp)
+		h.refuse(w, r, http.StatusBadRequest, parseErrorResponse(err))
 		return
 	}
 	payloads, err := marshalReadings(readings)
@@ -291,14 +250,7 @@ func (h *HTTP) ingest(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), appendTimeout)
 	defer cancel()
 	if _, err := h.sink.Append(ctx, payloads...); err != nil {
-		switch {
-		case errors.Is(err, spool.ErrFull):
-			h.fail(w, r, http.StatusInsufficientStorage, len(readings), err)
-		case errors.Is(err, spool.ErrTooLarge):
-			h.fail(w, r, http.StatusRequestEntityTooLarge, len(readings), err)
-		default:
-			h.fail(w, r, http.StatusServiceUnavailable, len(readings), err)
-		}
+		h.fail(w, r, appendFailureStatus(err), len(readings), err)
 		return
 	}
 	h.stats.accepted.Add(uint64(len(readings)))
@@ -307,6 +259,91 @@ func (h *HTTP) ingest(w http.ResponseWriter, r *http.Request) {
 		ids[i] = rd.ID
 	}
 	writeJSON(w, http.StatusAccepted, acceptedResponse{IDs: ids})
+}
+
+// admit refuses a request that its method or headers rule out before the
+// body is read, and reports whether the request may go on.
+func (h *HTTP) admit(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		h.refuse(w, r, http.StatusMethodNotAllowed, errorResponse{Error: fmt.Sprintf("method %s not allowed on /v1/readings (want POST)", r.Method)})
+		return false
+	}
+	if ce := r.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+		h.refuse(w, r, http.StatusUnsupportedMediaType, errorResponse{Error: fmt.Sprintf("content encoding %q is not supported (send the body uncompressed)", ce)})
+		return false
+	}
+	if ct := r.Header.Get("Content-Type"); !jsonMediaType(ct) {
+		h.refuse(w, r, http.StatusUnsupportedMediaType, errorResponse{Error: fmt.Sprintf("content type %q is not JSON (want application/json)", ct)})
+		return false
+	}
+	if r.ContentLength > h.maxBody {
+		h.refuse(w, r, http.StatusRequestEntityTooLarge, errorResponse{Error: h.tooLarge()})
+		return false
+	}
+	return true
+}
+
+// getBuffer returns an empty body buffer from the pool; putBuffer gives it
+// back.
+func (h *HTTP) getBuffer() *bytes.Buffer {
+	buf, _ := h.bufs.Get().(*bytes.Buffer)
+	if buf == nil {
+		buf = new(bytes.Buffer)
+	}
+	buf.Reset()
+	return buf
+}
+
+func (h *HTTP) putBuffer(buf *bytes.Buffer) {
+	// Keep only modest buffers: one 1 MiB body should not pin 1 MiB per
+	// pooled buffer for the life of the process.
+	if buf.Cap() <= 64<<10 {
+		h.bufs.Put(buf)
+	}
+}
+
+// readBody reads r's body, at most maxBody bytes, into buf. When the body
+// is too large or cannot be read it refuses the request and returns false.
+func (h *HTTP) readBody(w http.ResponseWriter, r *http.Request, buf *bytes.Buffer) bool {
+	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, h.maxBody)); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			h.refuse(w, r, http.StatusRequestEntityTooLarge, errorResponse{Error: h.tooLarge()})
+			return false
+		}
+		h.refuse(w, r, http.StatusBadRequest, errorResponse{Error: "reading the body: " + err.Error()})
+		return false
+	}
+	return true
+}
+
+// parseErrorResponse is the 400 answer to a body reading.Parse refused,
+// pointing at the reading, field and offset when the error names them.
+func parseErrorResponse(err error) errorResponse {
+	resp := errorResponse{Error: err.Error()}
+	var pe *reading.ParseError
+	if errors.As(err, &pe) {
+		if pe.Index >= 0 {
+			resp.Index = &pe.Index
+		}
+		resp.Field = pe.Field
+		if pe.Offset >= 0 {
+			resp.Offset = &pe.Offset
+		}
+	}
+	return resp
+}
+
+// appendFailureStatus is the status that answers a failed sink Append.
+func appendFailureStatus(err error) int {
+	switch {
+	case errors.Is(err, spool.ErrFull):
+		return http.StatusInsufficientStorage
+	case errors.Is(err, spool.ErrTooLarge):
+		return http.StatusRequestEntityTooLarge
+	}
+	return http.StatusServiceUnavailable
 }
 
 // acquire waits for a request slot, for up to slotWait.

@@ -4,8 +4,9 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"time"
+
+	"github.com/cellgate/cellgate/internal/backoff"
 )
 
 // Defaults for Backoff's zero fields.
@@ -62,7 +63,7 @@ func (b Backoff) withDefaults() Backoff {
 		b.Jitter = 0
 	}
 	if b.Wait == nil {
-		b.Wait = sleep
+		b.Wait = backoff.Sleep
 	}
 	return b
 }
@@ -82,29 +83,10 @@ func (b Backoff) validate() error {
 	return nil
 }
 
-// delay is the wait before retry n (0-based) for a random r in [0, 1).
-func (b Backoff) delay(n int, r float64) time.Duration {
-	d := float64(b.Initial) * math.Pow(b.Factor, float64(n))
-	// Compare as floats: a large n overflows time.Duration long before the
-	// float becomes +Inf.
-	if d > float64(b.Max) || math.IsNaN(d) {
-		d = float64(b.Max)
-	}
-	d -= d * b.Jitter * r
-	return time.Duration(d)
+// policy is b, after defaults, as the project's backoff policy.
+func (b Backoff) policy() backoff.Policy {
+	return backoff.Policy{Initial: b.Initial, Max: b.Max, Multiplier: b.Factor, Jitter: b.Jitter}
 }
 
-// next is the wait before retry n with fresh jitter.
-func (b Backoff) next(n int) time.Duration { return b.delay(n, rand.Float64()) }
-
-// sleep is the real Backoff.Wait.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
+// next is the wait before retry n (0-based) with fresh jitter.
+func (b Backoff) next(n int) time.Duration { return b.policy().Delay(n) }

@@ -8,8 +8,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
+
+	"github.com/cellgate/cellgate/sdk"
 )
 
 // SystemDir is where packages install plugins.
@@ -18,8 +19,6 @@ const SystemDir = "/usr/lib/cellgate/plugins"
 // BinaryPrefix is the file name prefix of plugin binaries:
 // cellgate-plugin-<model>.
 const BinaryPrefix = "cellgate-plugin-"
-
-var modelName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
 
 // DefaultDirs is the plugin search path when none is configured: the
 // directory of the cellgate binary (a build tree or tarball), then SystemDir.
@@ -36,10 +35,11 @@ func DefaultDirs(executable string) []string {
 
 // Find returns the path of the plugin for model in the first of dirs that
 // has it. The error lists every place looked at, so an operator sees at
-// once where the binary should be.
+// once where the binary should be. A model that is not a model name
+// (sdk.CheckModelName) is refused before any directory is looked at.
 func Find(model string, dirs []string) (string, error) {
-	if !modelName.MatchString(model) {
-		return "", fmt.Errorf("modem model %q: want lower-case letters, digits, '-' or '_' (e.g. sim7600)", model)
+	if err := sdk.CheckModelName(model); err != nil {
+		return "", err
 	}
 	name := BinaryPrefix + model
 	var tried []string

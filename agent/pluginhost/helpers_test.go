@@ -3,6 +3,8 @@ package pluginhost_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,9 +18,180 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+
 	"github.com/cellgate/cellgate/agent/pluginhost"
+	"github.com/cellgate/cellgate/internal/testutil"
 	"github.com/cellgate/cellgate/sdk"
+	"github.com/cellgate/cellgate/sdk/sdktest"
 )
+
+// The test binary plays two roles: the test suite, and (with envRole set)
+// the plugin the Host under test supervises, so the host is exercised
+// against a real process over real go-plugin gRPC.
+//
+// As the plugin it serves an sdktest.Transport, an in-memory SecureTransport
+// and not a modem, whose hooks journal what it does and misbehave on
+// request, so the host's supervision (restart, backoff, hang detection, Stop
+// before kill, replay) can be checked against a real process. Modem
+// behaviour is tested against modemsim by sdk/plugintest and by this
+// package's sim7600 test.
+//
+// The journal (envJournal) gets one line per event, "<pid> <event>
+// <detail>", which is also how the script counts calls across the processes
+// of one test. Script directives (envScript, comma-separated), where N
+// counts Open calls over all processes:
+//
+//	open-fail=N   the first N Opens fail with +CME ERROR: SIM busy
+//	open-crash=N  the first N Opens SIGKILL their own process
+//	open-hang=N   the first N Opens block until their ctx ends
+//	wrong-modem   Open finds a SIM7800 on the port (ModelMismatchError)
+//	bad-bundle    Provision refuses the bundle (BundleError)
+const (
+	envRole     = "PLUGINHOST_TEST_ROLE"
+	envJournal  = "PLUGINHOST_TEST_JOURNAL"
+	envScript   = "PLUGINHOST_TEST_SCRIPT"
+	doubleModel = "testdouble"
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv(envRole) == "double" {
+		d, err := newDouble()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "test double:", err)
+			os.Exit(2)
+		}
+		d.record("start")
+		sdk.Serve(sdktest.New(sdktest.Config{
+			Model:     doubleModel,
+			Open:      d.open,
+			Provision: d.provision,
+			Dial:      d.dial,
+			Stop:      d.stop,
+		}))
+		os.Exit(0)
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// double is the plugin process's journal and script: the sdktest.Transport
+// hooks above.
+type double struct {
+	log     *slog.Logger
+	journal string
+	script  map[string]int
+
+	mu sync.Mutex // serialises journal appends within the process
+}
+
+func newDouble() (*double, error) {
+	d := &double{log: sdk.NewLogger(slog.LevelDebug), journal: os.Getenv(envJournal), script: map[string]int{}}
+	if d.journal == "" {
+		return nil, fmt.Errorf("%s is not set", envJournal)
+	}
+	for _, dir := range strings.Split(os.Getenv(envScript), ",") {
+		if dir == "" {
+			continue
+		}
+		name, val, found := strings.Cut(dir, "=")
+		n := 1
+		if found {
+			var err error
+			if n, err = strconv.Atoi(val); err != nil {
+				return nil, fmt.Errorf("script directive %q: %v", dir, err)
+			}
+		}
+		d.script[name] = n
+	}
+	return d, nil
+}
+
+// record appends one journal line. A failure to write it would make the
+// test's counts wrong, so it ends the process loudly.
+func (d *double) record(event string, detail ...string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	f, err := os.OpenFile(d.journal, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+	if err == nil {
+		_, err = fmt.Fprintf(f, "%d %s %s\n", os.Getpid(), event, strings.Join(detail, " "))
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		d.log.Error("test double: journal write failed", "error", err)
+		os.Exit(3)
+	}
+}
+
+// count returns how many journal lines of event exist, over all processes.
+func (d *double) count(event string) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	data, err := os.ReadFile(d.journal)
+	if err != nil {
+		d.log.Error("test double: journal read failed", "error", err)
+		os.Exit(3)
+	}
+	n := 0
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[1] == event {
+			n++
+		}
+	}
+	return n
+}
+
+func (d *double) open(ctx context.Context, cfg sdk.ModemConfig) error {
+	n := d.count("open")
+	d.record("open", "port="+cfg.Port, "model="+cfg.Model, "apn="+cfg.APN)
+	switch {
+	case n < d.script["open-crash"]:
+		d.log.Warn("test double: crashing in Open as scripted")
+		syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {}
+	case n < d.script["open-hang"]:
+		<-ctx.Done()
+		return fmt.Errorf("test double: Open hung as scripted: %w", ctx.Err())
+	case n < d.script["open-fail"]:
+		return &sdk.ModemError{Op: "AT+CPIN?", Code: 14, Text: "SIM busy"}
+	case d.script["wrong-modem"] > 0:
+		return &sdk.ModelMismatchError{Want: cfg.Model, Got: "SIMCOM_SIM7800E"}
+	}
+	return nil
+}
+
+func (d *double) provision(_ context.Context, b sdk.Bundle) error {
+	d.record("provision", fmt.Sprintf("profile=%d", b.Profile), "bundle="+bundleSum(b))
+	if d.script["bad-bundle"] > 0 {
+		return &sdk.BundleError{Field: "key", Reason: "does not match the certificate"}
+	}
+	return nil
+}
+
+// dial journals the dial; every session echoes.
+func (d *double) dial(_ context.Context, s *sdktest.Session) (sdktest.SessionConfig, error) {
+	d.record("dial", fmt.Sprintf("%s:%d", s.Request().Host, s.Request().Port))
+	return sdktest.SessionConfig{Echo: true}, nil
+}
+
+// stop records whether Stop came as the host's RPC or from sdk.Serve's own
+// shutdown path, which runs after the host disconnects.
+func (d *double) stop(ctx context.Context) error {
+	via := "shutdown"
+	if _, ok := grpc.Method(ctx); ok {
+		via = "rpc"
+	}
+	d.record("stop", "via="+via)
+	return nil
+}
+
+// bundleSum identifies a bundle in the journal without its contents.
+func bundleSum(b sdk.Bundle) string {
+	sum := sha256.Sum256([]byte(string(b.CA) + "\x00" + string(b.Cert) + "\x00" + string(b.Key)))
+	return fmt.Sprintf("%x", sum[:8])
+}
 
 // testCtx bounds a test step, so a regression fails in a minute instead of
 // at the package timeout.
@@ -61,9 +234,12 @@ func newFixture(t *testing.T, script string) *fixture {
 		Model: doubleModel,
 		Dirs:  []string{dir},
 		Modem: sdk.ModemConfig{Port: "/dev/ttyDOUBLE0", APN: "iot.test"},
+		// The double checks a bundle's shape, not its cryptography.
 		Bundle: &sdk.Bundle{
 			Profile: 1,
-			CA:      []byte("test CA PEM"), Cert: []byte("test cert PEM"), Key: []byte("test key PEM"),
+			CA:      testPEM("CERTIFICATE", "test CA"),
+			Cert:    testPEM("CERTIFICATE", "test client"),
+			Key:     testPEM("PRIVATE KEY", "test key"),
 		},
 		Env: []string{
 			envRole + "=double", envJournal + "=" + f.journal, envScript + "=" + script,
@@ -96,6 +272,12 @@ func newFixture(t *testing.T, script string) *fixture {
 		}
 	})
 	return f
+}
+
+// testPEM is one PEM block of the given type around body: enough for the
+// double, which checks a bundle's shape only.
+func testPEM(blockType, body string) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: blockType, Bytes: []byte(body)})
 }
 
 // start starts a Host on f.cfg and closes it at cleanup.
@@ -181,20 +363,6 @@ func eventsOf(es []entry) []string {
 	return out
 }
 
-// eventually polls cond until it holds, failing the test after 30 s.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("still waiting after 30 s for %s", what)
-		}
-		<-tick.C
-	}
-}
-
 // processGone reports whether no process has pid (it exited and was reaped).
 func processGone(pid int) bool {
 	return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
@@ -209,7 +377,7 @@ func freeze(t testing.TB, pid int) {
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, fmt.Sprintf("every thread of pid %d to stop", pid), func() bool {
+	testutil.Eventually(t, 30*time.Second, fmt.Sprintf("every thread of pid %d to stop", pid), func() bool {
 		if processGone(pid) {
 			return true // stopped, then killed by the host, which is the point
 		}

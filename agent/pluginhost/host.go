@@ -95,8 +95,8 @@ type Config struct {
 // normalise checks c and fills its defaults. Slices, maps and the bundle are
 // copied so the caller may reuse its Config.
 func (c Config) normalise() (Config, error) {
-	if !modelName.MatchString(c.Model) {
-		return c, fmt.Errorf("Model %q: want lower-case letters, digits, '-' or '_' (e.g. sim7600)", c.Model)
+	if err := sdk.CheckModelName(c.Model); err != nil {
+		return c, fmt.Errorf("Model: %w", err)
 	}
 	switch {
 	case c.Modem.Model == "":
@@ -404,24 +404,7 @@ func (h *Host) run(ctx context.Context) {
 // failure that retrying cannot fix, returning it. *p is the current process,
 // which the caller stops.
 func (h *Host) supervise(ctx context.Context, p **sdk.Plugin) error {
-	var (
-		launches int
-		failures int // consecutive failed attempts: the backoff exponent
-	)
-	// retry records err as the latest failure and waits out the backoff.
-	retry := func(err error) error {
-		d := h.cfg.Backoff.next(failures)
-		failures++
-		h.publish(func(s *snapshot) { s.lastErr = err })
-		h.log.Warn("plugin not ready; retrying", "error", err, "kind", errorKind(err), "attempt", failures, "delay", d)
-		// Only Close ends the wait early; any other error from an injected
-		// Wait just means the wait is over.
-		_ = h.cfg.Backoff.Wait(ctx, d)
-		if ctx.Err() != nil {
-			return ErrClosed
-		}
-		return nil
-	}
+	sv := &supervision{h: h}
 	for {
 		if ctx.Err() != nil {
 			return ErrClosed
@@ -437,14 +420,14 @@ func (h *Host) supervise(ctx context.Context, p **sdk.Plugin) error {
 				if terminal(err) {
 					return err
 				}
-				if retry(err) != nil {
+				if sv.retry(ctx, err) != nil {
 					return ErrClosed
 				}
 				continue
 			}
 			*p = np
-			launches++
-			h.publish(func(s *snapshot) { s.pid, s.restarts = np.PID(), launches-1 })
+			sv.launches++
+			h.publish(func(s *snapshot) { s.pid, s.restarts = np.PID(), sv.launches-1 })
 			if ctx.Err() != nil {
 				return ErrClosed
 			}
@@ -462,37 +445,73 @@ func (h *Host) supervise(ctx context.Context, p **sdk.Plugin) error {
 				h.discard(ctx, *p, false)
 				*p = nil
 			}
-			if retry(err) != nil {
+			if sv.retry(ctx, err) != nil {
 				return ErrClosed
 			}
 			continue
 		}
 
-		readyAt := time.Now()
-		ready := *p
-		h.publish(func(s *snapshot) { s.ready, s.info, s.hasInfo, s.lastErr = ready, info, true, nil })
-		h.log.Info("plugin ready", "pid", ready.PID(), "restarts", launches-1,
-			"model", info.Model, "revision", info.Revision, "registration", info.Registration, "rssi", info.SignalRSSI)
-
-		hung, why := h.watch(ctx, ready)
-		h.publish(func(s *snapshot) { s.ready = nil })
+		why := sv.serve(ctx, *p, info)
 		if ctx.Err() != nil {
-			return ErrClosed
+			return ErrClosed // *p is still the plugin: the caller stops it
 		}
-		if time.Since(readyAt) >= h.cfg.Backoff.Max {
-			failures = 0
-		}
-		if hung {
-			h.log.Error("plugin hung; killing it", "pid", ready.PID(), "error", why)
-		} else {
-			h.log.Error("plugin exited; restarting it", "pid", ready.PID(), "error", why)
-		}
-		h.discard(ctx, ready, hung)
 		*p = nil
-		if retry(why) != nil {
+		if sv.retry(ctx, why) != nil {
 			return ErrClosed
 		}
 	}
+}
+
+// supervision is supervise's state; only the owner goroutine touches it.
+type supervision struct {
+	h        *Host
+	launches int
+	failures int // consecutive failed attempts: the backoff exponent
+}
+
+// retry records err as the latest failure and waits out the backoff. It
+// returns ErrClosed when Close ended the wait.
+func (sv *supervision) retry(ctx context.Context, err error) error {
+	h := sv.h
+	d := h.cfg.Backoff.next(sv.failures)
+	sv.failures++
+	h.publish(func(s *snapshot) { s.lastErr = err })
+	h.log.Warn("plugin not ready; retrying", "error", err, "kind", errorKind(err), "attempt", sv.failures, "delay", d)
+	// Only Close ends the wait early; any other error from an injected
+	// Wait just means the wait is over.
+	_ = h.cfg.Backoff.Wait(ctx, d)
+	if ctx.Err() != nil {
+		return ErrClosed
+	}
+	return nil
+}
+
+// serve publishes ready as the plugin serving Dial and watches it until it
+// exits or hangs; then it discards it and returns why it was lost. When ctx
+// ends first, serve returns at once and leaves the plugin to the caller.
+func (sv *supervision) serve(ctx context.Context, ready *sdk.Plugin, info sdk.ModemInfo) error {
+	h := sv.h
+	readyAt := time.Now()
+	h.publish(func(s *snapshot) { s.ready, s.info, s.hasInfo, s.lastErr = ready, info, true, nil })
+	h.log.Info("plugin ready", "pid", ready.PID(), "restarts", sv.launches-1,
+		"model", info.Model, "revision", info.Revision, "registration", info.Registration, "rssi", info.SignalRSSI)
+
+	hung, why := h.watch(ctx, ready)
+	h.publish(func(s *snapshot) { s.ready = nil })
+	if ctx.Err() != nil {
+		return ErrClosed
+	}
+	// A plugin that served for a whole backoff period earns a fresh start.
+	if time.Since(readyAt) >= h.cfg.Backoff.Max {
+		sv.failures = 0
+	}
+	if hung {
+		h.log.Error("plugin hung; killing it", "pid", ready.PID(), "error", why)
+	} else {
+		h.log.Error("plugin exited; restarting it", "pid", ready.PID(), "error", why)
+	}
+	h.discard(ctx, ready, hung)
+	return why
 }
 
 // launch starts a plugin process. The launch is not cut short by Close:
@@ -503,9 +522,12 @@ func (h *Host) launch(ctx context.Context) (*sdk.Plugin, error) {
 	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.StartTimeout)
 	defer cancel()
 	p, err := sdk.Launch(lctx, sdk.LaunchConfig{
-		Path:         h.path,
-		SHA256:       h.cfg.SHA256,
-		Logger:       h.log,
+		Path:   h.path,
+		SHA256: h.cfg.SHA256,
+		// The caller's logger, not h.log: the plugin's own lines come
+		// through it with the plugin's attributes, and a SIMCom plugin
+		// already says modem=<model>; h.log's "modem" would make it twice.
+		Logger:       h.cfg.Logger,
 		Env:          h.cfg.Env,
 		StartTimeout: h.cfg.StartTimeout,
 	})

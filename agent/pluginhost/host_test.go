@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cellgate/cellgate/agent/pluginhost"
+	"github.com/cellgate/cellgate/internal/testutil"
 	"github.com/cellgate/cellgate/sdk"
 )
 
@@ -24,11 +25,10 @@ var upstream = sdk.DialRequest{Host: "upstream.test", Port: 8883, Profile: 1}
 // with the configured ModemConfig and provisioned the configured bundle.
 func wantBringUp(f *fixture) []string {
 	b := f.cfg.Bundle
-	sum := sha256.Sum256([]byte(string(b.CA) + "\x00" + string(b.Cert) + "\x00" + string(b.Key)))
 	return []string{
 		"start",
 		"open port=" + f.cfg.Modem.Port + " model=" + doubleModel + " apn=" + f.cfg.Modem.APN,
-		"provision profile=" + strconv.Itoa(b.Profile) + " bundle=" + hexPrefix(sum[:8]),
+		"provision profile=" + strconv.Itoa(b.Profile) + " bundle=" + bundleSum(*b),
 	}
 }
 
@@ -119,7 +119,7 @@ func TestRestartAfterSIGKILLReplaysOpenAndProvision(t *testing.T) {
 		t.Fatal(err)
 	}
 	recvFailsWithPluginExited(t, sess)
-	eventually(t, "a second plugin process", func() bool { return h.Restarts() == 1 })
+	testutil.Eventually(t, 30*time.Second, "a second plugin process", func() bool { return h.Restarts() == 1 })
 	pid2 := f.ready(h)
 	if pid2 == pid1 {
 		t.Fatalf("ready again with the killed pid %d", pid1)
@@ -171,7 +171,7 @@ func TestHungPluginIsKilledAndRestarted(t *testing.T) {
 	// A stopped process keeps its sockets open and answers nothing: a hang
 	// that only a bounded ping can see.
 	freeze(t, pid1)
-	eventually(t, "the hung plugin to be replaced", func() bool { return h.Restarts() == 1 })
+	testutil.Eventually(t, 30*time.Second, "the hung plugin to be replaced", func() bool { return h.Restarts() == 1 })
 	pid2 := f.ready(h)
 	if pid2 == pid1 {
 		t.Fatalf("ready again with the hung pid %d", pid1)
@@ -350,7 +350,7 @@ func TestChecksumMismatchIsRefusedWithoutRetrying(t *testing.T) {
 		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "the host to notice the exit", func() bool { return h.Ready(doneCtx()) != nil })
+		testutil.Eventually(t, 30*time.Second, "the host to notice the exit", func() bool { return h.Ready(doneCtx()) != nil })
 		err = h.Ready(testCtx(t, 30*time.Second))
 		var ce *sdk.ChecksumError
 		if !errors.As(err, &ce) {
@@ -548,7 +548,7 @@ func TestStartRefusesABadConfig(t *testing.T) {
 		want   string
 	}{
 		{"NoPluginBinary", func(c *pluginhost.Config) { c.Dirs = []string{t.TempDir()} }, `no plugin for modem model "testdouble": looked for`},
-		{"ModelNotAName", func(c *pluginhost.Config) { c.Model = "SIM 7600" }, `Model "SIM 7600": want lower-case letters`},
+		{"ModelNotAName", func(c *pluginhost.Config) { c.Model = "SIM 7600" }, `Model: modem model "SIM 7600": want 1 to 64 lower-case letters`},
 		{"NoPort", func(c *pluginhost.Config) { c.Modem.Port = "" }, "Modem.Port is empty"},
 		{"OtherModemModel", func(c *pluginhost.Config) { c.Modem.Model = "sim7800" }, `Modem.Model "sim7800" differs from Model "testdouble"`},
 		{"ShortChecksum", func(c *pluginhost.Config) { c.SHA256 = []byte{1, 2} }, "SHA256 has 2 bytes, want 32"},

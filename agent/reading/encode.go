@@ -233,10 +233,7 @@ func decodeJSONBatch(data []byte) (Batch, error) {
 					return b, errors.New(`duplicate field "device_id"`)
 				}
 				haveDevice = true
-				if c, _ := s.peek(); c != '"' {
-					return b, fmt.Errorf(`field "device_id": want a string, got %s`, s.kind())
-				}
-				if b.DeviceID, err = s.str(); err != nil {
+				if b.DeviceID, err = p.batchDeviceID(); err != nil {
 					return b, err
 				}
 			case "readings":
@@ -244,28 +241,8 @@ func decodeJSONBatch(data []byte) (Batch, error) {
 					return b, errors.New(`duplicate field "readings"`)
 				}
 				haveReadings = true
-				if err := s.expect('[', `in field "readings" (want an array)`); err != nil {
+				if b.Readings, err = p.batchReadings(); err != nil {
 					return b, err
-				}
-				s.ws()
-				b.Readings = []Reading{}
-				if c, ok := s.peek(); ok && c == ']' {
-					s.pos++
-					break
-				}
-				for {
-					r, err := p.reading(len(b.Readings))
-					if err != nil {
-						return b, err
-					}
-					b.Readings = append(b.Readings, r)
-					more, err := s.next(',', ']', "after a reading (want ',' or ']')")
-					if err != nil {
-						return b, err
-					}
-					if !more {
-						break
-					}
 				}
 			default:
 				return b, fmt.Errorf("unknown field %q (want device_id, readings)", key)
@@ -293,6 +270,44 @@ func decodeJSONBatch(data []byte) (Batch, error) {
 		return b, err
 	}
 	return b, nil
+}
+
+// batchDeviceID reads the value of a batch's device_id field, which must be
+// a string; checkDeviceID judges it once the whole batch is read.
+func (p *parser) batchDeviceID() (string, error) {
+	if c, _ := p.s.peek(); c != '"' {
+		return "", fmt.Errorf(`field "device_id": want a string, got %s`, p.s.kind())
+	}
+	return p.s.str()
+}
+
+// batchReadings reads the value of a batch's readings field: an array,
+// possibly empty, of readings in stored form. On error it returns the
+// readings read before the bad one.
+func (p *parser) batchReadings() ([]Reading, error) {
+	if err := p.s.expect('[', `in field "readings" (want an array)`); err != nil {
+		return nil, err
+	}
+	p.s.ws()
+	out := []Reading{}
+	if c, ok := p.s.peek(); ok && c == ']' {
+		p.s.pos++
+		return out, nil
+	}
+	for {
+		r, err := p.reading(len(out))
+		if err != nil {
+			return out, err
+		}
+		out = append(out, r)
+		more, err := p.s.next(',', ']', "after a reading (want ',' or ']')")
+		if err != nil {
+			return out, err
+		}
+		if !more {
+			return out, nil
+		}
+	}
 }
 
 // compactBuffer returns b trimmed of spare capacity when that saves much,

@@ -94,12 +94,6 @@ func sortedKeys[V any](m map[string]V) []string {
 // appendValue appends the canonical JSON of a value; depth 0 is the
 // reading's value itself, where null and arrays are not allowed.
 func appendValue(dst []byte, v any, path string, depth int) ([]byte, error) {
-	switch v.(type) {
-	case map[string]any, []any:
-		if depth >= MaxValueDepth {
-			return dst, fieldErrf(path, "nested deeper than %d levels", MaxValueDepth)
-		}
-	}
 	switch v := v.(type) {
 	case nil:
 		if depth == 0 {
@@ -144,39 +138,57 @@ func appendValue(dst []byte, v any, path string, depth int) ([]byte, error) {
 	case uint64:
 		return strconv.AppendUint(dst, v, 10), nil
 	case map[string]any:
-		dst = append(dst, '{')
-		for i, k := range sortedKeys(v) {
-			if !utf8.ValidString(k) {
-				return dst, fieldErrf(path, "key %q is not valid UTF-8", k)
-			}
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst = appendString(dst, k)
-			dst = append(dst, ':')
-			var err error
-			if dst, err = appendValue(dst, v[k], path+"."+k, depth+1); err != nil {
-				return dst, err
-			}
-		}
-		return append(dst, '}'), nil
+		return appendObject(dst, v, path, depth)
 	case []any:
-		if depth == 0 {
-			return dst, fieldErrf(path, "an array is not allowed (want %s)", valueKindWanted)
-		}
-		dst = append(dst, '[')
-		for i, e := range v {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			var err error
-			if dst, err = appendValue(dst, e, path+"["+strconv.Itoa(i)+"]", depth+1); err != nil {
-				return dst, err
-			}
-		}
-		return append(dst, ']'), nil
+		return appendArray(dst, v, path, depth)
 	}
 	return dst, fieldErrf(path, "Go type %T is not a JSON number, string, bool or object", v)
+}
+
+// appendObject appends the canonical JSON of an object found at path and
+// depth inside a reading's value: keys sorted, each valid UTF-8.
+func appendObject(dst []byte, obj map[string]any, path string, depth int) ([]byte, error) {
+	if depth >= MaxValueDepth {
+		return dst, fieldErrf(path, "nested deeper than %d levels", MaxValueDepth)
+	}
+	dst = append(dst, '{')
+	for i, k := range sortedKeys(obj) {
+		if !utf8.ValidString(k) {
+			return dst, fieldErrf(path, "key %q is not valid UTF-8", k)
+		}
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = appendString(dst, k)
+		dst = append(dst, ':')
+		var err error
+		if dst, err = appendValue(dst, obj[k], path+"."+k, depth+1); err != nil {
+			return dst, err
+		}
+	}
+	return append(dst, '}'), nil
+}
+
+// appendArray appends the canonical JSON of an array found at path and
+// depth inside a reading's value, which may not itself be an array.
+func appendArray(dst []byte, arr []any, path string, depth int) ([]byte, error) {
+	if depth >= MaxValueDepth {
+		return dst, fieldErrf(path, "nested deeper than %d levels", MaxValueDepth)
+	}
+	if depth == 0 {
+		return dst, fieldErrf(path, "an array is not allowed (want %s)", valueKindWanted)
+	}
+	dst = append(dst, '[')
+	for i, e := range arr {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		var err error
+		if dst, err = appendValue(dst, e, path+"["+strconv.Itoa(i)+"]", depth+1); err != nil {
+			return dst, err
+		}
+	}
+	return append(dst, ']'), nil
 }
 
 func appendFloat(dst []byte, f float64, path string) ([]byte, error) {

@@ -364,70 +364,82 @@ func (p *parser) value(path string, depth int) (any, error) {
 		if depth == 0 {
 			return nil, fieldErrf(path, "an array is not allowed (want %s)", valueKindWanted)
 		}
-		if depth >= MaxValueDepth {
-			return nil, fieldErrf(path, "nested deeper than %d levels", MaxValueDepth)
-		}
-		p.s.pos++
-		p.s.ws()
-		arr := []any{}
-		if c, ok := p.s.peek(); ok && c == ']' {
-			p.s.pos++
-			return arr, nil
-		}
-		for {
-			v, err := p.value(path+"["+strconv.Itoa(len(arr))+"]", depth+1)
-			if err != nil {
-				return nil, err
-			}
-			arr = append(arr, v)
-			more, err := p.s.next(',', ']', "after an array element (want ',' or ']')")
-			if err != nil {
-				return nil, err
-			}
-			if !more {
-				return arr, nil
-			}
-		}
+		return p.arrayValue(path, depth)
 	case c == '{':
-		if depth >= MaxValueDepth {
-			return nil, fieldErrf(path, "nested deeper than %d levels", MaxValueDepth)
-		}
-		p.s.pos++
-		p.s.ws()
-		obj := map[string]any{}
-		if c, ok := p.s.peek(); ok && c == '}' {
-			p.s.pos++
-			return obj, nil
-		}
-		for {
-			key, err := p.s.str()
-			if err != nil {
-				return nil, err
-			}
-			p.s.ws()
-			if err := p.s.expect(':', "after an object key (want ':')"); err != nil {
-				return nil, err
-			}
-			p.s.ws()
-			sub := path + "." + key
-			if _, dup := obj[key]; dup {
-				return nil, fieldErrf(sub, "duplicate key")
-			}
-			v, err := p.value(sub, depth+1)
-			if err != nil {
-				return nil, err
-			}
-			obj[key] = v
-			more, err := p.s.next(',', '}', "after an object member (want ',' or '}')")
-			if err != nil {
-				return nil, err
-			}
-			if !more {
-				return obj, nil
-			}
-		}
+		return p.objectValue(path, depth)
 	}
 	return nil, p.s.unexpected("looking for a value")
+}
+
+// arrayValue reads the array at the current position, found at path and
+// depth inside a reading's value.
+func (p *parser) arrayValue(path string, depth int) (any, error) {
+	if depth >= MaxValueDepth {
+		return nil, fieldErrf(path, "nested deeper than %d levels", MaxValueDepth)
+	}
+	p.s.pos++
+	p.s.ws()
+	arr := []any{}
+	if c, ok := p.s.peek(); ok && c == ']' {
+		p.s.pos++
+		return arr, nil
+	}
+	for {
+		v, err := p.value(path+"["+strconv.Itoa(len(arr))+"]", depth+1)
+		if err != nil {
+			return nil, err
+		}
+		arr = append(arr, v)
+		more, err := p.s.next(',', ']', "after an array element (want ',' or ']')")
+		if err != nil {
+			return nil, err
+		}
+		if !more {
+			return arr, nil
+		}
+	}
+}
+
+// objectValue reads the object at the current position, found at path and
+// depth inside a reading's value; a duplicate key is an error.
+func (p *parser) objectValue(path string, depth int) (any, error) {
+	if depth >= MaxValueDepth {
+		return nil, fieldErrf(path, "nested deeper than %d levels", MaxValueDepth)
+	}
+	p.s.pos++
+	p.s.ws()
+	obj := map[string]any{}
+	if c, ok := p.s.peek(); ok && c == '}' {
+		p.s.pos++
+		return obj, nil
+	}
+	for {
+		key, err := p.s.str()
+		if err != nil {
+			return nil, err
+		}
+		p.s.ws()
+		if err := p.s.expect(':', "after an object key (want ':')"); err != nil {
+			return nil, err
+		}
+		p.s.ws()
+		sub := path + "." + key
+		if _, dup := obj[key]; dup {
+			return nil, fieldErrf(sub, "duplicate key")
+		}
+		v, err := p.value(sub, depth+1)
+		if err != nil {
+			return nil, err
+		}
+		obj[key] = v
+		more, err := p.s.next(',', '}', "after an object member (want ',' or '}')")
+		if err != nil {
+			return nil, err
+		}
+		if !more {
+			return obj, nil
+		}
+	}
 }
 
 // tags reads the tags object: string keys (sensor-name rules) to strings.

@@ -21,23 +21,52 @@ func (s *Spool) recover() error {
 	if err := s.readAckLog(&rep); err != nil {
 		return err
 	}
-
-	names, err := s.segmentFiles()
+	maxSeen, err := s.recoverSegments(&rep)
 	if err != nil {
 		return err
 	}
+	s.markGoneSeqs(maxSeen)
+	if err := s.dropAcknowledgedSegments(&rep); err != nil {
+		return err
+	}
+	s.placeSegments()
+
+	// Removed segments stay removed across a crash only once the directory
+	// is synced.
+	if len(rep.Removed) > 0 && !s.opts.NoSync {
+		if err := syncDir(s.opts.Dir); err != nil {
+			return fmt.Errorf("spool: %w", err)
+		}
+	}
+	// A fresh snapshot makes the ack log small and free of damage, and
+	// records the gone seqs found above.
+	if err := s.writeAckSnapshot(s.floor, slices.Clone(s.acked.s)); err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+
+	rep.Pending, rep.PendingBytes, rep.NextSeq = s.pending, s.pendingBytes, s.nextSeq
+	s.report = rep
+	s.logRecovery(&rep)
+	return nil
+}
+
+// recoverSegments recovers the segment files oldest first, appends those
+// that still hold records to s.segs, and returns the highest seq ever
+// written, including quarantined records.
+func (s *Spool) recoverSegments(rep *RecoveryReport) (maxSeen uint64, err error) {
+	names, err := s.segmentFiles()
+	if err != nil {
+		return 0, err
+	}
 	rep.Segments = len(names)
-	var maxSeen uint64 // highest seq ever written, including quarantined records
 	var prevLast uint64
-	dirChanged := false
 	for i, fn := range names {
-		g, removed, err := s.recoverSegment(fn.name, fn.first, i == len(names)-1, prevLast, &rep, &maxSeen)
+		g, removed, err := s.recoverSegment(fn.name, fn.first, i == len(names)-1, prevLast, rep, &maxSeen)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		if removed {
 			rep.Removed = append(rep.Removed, fn.name)
-			dirChanged = true
 		}
 		if g == nil {
 			continue
@@ -47,10 +76,14 @@ func (s *Spool) recover() error {
 		prevLast = g.last()
 		maxSeen = max(maxSeen, prevLast)
 	}
+	return maxSeen, nil
+}
 
-	// Every seq ever handed out is below nextSeq. Those in no segment were
-	// acknowledged, dropped, cut or quarantined: mark them gone so that the
-	// floor can move past them.
+// markGoneSeqs sets nextSeq past every seq ever handed out (maxSeen being
+// the highest found on disk). Those in no segment were acknowledged,
+// dropped, cut or quarantined: it marks them gone so that the floor can
+// move past them.
+func (s *Spool) markGoneSeqs(maxSeen uint64) {
 	s.floor = s.acked.absorbFloor(s.floor)
 	s.nextSeq = max(s.floor, s.acked.maxMember(), maxSeen) + 1
 	prev := s.floor
@@ -65,9 +98,12 @@ func (s *Spool) recover() error {
 	}
 	s.floor = s.acked.absorbFloor(s.floor)
 	s.lastSeq = s.nextSeq - 1
+}
 
-	// Account acknowledged records per segment and delete the segments
-	// that hold nothing else.
+// dropAcknowledgedSegments accounts acknowledged records per segment,
+// deletes the segments that hold nothing else, and totals what the rest
+// hold pending.
+func (s *Spool) dropAcknowledgedSegments(rep *RecoveryReport) error {
 	kept := s.segs[:0]
 	for _, g := range s.segs {
 		for i := uint64(0); i < g.count; i++ {
@@ -82,7 +118,6 @@ func (s *Spool) recover() error {
 				return fmt.Errorf("spool: delete acknowledged segment %s: %w", g.path, err)
 			}
 			rep.Removed = append(rep.Removed, g.name)
-			dirChanged = true
 			continue
 		}
 		kept = append(kept, g)
@@ -91,10 +126,14 @@ func (s *Spool) recover() error {
 		s.pendingBytes += g.size - g.ackedBytes
 	}
 	s.segs = kept
+	return nil
+}
 
-	// Appends continue in the newest segment when its records run up to
-	// nextSeq-1 and it has room; otherwise the next append starts a new one.
-	// Sealed segments past the first loadedCap give back their index.
+// placeSegments chooses the active segment and the sealed segments that
+// stay loaded. Appends continue in the newest segment when its records run
+// up to nextSeq-1 and it has room; otherwise the next append starts a new
+// one. Sealed segments past the first loadedCap give back their index.
+func (s *Spool) placeSegments() {
 	if n := len(s.segs); n > 0 {
 		if g := s.segs[n-1]; g.last() == s.nextSeq-1 && g.size < s.opts.SegmentBytes {
 			s.active = g
@@ -110,20 +149,10 @@ func (s *Spool) recover() error {
 			g.unload()
 		}
 	}
+}
 
-	if dirChanged && !s.opts.NoSync {
-		if err := syncDir(s.opts.Dir); err != nil {
-			return fmt.Errorf("spool: %w", err)
-		}
-	}
-	// A fresh snapshot makes the ack log small and free of damage, and
-	// records the gone seqs found above.
-	if err := s.writeAckSnapshot(s.floor, slices.Clone(s.acked.s)); err != nil {
-		return fmt.Errorf("spool: %w", err)
-	}
-
-	rep.Pending, rep.PendingBytes, rep.NextSeq = s.pending, s.pendingBytes, s.nextSeq
-	s.report = rep
+// logRecovery logs every repair recovery made and what Open found.
+func (s *Spool) logRecovery(rep *RecoveryReport) {
 	for _, d := range rep.Damage {
 		s.log.Warn("spool: recovery removed damaged bytes", "kind", d.Kind.String(), "file", d.File,
 			"offset", d.Offset, "bytes", d.Bytes, "reason", d.Reason, "quarantine", d.Quarantine,
@@ -132,7 +161,6 @@ func (s *Spool) recover() error {
 	s.log.Info("spool: opened", "segments", len(s.segs), "pending", s.pending,
 		"pending_bytes", s.pendingBytes, "next_seq", s.nextSeq, "damaged_files", len(rep.Damage),
 		"removed_segments", len(rep.Removed))
-	return nil
 }
 
 type segmentFile struct {
@@ -185,56 +213,22 @@ func (s *Spool) recoverSegment(name string, first uint64, last bool, prevLast ui
 	}
 	size := info.Size()
 
-	var sc scanned
-	if first <= prevLast {
-		// Its name says it starts inside the previous segment: it cannot be
-		// trusted, and the previous segment's records win.
-		sc = scanned{bad: &badRegion{offset: 0, corrupt: true,
-			reason: fmt.Sprintf("file name says it starts at sequence %d, inside the previous segment (which ends at %d)", first, prevLast)}}
-		if size == 0 {
-			sc.bad = nil
-		}
-	} else {
-		sc, err = scanSegment(f, size, first)
-		if err != nil {
-			return nil, false, fmt.Errorf("spool: scan segment %s: %w", path, err)
-		}
+	sc, err := scanSegmentAfter(f, size, first, prevLast)
+	if err != nil {
+		return nil, false, fmt.Errorf("spool: scan segment %s: %w", path, err)
 	}
-
-	if b := sc.bad; b != nil {
-		d := Damage{
-			Kind:     DamageTornTail,
-			File:     name,
-			Offset:   b.offset,
-			Bytes:    size - b.offset,
-			Reason:   b.reason,
-			FirstSeq: first + uint64(len(sc.offsets)),
+	if sc.bad != nil {
+		d, err := s.cutSegmentDamage(f, name, size, first, last, sc)
+		if err != nil {
+			return nil, false, err
 		}
-		if b.batchRecords > 0 {
-			d.LastSeq = d.FirstSeq + uint64(b.batchRecords) - 1
-		}
-		d.LastSeq = max(d.LastSeq, b.maxSeqAfter)
-		if !last || b.validAfter > 0 || b.corrupt {
-			d.Kind = DamageCorrupt
-			q, err := s.quarantine(f, name, b.offset, size)
-			if err != nil {
-				return nil, false, err
-			}
-			d.Quarantine = q
+		if d.Kind == DamageCorrupt {
 			// Never hand out again a sequence number that the quarantined
 			// bytes hold: an operator may yet salvage them.
 			*maxSeen = max(*maxSeen, d.LastSeq)
 		}
-		if err := f.Truncate(b.offset); err != nil {
-			return nil, false, fmt.Errorf("spool: cut segment %s at offset %d: %w", path, b.offset, err)
-		}
-		if !s.opts.NoSync {
-			if err := fdatasync(f); err != nil {
-				return nil, false, fmt.Errorf("spool: sync segment %s after cutting it: %w", path, err)
-			}
-		}
 		rep.Damage = append(rep.Damage, d)
-		size = b.offset
+		size = sc.bad.offset
 	}
 
 	if len(sc.offsets) == 0 {
@@ -256,6 +250,59 @@ func (s *Spool) recoverSegment(name string, first uint64, last bool, prevLast ui
 		offsets: sc.offsets,
 		f:       f,
 	}, false, nil
+}
+
+// scanSegmentAfter scans the segment whose name says it starts at first,
+// following one that ends at prevLast. A segment that starts inside the
+// previous one cannot be trusted: all of it is bad, and the previous
+// segment's records win.
+func scanSegmentAfter(f *os.File, size int64, first, prevLast uint64) (scanned, error) {
+	if first > prevLast {
+		return scanSegment(f, size, first)
+	}
+	if size == 0 {
+		return scanned{}, nil
+	}
+	return scanned{bad: &badRegion{offset: 0, corrupt: true,
+		reason: fmt.Sprintf("file name says it starts at sequence %d, inside the previous segment (which ends at %d)", first, prevLast)}}, nil
+}
+
+// cutSegmentDamage truncates segment f (size bytes, named name, first seq
+// first) where sc found damage, and returns the Damage to report. Only a
+// torn tail of the last segment is simply cut: anything else is copied to
+// a quarantine file first and reported as DamageCorrupt.
+func (s *Spool) cutSegmentDamage(f *os.File, name string, size int64, first uint64, last bool, sc scanned) (Damage, error) {
+	b := sc.bad
+	d := Damage{
+		Kind:     DamageTornTail,
+		File:     name,
+		Offset:   b.offset,
+		Bytes:    size - b.offset,
+		Reason:   b.reason,
+		FirstSeq: first + uint64(len(sc.offsets)),
+	}
+	if b.batchRecords > 0 {
+		d.LastSeq = d.FirstSeq + uint64(b.batchRecords) - 1
+	}
+	d.LastSeq = max(d.LastSeq, b.maxSeqAfter)
+	if !last || b.validAfter > 0 || b.corrupt {
+		d.Kind = DamageCorrupt
+		q, err := s.quarantine(f, name, b.offset, size)
+		if err != nil {
+			return Damage{}, err
+		}
+		d.Quarantine = q
+	}
+	path := s.path(name)
+	if err := f.Truncate(b.offset); err != nil {
+		return Damage{}, fmt.Errorf("spool: cut segment %s at offset %d: %w", path, b.offset, err)
+	}
+	if !s.opts.NoSync {
+		if err := fdatasync(f); err != nil {
+			return Damage{}, fmt.Errorf("spool: sync segment %s after cutting it: %w", path, err)
+		}
+	}
+	return d, nil
 }
 
 // quarantine copies src's bytes from offset to size into a new file named

@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"go.bug.st/serial"
 	"go.uber.org/goleak"
 
+	"github.com/cellgate/cellgate/internal/testutil"
 	"github.com/cellgate/cellgate/sdk/modemsim"
 )
 
@@ -25,54 +25,6 @@ func TestMain(m *testing.M) {
 }
 
 const waitTimeout = 30 * time.Second
-
-// buildModemsim compiles this command into a temporary directory.
-func buildModemsim(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "modemsim")
-	// go test puts its own GOROOT/bin first in PATH.
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatalf("go command not found: %v", err)
-	}
-	out, err := exec.Command(gobin, "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// safeBuffer collects a child's output while it runs.
-type safeBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *safeBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *safeBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		<-tick.C
-	}
-}
 
 // exchange writes a command and reads until want appears.
 func exchange(t *testing.T, p serial.Port, cmd, want string) string {
@@ -97,14 +49,14 @@ func exchange(t *testing.T, p serial.Port, cmd, want string) string {
 }
 
 func TestBinaryRunsUntilSIGTERMAndPrintsCounters(t *testing.T) {
-	bin := buildModemsim(t)
+	bin := testutil.Build(t, testutil.Binary{Name: "modemsim", Package: "github.com/cellgate/cellgate/cmd/modemsim"})
 	dir := t.TempDir()
 	link := filepath.Join(dir, "ttyUSB2")
 	ctl := filepath.Join(dir, "ctl.sock")
 	trace := filepath.Join(dir, "trace.txt")
 	cmd := exec.Command(bin, "--model", "sim7800", "--link", link, "--state-dir", filepath.Join(dir, "state"),
 		"--baud", "115200", "--trace", trace, "--control", ctl, "--host", "gw.test=127.0.0.1")
-	var stdout, stderr safeBuffer
+	var stdout, stderr testutil.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -115,7 +67,7 @@ func TestBinaryRunsUntilSIGTERMAndPrintsCounters(t *testing.T) {
 		cmd.Process.Kill()
 		<-exited
 	})
-	waitFor(t, "the link and control socket", func() bool {
+	testutil.Eventually(t, waitTimeout, "the link and control socket", func() bool {
 		_, e1 := os.Lstat(link)
 		_, e2 := os.Stat(ctl)
 		return e1 == nil && e2 == nil

@@ -199,6 +199,29 @@ func (d *Driver) Provision(ctx context.Context, b sdk.Bundle) (sdk.ProvisionRepo
 	if err != nil {
 		return report, d.modemErr("provision: list certificates", err)
 	}
+	if err := d.downloadMissing(ctx, ch, p, present, &report); err != nil {
+		return report, err
+	}
+
+	d.mu.Lock()
+	synced := d.info.ClockSynced
+	d.mu.Unlock()
+	if err := d.configureContext(ctx, ch, p, synced); err != nil {
+		return report, d.modemErr("provision", err)
+	}
+
+	d.mu.Lock()
+	d.storeSuspect = false
+	d.bundles[b.Profile] = p
+	d.mu.Unlock()
+	err = d.deleteSuperseded(ctx, ch, b.Profile, p, present, &report)
+	return report, err
+}
+
+// downloadMissing downloads the files of p that are not among present, the
+// files on the modem, and notes each file kept or downloaded in report.
+// While the store is suspect, files present under p's names are replaced.
+func (d *Driver) downloadMissing(ctx context.Context, ch *at.Channel, p provisioned, present []string, report *sdk.ProvisionReport) error {
 	have := map[string]bool{}
 	for _, n := range present {
 		have[n] = true
@@ -213,7 +236,7 @@ func (d *Driver) Provision(ctx context.Context, b sdk.Bundle) (sdk.ProvisionRepo
 		if have[f.name] && suspect {
 			// Its content may be filler (see Driver.sync): replace it.
 			if err := runScript(ctx, ch, []step{{op: "delete suspect " + f.name, cmd: "AT+CCERTDELE=" + quote(f.name)}}, nil); err != nil {
-				return report, d.modemErr("provision", err)
+				return d.modemErr("provision", err)
 			}
 			have[f.name] = false
 		}
@@ -225,35 +248,32 @@ func (d *Driver) Provision(ctx context.Context, b sdk.Bundle) (sdk.ProvisionRepo
 		// The file name is not secret, the key's bytes are.
 		dl := step{op: "download " + f.name, cmd: cmd, payload: f.data, timeout: downloadTimeout(len(f.data), d.config().Baud), secret: f.name == p.key.name}
 		if err := runScript(ctx, ch, []step{dl}, nil); err != nil {
-			return report, d.modemErr("provision", err)
+			return d.modemErr("provision", err)
 		}
 		have[f.name] = true
 		report.Downloaded = append(report.Downloaded, f.name)
 		d.log.Info("certificate downloaded", "op", "provision", "file", f.name, "bytes", len(f.data))
 	}
+	return nil
+}
 
-	d.mu.Lock()
-	synced := d.info.ClockSynced
-	d.mu.Unlock()
-	if err := d.configureContext(ctx, ch, p, synced); err != nil {
-		return report, d.modemErr("provision", err)
-	}
-
-	d.mu.Lock()
-	d.storeSuspect = false
-	d.bundles[b.Profile] = p
-	d.mu.Unlock()
+// deleteSuperseded deletes the files of ours among present that no SSL
+// context refers to any more, once SSL context profile is configured with
+// p, and notes them in report. It fails only when the modem says the
+// context does not refer to p's files; a file it cannot delete, or not
+// knowing what is in use, leaves files behind with a warning.
+func (d *Driver) deleteSuperseded(ctx context.Context, ch *at.Channel, profile int, p provisioned, present []string, report *sdk.ProvisionReport) error {
 	// What is superseded is what no SSL context refers to any more, by the
 	// modem's own account: this plugin process may be younger than the
 	// contexts (an agent restart), and other contexts' files must survive.
 	inUse, err := d.referencedFiles(ctx, ch)
 	if err != nil {
 		d.log.Warn("cannot tell which certificates the SSL contexts use; deleting none", "op", "provision", "err", err)
-		return report, nil
+		return nil
 	}
 	for _, f := range []certFile{p.ca, p.cert, p.key} {
 		if f.set() && !inUse[f.name] {
-			return report, &sdk.ModemError{Op: "provision", Code: -1, Text: fmt.Sprintf("SSL context %d does not refer to %s after configuration (AT+CSSLCFG? disagrees)", b.Profile, f.name)}
+			return &sdk.ModemError{Op: "provision", Code: -1, Text: fmt.Sprintf("SSL context %d does not refer to %s after configuration (AT+CSSLCFG? disagrees)", profile, f.name)}
 		}
 	}
 	for _, n := range present {
@@ -267,7 +287,7 @@ func (d *Driver) Provision(ctx context.Context, b sdk.Bundle) (sdk.ProvisionRepo
 		}
 		report.Deleted = append(report.Deleted, n)
 	}
-	return report, nil
+	return nil
 }
 
 // referencedFiles asks the modem which certificate files its SSL contexts

@@ -137,7 +137,24 @@ func (d *Driver) bringUp(ctx context.Context, ch *at.Channel, cfg sdk.ModemConfi
 	if err := d.sync(ctx, ch); err != nil {
 		return sdk.ModemInfo{}, err
 	}
-	steps := []step{
+	steps := d.identifySteps(&info)
+	steps = append(steps, networkSteps(&info, regWait, registered)...)
+	steps = append(steps, dataSteps(&info, cfg.APN)...)
+	err := runScript(ctx, ch, steps, func(op string, err error) {
+		d.log.Debug("optional bring-up step failed", "op", op, "err", err)
+	})
+	if err != nil {
+		return sdk.ModemInfo{}, err
+	}
+	info.Registration = registered["+CREG:"]
+	return info, nil
+}
+
+// identifySteps is the first part of the bring-up script: echo off and
+// verbose errors, then what the modem is, into info. A modem that is not
+// of the driver's model fails it.
+func (d *Driver) identifySteps(info *sdk.ModemInfo) []step {
+	return []step{
 		{op: "echo off", cmd: "ATE0"},
 		{op: "verbose errors", cmd: "AT+CMEE=2"},
 		{op: "identify model", cmd: "AT+CGMM", check: func(r *at.Response) (bool, error) {
@@ -178,6 +195,15 @@ func (d *Driver) bringUp(ctx context.Context, ch *at.Channel, cfg sdk.ModemConfi
 			}
 			return true, nil
 		}},
+	}
+}
+
+// networkSteps is the part of the bring-up script that waits for the SIM,
+// then for a signal and registration (each for up to regWait). It notes the
+// ICCID and signal in info, and each registration state in registered,
+// keyed by its prefix.
+func networkSteps(info *sdk.ModemInfo, regWait time.Duration, registered map[string]string) []step {
+	return []step{
 		// Right after boot the SIM answers "+CME ERROR: SIM busy" for a few
 		// seconds; SIMCom's checklist allows 20 s before calling it broken.
 		{op: "check SIM", cmd: "AT+CPIN?", retry: at.IsSIMBusy, within: 30 * time.Second, check: func(r *at.Response) (bool, error) {
@@ -213,10 +239,17 @@ func (d *Driver) bringUp(ctx context.Context, ch *at.Channel, cfg sdk.ModemConfi
 		{op: "read GPRS registration", cmd: "AT+CGREG?", optional: true, check: regCheck("+CGREG:", registered)},
 		{op: "read LTE registration", cmd: "AT+CEREG?", optional: true, check: regCheck("+CEREG:", registered)},
 	}
-	if cfg.APN != "" {
-		steps = append(steps, step{op: "set APN", cmd: fmt.Sprintf(`AT+CGDCONT=1,"IP",%s`, quote(cfg.APN))})
+}
+
+// dataSteps is the last part of the bring-up script: the APN when one is
+// configured, PDP context 1 activated, and whether the network has set the
+// clock, into info.
+func dataSteps(info *sdk.ModemInfo, apn string) []step {
+	var steps []step
+	if apn != "" {
+		steps = append(steps, step{op: "set APN", cmd: fmt.Sprintf(`AT+CGDCONT=1,"IP",%s`, quote(apn))})
 	}
-	steps = append(steps,
+	return append(steps,
 		step{op: "activate PDP context", cmd: "AT+CGACT=1,1", timeout: 30 * time.Second},
 		step{op: "read clock", cmd: "AT+CCLK?", optional: true, check: func(r *at.Response) (bool, error) {
 			if v, ok := field(r, "+CCLK:"); ok {
@@ -225,14 +258,6 @@ func (d *Driver) bringUp(ctx context.Context, ch *at.Channel, cfg sdk.ModemConfi
 			return true, nil
 		}},
 	)
-	err := runScript(ctx, ch, steps, func(op string, err error) {
-		d.log.Debug("optional bring-up step failed", "op", op, "err", err)
-	})
-	if err != nil {
-		return sdk.ModemInfo{}, err
-	}
-	info.Registration = registered["+CREG:"]
-	return info, nil
 }
 
 // sync waits until the modem answers AT. A modem still booting ignores AT

@@ -1,18 +1,16 @@
 package simcom
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
-	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
+	"github.com/cellgate/cellgate/internal/testutil"
 	"github.com/cellgate/cellgate/sdk"
 	"github.com/cellgate/cellgate/sdk/at"
 )
@@ -167,8 +165,8 @@ func TestRebootDuringOpenFailsDialAtOnce(t *testing.T) {
 func TestKeyPasswordStaysOutOfErrorsAndLogs(t *testing.T) {
 	const pw = "hunter2-key-password"
 	d, m := startScripted(t, "keypwd-hangup")
-	var logs lockedBuffer
-	d.log = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	var logs *testutil.SyncBuffer
+	d.log, logs = testutil.Logger(t)
 	ctx := testCtx(t)
 	if _, err := d.Open(ctx, sdk.ModemConfig{Port: "scripted"}); err != nil {
 		t.Fatalf("Open: %v", err)
@@ -197,24 +195,6 @@ func TestKeyPasswordStaysOutOfErrorsAndLogs(t *testing.T) {
 	if strings.Contains(logs.String(), pw) {
 		t.Errorf("logs show the key password:\n%s", logs.String())
 	}
-}
-
-// lockedBuffer is a log sink safe for the driver's goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // TestModemErrorsQuoteTheModemOnce: sdk.ModemError.Text holds the words

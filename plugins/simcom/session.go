@@ -156,56 +156,96 @@ func (d *Driver) session(id int) *session {
 func (d *Driver) open(ctx context.Context, ch *at.Channel, s *session, req sdk.DialRequest, clientType int) error {
 	op := fmt.Sprintf("open session %d", s.id)
 	if clientType == 2 {
-		d.mu.Lock()
-		_, provisioned := d.bundles[req.Profile]
-		d.mu.Unlock()
-		if !provisioned {
-			d.log.Warn("dialing with an SSL context this plugin did not provision", "session", s.id, "profile", req.Profile)
-		}
-		// The module sends the dialled host as SNI or nothing: it cannot
-		// present another name.
-		sni := 0
-		if req.ServerName != "" {
-			if !strings.EqualFold(req.ServerName, req.Host) {
-				return &sdk.ModemError{Op: op, Code: -1, Text: fmt.Sprintf("server name %q differs from the dialled host %q: a SIMCom module can only send the host as SNI (use host-side TLS)", req.ServerName, req.Host)}
-			}
-			sni = 1
-		}
-		steps := []step{
-			{op: "set SNI", cmd: fmt.Sprintf(`AT+CSSLCFG="enableSNI",%d,%d`, req.Profile, sni), optional: true},
-			// The module forgets the session's context after every close
-			// or failed open, so it is set before every AT+CCHOPEN.
-			{op: "select SSL context", cmd: fmt.Sprintf("AT+CCHSSLCFG=%d,%d", s.id, req.Profile)},
-		}
-		if err := runScript(ctx, ch, steps, func(op string, err error) {
-			d.log.Warn("optional step failed (old firmware?)", "op", op, "err", err)
-		}); err != nil {
-			return d.modemErr(op, err)
+		if err := d.selectSSLContext(ctx, ch, s, req, op); err != nil {
+			return err
 		}
 	}
 	wait := d.profile.NegotiateTime + 15*time.Second
 	if req.Timeout > 0 && req.Timeout < wait {
 		wait = req.Timeout
 	}
-	prefix := fmt.Sprintf("+CCHOPEN: %d,", s.id)
-	w := ch.Expect(at.Prefix(prefix))
+	// Registered before the command so that a quick result is not missed.
+	w := ch.Expect(at.Prefix(fmt.Sprintf("+CCHOPEN: %d,", s.id)))
 	defer w.Cancel()
 	cmd := fmt.Sprintf("AT+CCHOPEN=%d,%s,%d,%d", s.id, quote(req.Host), req.Port, clientType)
+	if err := d.sendOpen(ctx, ch, s.id, cmd, op); err != nil {
+		return err
+	}
+	line, err := d.awaitOpen(ctx, ch, s, w, wait, op)
+	if err != nil {
+		return err
+	}
+	_, code, ok := idAndCode(line, "+CCHOPEN:")
+	if !ok {
+		return &sdk.ModemError{Op: op, Code: -1, Text: "malformed result " + strconv.Quote(line)}
+	}
+	if code != 0 {
+		return &sdk.CCHError{Op: "open", Session: s.id, Code: code}
+	}
+	s.markOpen()
+	d.log.Info("session open", "session", s.id, "host", req.Host, "port", req.Port, "client_type", clientType)
+	return nil
+}
+
+// selectSSLContext is the modem-TLS part of the open script for session s:
+// SNI on or off in SSL context req.Profile, then that context for the
+// session. op names the open in errors.
+func (d *Driver) selectSSLContext(ctx context.Context, ch *at.Channel, s *session, req sdk.DialRequest, op string) error {
+	d.mu.Lock()
+	_, provisioned := d.bundles[req.Profile]
+	d.mu.Unlock()
+	if !provisioned {
+		d.log.Warn("dialing with an SSL context this plugin did not provision", "session", s.id, "profile", req.Profile)
+	}
+	// The module sends the dialled host as SNI or nothing: it cannot
+	// present another name.
+	sni := 0
+	if req.ServerName != "" {
+		if !strings.EqualFold(req.ServerName, req.Host) {
+			return &sdk.ModemError{Op: op, Code: -1, Text: fmt.Sprintf("server name %q differs from the dialled host %q: a SIMCom module can only send the host as SNI (use host-side TLS)", req.ServerName, req.Host)}
+		}
+		sni = 1
+	}
+	steps := []step{
+		{op: "set SNI", cmd: fmt.Sprintf(`AT+CSSLCFG="enableSNI",%d,%d`, req.Profile, sni), optional: true},
+		// The module forgets the session's context after every close
+		// or failed open, so it is set before every AT+CCHOPEN.
+		{op: "select SSL context", cmd: fmt.Sprintf("AT+CCHSSLCFG=%d,%d", s.id, req.Profile)},
+	}
+	if err := runScript(ctx, ch, steps, func(op string, err error) {
+		d.log.Warn("optional step failed (old firmware?)", "op", op, "err", err)
+	}); err != nil {
+		return d.modemErr(op, err)
+	}
+	return nil
+}
+
+// sendOpen sends cmd, the AT+CCHOPEN for session id, and waits for its
+// immediate OK. A bare ERROR closes the slot and returns a
+// *staleSlotError, so that Dial may try once more.
+func (d *Driver) sendOpen(ctx context.Context, ch *at.Channel, id int, cmd, op string) error {
 	cctx, cancel := context.WithTimeout(ctx, defaultStepTimeout)
 	_, err := ch.Command(cctx, cmd)
 	cancel()
-	if err != nil {
-		var plain *at.Error
-		if errors.As(err, &plain) && plain.Final == "ERROR" {
-			// The modem may still hold this slot from a session whose
-			// close was lost (a driver that died, a close that timed
-			// out): it answers ERROR to every open until it is closed.
-			d.log.Info("CCHOPEN refused; closing the slot in case the modem still holds it", "session", s.id)
-			d.closeQuietly(ch, s.id)
-			return &staleSlotError{cause: d.modemErr(op, &stepError{Op: "open", Cmd: cmd, Cause: err})}
-		}
-		return d.modemErr(op, &stepError{Op: "open", Cmd: cmd, Cause: err})
+	if err == nil {
+		return nil
 	}
+	var plain *at.Error
+	if errors.As(err, &plain) && plain.Final == "ERROR" {
+		// The modem may still hold this slot from a session whose
+		// close was lost (a driver that died, a close that timed
+		// out): it answers ERROR to every open until it is closed.
+		d.log.Info("CCHOPEN refused; closing the slot in case the modem still holds it", "session", id)
+		d.closeQuietly(ch, id)
+		return &staleSlotError{cause: d.modemErr(op, &stepError{Op: "open", Cmd: cmd, Cause: err})}
+	}
+	return d.modemErr(op, &stepError{Op: "open", Cmd: cmd, Cause: err})
+}
+
+// awaitOpen waits up to wait for the deferred +CCHOPEN result of session s
+// on w and returns its line, or an error naming op. When none comes the
+// slot is closed.
+func (d *Driver) awaitOpen(ctx context.Context, ch *at.Channel, s *session, w *at.Waiter, wait time.Duration, op string) (string, error) {
 	wctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	// A modem that reboots during the handshake never answers: the reboot
@@ -218,30 +258,21 @@ func (d *Driver) open(ctx context.Context, ch *at.Channel, s *session, req sdk.D
 		}
 	}()
 	line, err := w.Wait(wctx)
-	if err != nil {
-		select {
-		case <-s.ended:
-			return &sdk.ModemError{Op: op, Code: -1, Text: "the session ended during the handshake: " + s.endReason()}
-		default:
-		}
-		// The handshake may still finish; close the slot so a late
-		// success does not leave a session nobody owns.
-		d.closeQuietly(ch, s.id)
-		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-			return &sdk.TimeoutError{Op: op, After: wait}
-		}
-		return d.modemErr(op, err)
+	if err == nil {
+		return line, nil
 	}
-	_, code, ok := idAndCode(line, "+CCHOPEN:")
-	if !ok {
-		return &sdk.ModemError{Op: op, Code: -1, Text: "malformed result " + strconv.Quote(line)}
+	select {
+	case <-s.ended:
+		return "", &sdk.ModemError{Op: op, Code: -1, Text: "the session ended during the handshake: " + s.endReason()}
+	default:
 	}
-	if code != 0 {
-		return &sdk.CCHError{Op: "open", Session: s.id, Code: code}
+	// The handshake may still finish; close the slot so a late success
+	// does not leave a session nobody owns.
+	d.closeQuietly(ch, s.id)
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		return "", &sdk.TimeoutError{Op: op, After: wait}
 	}
-	s.markOpen()
-	d.log.Info("session open", "session", s.id, "host", req.Host, "port", req.Port, "client_type", clientType)
-	return nil
+	return "", d.modemErr(op, err)
 }
 
 // closeQuietly closes a session slot whose state is unknown, ignoring the

@@ -3,13 +3,16 @@ package simcom
 import (
 	"context"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"go.bug.st/serial"
 
+	"github.com/cellgate/cellgate/internal/testutil"
 	"github.com/cellgate/cellgate/sdk"
 	"github.com/cellgate/cellgate/sdk/modemsim"
 	"github.com/cellgate/cellgate/sdk/plugintest"
@@ -35,7 +38,20 @@ func TestOpenRecoversAModemLeftWaitingForPayload(t *testing.T) {
 		t.Fatal(err)
 	}
 	fmt.Fprintf(port, "ATE0\rAT+CCERTDOWN=%q,%d\r", caName, len(pki.CA.CertPEM))
-	time.Sleep(200 * time.Millisecond) // let the emulator take both lines before the port closes
+	// The emulator has taken both lines once it prompts for the payload.
+	if err := port.SetReadTimeout(100 * time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	var answer []byte
+	testutil.Eventually(t, 10*time.Second, "the prompt for the certificate", func() bool {
+		buf := make([]byte, 64)
+		n, err := port.Read(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		answer = append(answer, buf[:n]...)
+		return strings.Contains(string(answer), ">")
+	})
 	port.Close()
 
 	d := New(SIM7600, nil)
@@ -82,12 +98,23 @@ func TestSecondDriverWaitsForThePort(t *testing.T) {
 	if _, err := second.Open(short, sdk.ModemConfig{Port: m.Path()}); err == nil || !strings.Contains(err.Error(), "held by another process") {
 		t.Fatalf("second Open while the first holds the port = %v, want a wait that ends with the context", err)
 	}
+	// This time the first driver lets go only once the second is waiting
+	// for the lock.
+	waiting := make(chan struct{})
+	openPort := second.openPort
+	second.openPort = func(ctx context.Context, name string, baud int) (io.ReadWriteCloser, error) {
+		return openPort(&waitSignal{Context: ctx, waiting: waiting}, name, baud)
+	}
 	released := make(chan error, 1)
 	go func() {
 		_, err := second.Open(ctx, sdk.ModemConfig{Port: m.Path()})
 		released <- err
 	}()
-	time.Sleep(300 * time.Millisecond) // the second driver is now waiting for the lock
+	select {
+	case <-waiting:
+	case err := <-released:
+		t.Fatalf("second Open returned (%v) while the first driver holds the port", err)
+	}
 	if err := first.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -95,4 +122,18 @@ func TestSecondDriverWaitsForThePort(t *testing.T) {
 		t.Fatalf("second Open after the first stopped: %v", err)
 	}
 	second.Stop(ctx)
+}
+
+// waitSignal is a context that closes waiting the first time someone
+// waits on it (calls Done): the port lock waits on its context only while
+// another process holds the lock.
+type waitSignal struct {
+	context.Context
+	waiting chan struct{}
+	once    sync.Once
+}
+
+func (w *waitSignal) Done() <-chan struct{} {
+	w.once.Do(func() { close(w.waiting) })
+	return w.Context.Done()
 }

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/cellgate/cellgate/internal/testutil"
 )
 
 func TestCommandReturnsIntermediateLinesWithoutEcho(t *testing.T) {
@@ -543,7 +545,7 @@ func TestStuckWriteHonoursContextAndClose(t *testing.T) {
 }
 
 func TestTraceShowsBothDirections(t *testing.T) {
-	trace := newSyncBuffer()
+	trace := &testutil.SyncBuffer{}
 	bin := newSink()
 	c, p := newPair(t, WithTrace(trace))
 	c.HandleBinary("+CCHRECV: DATA,", CCHRecvLength, bin.handle)
@@ -704,14 +706,7 @@ func TestFullQueueBlocksTheReaderButDropsNothing(t *testing.T) {
 	}()
 	// Wait until the one-slot queue is full while the handler is blocked:
 	// from here on the reader can only wait.
-	deadline := time.After(failAfter)
-	for len(c.queue) < cap(c.queue) {
-		select {
-		case <-deadline:
-			t.Fatal("queue never filled")
-		case <-time.After(time.Millisecond):
-		}
-	}
+	testutil.Eventually(t, failAfter, "the queue to fill", func() bool { return len(c.queue) == cap(c.queue) })
 	close(release)
 	<-sent
 	if o := await(t, res); o.err != nil {

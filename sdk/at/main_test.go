@@ -1,7 +1,6 @@
 package at
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net"
@@ -140,26 +139,6 @@ func (c *chunkedConn) Read(b []byte) (int, error) {
 		b = b[:c.n]
 	}
 	return c.Conn.Read(b)
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writers (the trace).
-type syncBuffer struct {
-	mu  chan struct{}
-	buf bytes.Buffer
-}
-
-func newSyncBuffer() *syncBuffer { return &syncBuffer{mu: make(chan struct{}, 1)} }
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu <- struct{}{}
-	defer func() { <-b.mu }()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu <- struct{}{}
-	defer func() { <-b.mu }()
-	return b.buf.String()
 }
 
 // manualDeadline is a context whose deadline "passes" when the test says

@@ -158,7 +158,9 @@ func (c *Channel) deliverBinary(bs *binState) {
 }
 
 // route decides who gets a complete, non-blank line. The order is the one
-// documented in the package comment.
+// documented in the package comment. c.mu is taken once and released on
+// every path by route itself, so the steps below see one consistent view
+// of the command in flight, the waiters and the handlers.
 func (c *Channel) route(line string, cr bool) {
 	now := time.Now()
 	c.mu.Lock()
@@ -168,73 +170,39 @@ func (c *Channel) route(line string, cr bool) {
 		c.tr.modem(p.name())
 		return // echo (ATE1)
 	}
-	if c.outOfSync {
-		if i := slices.IndexFunc(c.abandoned, func(a abandonedCmd) bool { return a.cmd == line }); i >= 0 {
-			shown := c.abandoned[i].shown
-			c.mu.Unlock()
-			c.tr.modem(shown)
-			c.log.Debug("dropped the late echo of an abandoned command", "op", "resync", "line", shown)
-			return
-		}
+	if shown, ok := c.abandonedEchoLocked(line); ok {
+		c.mu.Unlock()
+		c.tr.modem(shown)
+		c.log.Debug("dropped the late echo of an abandoned command", "op", "resync", "line", shown)
+		return
 	}
 	// Traced under mu so the echo checks above and the routing below see
 	// the same command in flight; the tracer never takes mu.
 	c.tr.modem(line)
 	if e, n, ok := c.binaryHeaderLocked(line); ok {
 		c.mu.Unlock()
-		bs := binState{entry: e, header: line, at: now, buf: make([]byte, n), skipLF: cr}
-		if n == 0 {
-			c.deliverBinary(&bs)
-		} else {
-			c.ps.bin = bs
-			c.ps.inBinary = true
-		}
+		c.startBinary(binState{entry: e, header: line, at: now, buf: make([]byte, n), skipLF: cr})
 		return
 	}
 	kind := classifyFinal(line)
 	if p != nil {
+		switch c.offerFinalLocked(p, line, kind) {
+		case lineTaken:
+			c.mu.Unlock()
+			return
+		case lineStale:
+			c.mu.Unlock()
+			c.log.Debug("discarded a stale final result while resynchronising", "op", "resync", "line", line)
+			return
+		}
 		if p.marker != "" {
-			switch {
-			case kind != notFinal && !p.markerSeen:
-				c.mu.Unlock()
-				c.log.Debug("discarded a stale final result while resynchronising", "op", "resync", "line", line)
-				return
-			case kind != notFinal:
-				c.completeLocked(p, line, kind)
-				c.mu.Unlock()
-				return
-			case !p.markerSeen:
-				if _, ok := matchNormalized(line, p.marker); ok {
-					p.markerSeen = true
-					c.mu.Unlock()
-					return
-				}
-			}
 			p = nil // anything else during a probe is routed as if idle
-		} else if kind != notFinal {
-			c.completeLocked(p, line, kind)
-			c.mu.Unlock()
-			return
 		}
 	}
-	if c.pending == nil && c.owed > 0 && (kind == finalOK || kind == finalFailed || kind == finalCME || kind == finalCMS) {
-		// Each abandoned command produces at most one final result and the
-		// modem answers in order, so once all of them are accounted for
-		// while idle the next final belongs to the next command.
-		c.owed--
-		if c.owed == 0 {
-			c.outOfSync = false
-			c.abandoned = nil
-			c.log.Debug("late results of abandoned commands received; back in sync", "op", "resync")
-		}
-	}
-	for i, w := range c.waiters {
-		if w.match(line) {
-			c.waiters = slices.Delete(c.waiters, i, i+1)
-			w.deliver(line)
-			c.mu.Unlock()
-			return
-		}
+	c.countLateFinalLocked(kind)
+	if c.deliverToWaiterLocked(line) {
+		c.mu.Unlock()
+		return
 	}
 	if p != nil && p.claims(line) {
 		p.lines = append(p.lines, line)
@@ -257,6 +225,98 @@ func (c *Channel) route(line string, cr bool) {
 		return
 	}
 	c.log.Debug("dropped an unsolicited line", "op", "read", "line", line)
+}
+
+// abandonedEchoLocked reports whether line is the late echo of a command
+// abandoned since the channel went out of sync, and how that command is
+// shown. c.mu must be held.
+func (c *Channel) abandonedEchoLocked(line string) (shown string, ok bool) {
+	if !c.outOfSync {
+		return "", false
+	}
+	i := slices.IndexFunc(c.abandoned, func(a abandonedCmd) bool { return a.cmd == line })
+	if i < 0 {
+		return "", false
+	}
+	return c.abandoned[i].shown, true
+}
+
+// startBinary begins reading the payload announced by a binary header, or
+// delivers it at once when it is empty.
+func (c *Channel) startBinary(bs binState) {
+	if len(bs.buf) == 0 {
+		c.deliverBinary(&bs)
+		return
+	}
+	c.ps.bin = bs
+	c.ps.inBinary = true
+}
+
+// finalOffer is what the command in flight made of a line offered to it.
+type finalOffer int
+
+const (
+	lineNotTaken finalOffer = iota // route the line on
+	lineTaken                      // it completed the command, or was a probe's marker
+	lineStale                      // a final result before the probe's marker: discard it
+)
+
+// offerFinalLocked offers line, classified as kind, to the command in
+// flight p. A final result completes an ordinary command; a resync probe
+// first waits for its marker line, and treats finals before it as stale.
+// c.mu must be held.
+func (c *Channel) offerFinalLocked(p *pending, line string, kind finalKind) finalOffer {
+	if p.marker == "" {
+		if kind == notFinal {
+			return lineNotTaken
+		}
+		c.completeLocked(p, line, kind)
+		return lineTaken
+	}
+	switch {
+	case kind != notFinal && !p.markerSeen:
+		return lineStale
+	case kind != notFinal:
+		c.completeLocked(p, line, kind)
+		return lineTaken
+	case !p.markerSeen:
+		if _, ok := matchNormalized(line, p.marker); ok {
+			p.markerSeen = true
+			return lineTaken
+		}
+	}
+	return lineNotTaken
+}
+
+// countLateFinalLocked counts a final result received while idle against
+// the abandoned commands, and puts the channel back in sync once all of
+// them are accounted for. c.mu must be held.
+func (c *Channel) countLateFinalLocked(kind finalKind) {
+	if c.pending == nil && c.owed > 0 && (kind == finalOK || kind == finalFailed || kind == finalCME || kind == finalCMS) {
+		// Each abandoned command produces at most one final result and the
+		// modem answers in order, so once all of them are accounted for
+		// while idle the next final belongs to the next command.
+		c.owed--
+		if c.owed == 0 {
+			c.outOfSync = false
+			c.abandoned = nil
+			c.log.Debug("late results of abandoned commands received; back in sync", "op", "resync")
+		}
+	}
+}
+
+// deliverToWaiterLocked hands line to the first waiter that matches it,
+// removing that waiter, and reports whether there was one. c.mu must be
+// held.
+func (c *Channel) deliverToWaiterLocked(line string) bool {
+	for i, w := range c.waiters {
+		if w.match(line) {
+			c.waiters = slices.Delete(c.waiters, i, i+1)
+			w.deliver(line)
+			return true
+		}
+	}
+	return false
 }
 
 // binaryHeaderLocked finds the binary registration for line, if line is a

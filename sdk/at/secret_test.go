@@ -1,32 +1,13 @@
 package at
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"log/slog"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/cellgate/cellgate/internal/testutil"
 )
-
-// lockedBuffer is a log sink safe for the channel's goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestSecretCommandNeverReachesErrorsLogsOrTrace: a key password or a
 // private key must not be written down by the channel, whatever happens to
@@ -35,10 +16,10 @@ func (l *lockedBuffer) String() string {
 func TestSecretCommandNeverReachesErrorsLogsOrTrace(t *testing.T) {
 	const pw = "hunter2-key-password"
 	const key = "-----BEGIN PRIVATE KEY-----secretkeybytes"
-	logs := &lockedBuffer{}
-	trace := newSyncBuffer()
+	log, logs := testutil.Logger(t)
+	trace := &testutil.SyncBuffer{}
 	unsolicited := newSink()
-	c, p := newPair(t, WithUnsolicited(unsolicited.handle), WithLogger(slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))), WithTrace(trace))
+	c, p := newPair(t, WithUnsolicited(unsolicited.handle), WithLogger(log), WithTrace(trace))
 	cmd := `AT+CSSLCFG="keypwd",0,"` + pw + `"`
 	var errs []error
 

@@ -1,12 +1,10 @@
 package at
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -15,7 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
+
+	"github.com/cellgate/cellgate/sdk/atkit/transcript"
 )
 
 var update = flag.Bool("update", false, "rewrite the expected.txt of every golden transcript case")
@@ -26,26 +25,26 @@ var update = flag.Bool("update", false, "rewrite the expected.txt of every golde
 var readSizes = []int{0, 1, 3}
 
 // TestTranscripts replays every folder under testdata/transcripts (see the
-// README.md there for the format) and compares the events the channel
-// produced with expected.txt.
+// README.md there) and compares the events the channel produced with
+// expected.txt.
 func TestTranscripts(t *testing.T) {
-	dirs, err := filepath.Glob(filepath.Join("testdata", "transcripts", "*", "transcript.txt"))
+	files, err := filepath.Glob(filepath.Join("testdata", "transcripts", "*", "transcript.txt"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(dirs) < 15 {
-		t.Fatalf("found %d transcript cases, want at least 15", len(dirs))
+	if len(files) < 15 {
+		t.Fatalf("found %d transcript cases, want at least 15", len(files))
 	}
-	for _, file := range dirs {
+	for _, file := range files {
 		dir := filepath.Dir(file)
 		t.Run(filepath.Base(dir), func(t *testing.T) {
-			script, err := parseTranscript(file)
+			tr, err := transcript.ParseFile(file, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
 			wantFile := filepath.Join(dir, "expected.txt")
 			for _, size := range readSizes {
-				got := replay(t, script, size)
+				got := replay(t, tr, size)
 				if *update && size == 0 {
 					if err := os.WriteFile(wantFile, []byte(got), 0o644); err != nil {
 						t.Fatal(err)
@@ -71,112 +70,6 @@ func sizeName(n int) string {
 	return strconv.Itoa(n) + " byte(s)"
 }
 
-// step is one transcript line.
-type step struct {
-	lineNo int
-	op     string
-	arg    string // text, command, prefix or name
-	arg2   string // prefix of expect; payload of >payload (unquoted)
-	data   []byte // bytes to send or to expect
-}
-
-// transcript is a parsed transcript.txt.
-type transcript struct {
-	file  string
-	opts  []Option
-	steps []step
-}
-
-func parseTranscript(file string) (*transcript, error) {
-	f, err := os.Open(file)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	tr := &transcript{file: file}
-	sc := bufio.NewScanner(f)
-	n := 0
-	for sc.Scan() {
-		n++
-		raw := sc.Text()
-		if strings.TrimSpace(raw) == "" || strings.HasPrefix(raw, "#") {
-			continue
-		}
-		op, rest, _ := strings.Cut(raw, " ")
-		st := step{lineNo: n, op: op}
-		bad := func(format string, a ...any) error {
-			return fmt.Errorf("%s:%d: %q: %s", file, n, raw, fmt.Sprintf(format, a...))
-		}
-		switch op {
-		case "option":
-			name, val, _ := strings.Cut(rest, " ")
-			v, err := strconv.Atoi(val)
-			if err != nil {
-				return nil, bad("option value: %v", err)
-			}
-			switch name {
-			case "maxline":
-				tr.opts = append(tr.opts, WithMaxLine(v))
-			case "maxbinary":
-				tr.opts = append(tr.opts, WithMaxBinary(v))
-			default:
-				return nil, bad("unknown option %q", name)
-			}
-			continue
-		case "handle", "binary", "claim", ">", "=wait":
-			if rest == "" {
-				return nil, bad("needs an argument")
-			}
-			st.arg = rest
-		case "expect":
-			name, prefix, ok := strings.Cut(rest, " ")
-			if !ok || prefix == "" {
-				return nil, bad("want: expect <name> <prefix>")
-			}
-			st.arg, st.arg2 = name, prefix
-		case ">payload":
-			cmd, q, ok := strings.Cut(rest, " ")
-			if !ok {
-				return nil, bad("want: >payload <cmd> <quoted payload>")
-			}
-			s, err := strconv.Unquote(q)
-			if err != nil {
-				return nil, bad("payload: %v", err)
-			}
-			st.arg, st.data = cmd, []byte(s)
-		case ">>", "<raw":
-			s, err := strconv.Unquote(rest)
-			if err != nil {
-				return nil, bad("quoted bytes: %v", err)
-			}
-			st.data = []byte(s)
-		case "<":
-			st.data = []byte(rest + "\r\n")
-		case "<frame":
-			id, q, ok := strings.Cut(rest, " ")
-			if !ok {
-				return nil, bad("want: <frame <id> <quoted payload>")
-			}
-			s, err := strconv.Unquote(q)
-			if err != nil {
-				return nil, bad("payload: %v", err)
-			}
-			st.data = fmt.Appendf(nil, "\r\n+CCHRECV: DATA,%s,%d\r\n%s", id, len(s), s)
-		case "=result", "=close":
-			if rest != "" {
-				return nil, bad("takes no argument")
-			}
-		default:
-			return nil, bad("unknown directive %q", op)
-		}
-		if op == "<" && rest == "" {
-			st.data = []byte("\r\n")
-		}
-		tr.steps = append(tr.steps, st)
-	}
-	return tr, sc.Err()
-}
-
 // eventLog is the ordered, textual record a replay produces.
 type eventLog struct {
 	mu    sync.Mutex
@@ -195,174 +88,211 @@ func (l *eventLog) String() string {
 	return strings.Join(l.lines, "\n") + "\n"
 }
 
-// replay runs tr with the channel on one end of a net.Pipe and the script as
-// the modem on the other. The script is a scripted peer, not a modem
+// replay plays tr's modem side on one end of a net.Pipe, with the channel
+// on the other end as the host. The player is a scripted peer, not a modem
 // emulator: it sends exactly the bytes written in the transcript and checks
-// that the host sends exactly the bytes the transcript expects. After every
-// modem write the replay waits until the channel has parsed those bytes and
-// run the handlers they triggered, so the log's order is deterministic.
-// readSize > 0 limits every Read of the channel to that many bytes.
-func replay(t *testing.T, tr *transcript, readSize int) string {
+// that the host sends exactly the bytes the transcript expects. The
+// harness's actions drive the channel (see testdata/transcripts/README.md);
+// a "> " step starts the command it shows before the player reads it.
+// After every modem step the replay waits until the channel has parsed
+// those bytes and run the handlers they triggered, so the log's order is
+// deterministic. readSize > 0 limits every Read of the channel to that many
+// bytes.
+func replay(t *testing.T, tr *transcript.Transcript, readSize int) string {
 	t.Helper()
 	hostEnd, modemEnd := net.Pipe()
 	var host net.Conn = hostEnd
 	if readSize > 0 {
 		host = &chunkedConn{Conn: hostEnd, n: readSize}
 	}
-	log := &eventLog{}
-	var parsed atomic.Int64
-	progress := make(chan struct{}, 1)
-	opts := append([]Option{
-		WithUnsolicited(func(u URC) { log.add("unsolicited %q", u.Line) }),
+	h := &harness{log: &eventLog{}, progress: make(chan struct{}, 1), waiters: map[string]*Waiter{}}
+	opts, err := channelOptions(tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts = append([]Option{
+		WithUnsolicited(func(u URC) { h.log.add("unsolicited %q", u.Line) }),
 		withParsedHook(func(n int) {
-			parsed.Add(int64(n))
+			h.parsed.Add(int64(n))
 			select {
-			case progress <- struct{}{}:
+			case h.progress <- struct{}{}:
 			default:
 			}
 		}),
-	}, tr.opts...)
-	c := New(host, opts...)
+	}, opts...)
+	h.c = New(host, opts...)
 	t.Cleanup(func() {
-		_ = c.Close()
+		_ = h.c.Close()
 		_ = modemEnd.Close()
 	})
 
-	var written int64
-	closed := false
-	at := func(st step) string { return fmt.Sprintf("%s:%d", tr.file, st.lineNo) }
-	settle := func(st step) {
-		t.Helper()
-		deadline := time.After(failAfter)
-		for parsed.Load() < written {
-			select {
-			case <-progress:
-			case <-c.Done():
-				if parsed.Load() < written {
-					t.Fatalf("%s: channel stopped with %d of %d bytes parsed", at(st), parsed.Load(), written)
-				}
-			case <-deadline:
-				t.Fatalf("%s: channel parsed %d of %d bytes", at(st), parsed.Load(), written)
-			}
-		}
-		c.flushDispatch()
+	ctx, cancel := context.WithTimeout(context.Background(), failAfter)
+	defer cancel()
+	p := transcript.Player{Action: h.action, Before: h.before, After: h.after}
+	if err := p.PlayModem(ctx, modemEnd, tr); err != nil {
+		t.Fatal(err)
 	}
-	readHost := func(st step, want []byte) {
-		t.Helper()
-		_ = modemEnd.SetReadDeadline(time.Now().Add(failAfter))
-		got := make([]byte, len(want))
-		if _, err := io.ReadFull(modemEnd, got); err != nil {
-			t.Fatalf("%s: modem reading %q: %v (got %q)", at(st), want, err, got)
-		}
-		if string(got) != string(want) {
-			t.Fatalf("%s: host sent %q, want %q", at(st), got, want)
-		}
+	if h.inflight != nil {
+		t.Fatal("transcript ends with a command in flight (missing @result)")
 	}
-
-	waiters := map[string]*Waiter{}
-	var inflight chan string // the formatted result of the command in flight
-	var claims []CommandOption
-	start := func(st step, run func(ctx context.Context) (*Response, error)) {
-		if inflight != nil {
-			t.Fatalf("%s: a command is still in flight (missing =result)", at(st))
-		}
-		ch := make(chan string, 1)
-		inflight = ch
-		cmd := st.arg
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), failAfter)
-			defer cancel()
-			resp, err := run(ctx)
-			ch <- formatResult(cmd, resp, err)
-		}()
-	}
-
-	for _, st := range tr.steps {
-		switch st.op {
-		case "handle":
-			prefix := st.arg
-			c.Handle(prefix, func(u URC) { log.add("urc %q", u.Line) })
-		case "binary":
-			c.HandleBinary(st.arg, CCHRecvLength, func(u URC) {
-				log.add("urc %q payload %d %q", u.Line, len(u.Payload), u.Payload)
-			})
-		case "expect":
-			waiters[st.arg] = c.Expect(Prefix(st.arg2))
-		case "claim":
-			claims = append(claims, WithResponsePrefix(st.arg))
-		case ">":
-			opts := claims
-			claims = nil
-			start(st, func(ctx context.Context) (*Response, error) { return c.Command(ctx, st.arg, opts...) })
-			readHost(st, []byte(st.arg+"\r"))
-		case ">payload":
-			opts := claims
-			claims = nil
-			payload := st.data
-			start(st, func(ctx context.Context) (*Response, error) {
-				return c.CommandPayload(ctx, st.arg, payload, opts...)
-			})
-			readHost(st, []byte(st.arg+"\r"))
-		case ">>":
-			readHost(st, st.data)
-		case "<", "<raw", "<frame":
-			if closed {
-				t.Fatalf("%s: the modem already closed the line", at(st))
-			}
-			_ = modemEnd.SetWriteDeadline(time.Now().Add(failAfter))
-			if _, err := modemEnd.Write(st.data); err != nil {
-				t.Fatalf("%s: modem write: %v", at(st), err)
-			}
-			written += int64(len(st.data))
-			settle(st)
-		case "=result":
-			if inflight == nil {
-				t.Fatalf("%s: no command in flight", at(st))
-			}
-			select {
-			case r := <-inflight:
-				log.add("%s", r)
-			case <-time.After(failAfter):
-				t.Fatalf("%s: command did not return", at(st))
-			}
-			inflight = nil
-		case "=wait":
-			w := waiters[st.arg]
-			if w == nil {
-				t.Fatalf("%s: no waiter named %q", at(st), st.arg)
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), failAfter)
-			line, err := w.Wait(ctx)
-			cancel()
-			if err != nil {
-				log.add("waiter %s error %q", st.arg, err)
-			} else {
-				log.add("waiter %s %q", st.arg, line)
-			}
-		case "=close":
-			_ = modemEnd.Close()
-			closed = true
-			select {
-			case <-c.Done():
-			case <-time.After(failAfter):
-				t.Fatalf("%s: channel did not stop after the modem closed the line", at(st))
-			}
-			_ = c.Close() // waits for the dispatcher to drain
-			log.add("stopped err=%q", fmt.Sprint(c.Err()))
-		}
-	}
-	if inflight != nil {
-		t.Fatalf("%s: transcript ends with a command in flight (missing =result)", tr.file)
-	}
-	for _, w := range waiters {
+	for _, w := range h.waiters {
 		w.Cancel()
 	}
-	if !closed {
-		if err := c.Close(); err != nil {
+	if !h.stopped {
+		if err := h.c.Close(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return log.String()
+	return h.log.String()
+}
+
+// channelOptions reads the @maxline and @maxbinary actions, which configure
+// the channel before anything else happens, wherever they are written.
+func channelOptions(tr *transcript.Transcript) ([]Option, error) {
+	var opts []Option
+	for _, s := range tr.Steps {
+		if s.Kind != transcript.Action || (s.Name != "maxline" && s.Name != "maxbinary") {
+			continue
+		}
+		v, err := strconv.Atoi(s.Text)
+		if err != nil {
+			return nil, fmt.Errorf("%s: @%s wants a number: %v", s.Pos, s.Name, err)
+		}
+		if s.Name == "maxline" {
+			opts = append(opts, WithMaxLine(v))
+		} else {
+			opts = append(opts, WithMaxBinary(v))
+		}
+	}
+	return opts, nil
+}
+
+// harness is the host side of a replay: the channel and what the
+// transcript's actions set up. Its fields are used only by the player's
+// hooks, on the test goroutine; parsed and log are also written by the
+// channel's goroutines.
+type harness struct {
+	c        *Channel
+	log      *eventLog
+	parsed   atomic.Int64
+	progress chan struct{}
+	written  int64
+
+	waiters  map[string]*Waiter
+	claims   []CommandOption
+	payload  []byte      // the next command's payload, from @payload
+	inflight chan string // the formatted outcome of the command in flight
+	stopped  bool
+}
+
+func (h *harness) action(ctx context.Context, s transcript.Step) error {
+	switch s.Name {
+	case "maxline", "maxbinary":
+		// Applied when the channel was made.
+	case "handle":
+		h.c.Handle(s.Text, func(u URC) { h.log.add("urc %q", u.Line) })
+	case "binary":
+		h.c.HandleBinary(s.Text, CCHRecvLength, func(u URC) {
+			h.log.add("urc %q payload %d %q", u.Line, len(u.Payload), u.Payload)
+		})
+	case "expect":
+		name, prefix, ok := strings.Cut(s.Text, " ")
+		if !ok || prefix == "" {
+			return errors.New("want: @expect <name> <prefix>")
+		}
+		h.waiters[name] = h.c.Expect(Prefix(prefix))
+	case "claim":
+		h.claims = append(h.claims, WithResponsePrefix(s.Text))
+	case "payload":
+		p, err := strconv.Unquote(s.Text)
+		if err != nil {
+			return fmt.Errorf("@payload wants a Go-quoted string: %v", err)
+		}
+		h.payload = []byte(p)
+	case "result":
+		if h.inflight == nil {
+			return errors.New("no command in flight")
+		}
+		select {
+		case r := <-h.inflight:
+			h.log.add("%s", r)
+		case <-ctx.Done():
+			return fmt.Errorf("command did not return: %w", ctx.Err())
+		}
+		h.inflight = nil
+	case "wait":
+		w := h.waiters[s.Text]
+		if w == nil {
+			return fmt.Errorf("no waiter named %q", s.Text)
+		}
+		line, err := w.Wait(ctx)
+		if err != nil {
+			h.log.add("waiter %s error %q", s.Text, err)
+		} else {
+			h.log.add("waiter %s %q", s.Text, line)
+		}
+	case "stopped":
+		select {
+		case <-h.c.Done():
+		case <-ctx.Done():
+			return errors.New("channel did not stop after the modem closed the line")
+		}
+		_ = h.c.Close() // waits for the dispatcher to drain
+		h.stopped = true
+		h.log.add("stopped err=%q", fmt.Sprint(h.c.Err()))
+	default:
+		return fmt.Errorf("unknown action @%s", s.Name)
+	}
+	return nil
+}
+
+// before starts the command a "> " step shows, so that the host sends it.
+func (h *harness) before(ctx context.Context, s transcript.Step) error {
+	if s.Kind != transcript.HostLine {
+		return nil
+	}
+	if h.inflight != nil {
+		return errors.New("a command is still in flight (missing @result)")
+	}
+	ch := make(chan string, 1)
+	h.inflight = ch
+	cmd, payload, opts := s.Text, h.payload, h.claims
+	h.payload, h.claims = nil, nil
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), failAfter)
+		defer cancel()
+		var resp *Response
+		var err error
+		if payload != nil {
+			resp, err = h.c.CommandPayload(ctx, cmd, payload, opts...)
+		} else {
+			resp, err = h.c.Command(ctx, cmd, opts...)
+		}
+		ch <- formatResult(cmd, resp, err)
+	}()
+	return nil
+}
+
+// after waits, after each modem step, until the channel has parsed every
+// byte written so far and run the handlers they triggered.
+func (h *harness) after(ctx context.Context, s transcript.Step) error {
+	if s.Side() != transcript.Modem {
+		return nil
+	}
+	h.written += int64(len(s.Bytes) * s.Repeat)
+	for h.parsed.Load() < h.written {
+		select {
+		case <-h.progress:
+		case <-h.c.Done():
+			if h.parsed.Load() < h.written {
+				return fmt.Errorf("channel stopped with %d of %d bytes parsed", h.parsed.Load(), h.written)
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("channel parsed %d of %d bytes", h.parsed.Load(), h.written)
+		}
+	}
+	h.c.flushDispatch()
+	return nil
 }
 
 // formatResult renders a command's outcome in the stable form of

@@ -207,10 +207,15 @@ func cmdCGDCONT(m *Modem, c atCommand, r *reply) string {
 		}
 		return ""
 	case formSet:
-	default:
-		return "ERROR"
+		return m.setPDPContext(c.args)
 	}
-	args, err := parseArgs(c.args)
+	return "ERROR"
+}
+
+// setPDPContext runs AT+CGDCONT=<args>. A redefined context keeps what
+// AT+CGACT last asked of it; a bad parameter changes nothing.
+func (m *Modem) setPDPContext(argText string) string {
+	args, err := parseArgs(argText)
 	if err != nil || len(args) > 8 {
 		return m.cme(cmeBadParam)
 	}
@@ -222,14 +227,26 @@ func cmdCGDCONT(m *Modem, c atCommand, r *reply) string {
 		delete(m.st.pdp, cid)
 		return ""
 	}
-	p := &pdpContext{typ: "IP", wantActive: false}
+	p, ok := parsePDPContext(args)
+	if !ok {
+		return m.cme(cmeBadParam)
+	}
 	if old, ok := m.st.pdp[cid]; ok {
 		p.wantActive = old.wantActive
 	}
+	m.st.pdp[cid] = p
+	return ""
+}
+
+// parsePDPContext reads the parameters of AT+CGDCONT after <cid> (args[0]),
+// filling in the module's defaults for those left out. It reports false
+// when one is out of range.
+func parsePDPContext(args []atArg) (*pdpContext, bool) {
+	p := &pdpContext{typ: "IP"}
 	if args[1].present {
 		t, ok := quotedString(args[1], 1, 10)
 		if !ok {
-			return m.cme(cmeBadParam)
+			return nil, false
 		}
 		t = strings.ToUpper(t)
 		found := false
@@ -237,14 +254,14 @@ func cmdCGDCONT(m *Modem, c atCommand, r *reply) string {
 			found = found || k == t
 		}
 		if !found {
-			return m.cme(cmeBadParam)
+			return nil, false
 		}
 		p.typ = t
 	}
 	if len(args) > 2 && args[2].present {
 		apn, ok := quotedString(args[2], 0, 99)
 		if !ok {
-			return m.cme(cmeBadParam)
+			return nil, false
 		}
 		p.apn = apn
 	}
@@ -255,7 +272,7 @@ func cmdCGDCONT(m *Modem, c atCommand, r *reply) string {
 	if len(args) > 3 && args[3].present {
 		a, ok := quotedString(args[3], 0, 63)
 		if !ok {
-			return m.cme(cmeBadParam)
+			return nil, false
 		}
 		if a != "" {
 			p.addr = a
@@ -269,13 +286,12 @@ func cmdCGDCONT(m *Modem, c atCommand, r *reply) string {
 		if len(args) > 4+i && args[4+i].present {
 			v, ok := intIn(args[4+i], 0, rg.hi)
 			if !ok {
-				return m.cme(cmeBadParam)
+				return nil, false
 			}
 			*rg.dst = v
 		}
 	}
-	m.st.pdp[cid] = p
-	return ""
+	return p, true
 }
 
 // cmdCGACT activates or deactivates PDP contexts: AT+CGACT=<state>[,<cid>

@@ -9,9 +9,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/cellgate/cellgate/internal/testutil"
 )
 
 // pattern is a recognisable byte stream: position i holds byte i%251.
@@ -256,7 +257,7 @@ func TestTemporaryStateDirAndLinkAreRemovedOnClose(t *testing.T) {
 }
 
 func TestTraceRecordsBothDirectionsWithoutSecrets(t *testing.T) {
-	var trace syncBuffer
+	var trace testutil.SyncBuffer
 	_, h := newHostModem(t, Config{Trace: &trace})
 	h.download("key.pem", []byte("-----BEGIN PRIVATE KEY-----TOPSECRET"))
 	h.ok(`AT+CSSLCFG="keypwd",0,"hunter2"`)
@@ -297,22 +298,4 @@ func TestStartRejectsBadSettings(t *testing.T) {
 			t.Errorf("Start(%+v) error = %v, want %q", tc.cfg, err, tc.want)
 		}
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the modem's concurrent writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -1,7 +1,7 @@
 package modemsim
 
 import (
-	"bufio"
+	"context"
 	"flag"
 	"fmt"
 	"io"
@@ -10,29 +10,38 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"go.bug.st/serial"
+
+	"github.com/cellgate/cellgate/internal/testutil"
+	"github.com/cellgate/cellgate/sdk/atkit/transcript"
 )
 
-var update = flag.Bool("update", false, "rewrite the golden transcripts under testdata/golden")
+var update = flag.Bool("update", false, "re-record the modem's steps of the golden transcripts under testdata/golden")
 
-// TestGolden runs every case folder under testdata/golden. A case is a
-// script.txt of host actions and a transcript.txt of the exact bytes each
-// way, step by step:
+// TestGolden plays every case folder under testdata/golden. A case is one
+// transcript.txt in the transcript format of sdk/atkit/transcript: the
+// exact bytes each way, which the test plays from the host's side
+// (transcript.Player.PlayHost) over go.bug.st/serial on the modem's pty.
+// Two actions, before the first wire step, configure the modem:
 //
-//	model sim7800          personality (default sim7600)
-//	simbusy 1h             Config.SIMBusy
-//	send AT+CMEE=2         write the line and <CR>, read up to the final result or prompt
-//	payload "hello"        write Go-quoted bytes, read up to the final result
-//	wait +CCHSTART: 0      read up to that line
-//	waitdata 0             read up to the next data frame of session 0
+//	@model sim7800     personality (default sim7600)
+//	@simbusy 1h        Config.SIMBusy
 //
 // ${ECHO} is a loopback TCP echo server, ${SINK} one that swallows what it
 // gets, ${CLOSED} a port nobody listens on; transcripts show the names,
 // not the numbers. The RTC is frozen so AT+CCLK answers are stable.
-// go test -run TestGolden -update rewrites the transcripts.
+//
+// go test -run TestGolden -update re-records the modem's steps: after each
+// host step, the modem's answer up to its final result or prompt, and on
+// to the last line or data frame the transcript shows for that answer (a
+// URC such as +CCHSTART: 0 the case waits for). To add a case, write the
+// host steps and the URC lines to wait for (a "<data" step with any
+// non-empty payload waits for a frame of that session), then run -update
+// and read the result.
 func TestGolden(t *testing.T) {
 	dirs, err := filepath.Glob(filepath.Join("testdata", "golden", "*"))
 	if err != nil || len(dirs) == 0 {
@@ -43,136 +52,163 @@ func TestGolden(t *testing.T) {
 	}
 }
 
+// cchDataHeader is the header of a counted receive frame, for re-recording.
+var cchDataHeader = regexp.MustCompile(`^\+CCHRECV: ?DATA, ?\d+, ?(?P<len>\d+)$`)
+
 func runGoldenCase(t *testing.T, dir string) {
-	script, err := os.ReadFile(filepath.Join(dir, "script.txt"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	vars := map[string]string{
 		"ECHO":   strconv.Itoa(tcpServer(t, true)),
 		"SINK":   strconv.Itoa(tcpServer(t, false)),
-		"CLOSED": strconv.Itoa(freePort(t)),
+		"CLOSED": strconv.Itoa(testutil.FreePort(t)),
 	}
-	subst := func(s string) string {
-		for k, v := range vars {
-			s = strings.ReplaceAll(s, "${"+k+"}", v)
-		}
-		return s
+	path := filepath.Join(dir, "transcript.txt")
+	tr, err := transcript.ParseFile(path, vars)
+	if err != nil {
+		t.Fatal(err)
 	}
-	// Whole numbers only: a port's digits may well occur inside the IMEI.
-	unsubst := func(s string) string {
-		for k, v := range vars {
-			s = regexp.MustCompile(`\b`+v+`\b`).ReplaceAllLiteralString(s, "${"+k+"}")
-		}
-		return s
-	}
-
 	cfg := Config{Model: "sim7600", Clock: func() time.Time { return time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC) }}
-	var steps [][2]string
-	sc := bufio.NewScanner(strings.NewReader(string(script)))
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
+	for _, s := range tr.Steps {
+		if s.Side() != 0 {
+			break
+		}
+		if s.Kind != transcript.Action {
 			continue
 		}
-		verb, arg, _ := strings.Cut(line, " ")
-		switch verb {
+		switch s.Name {
 		case "model":
-			cfg.Model = arg
+			cfg.Model = s.Text
 		case "simbusy":
-			d, err := time.ParseDuration(arg)
-			if err != nil {
-				t.Fatalf("script: %v", err)
+			if cfg.SIMBusy, err = time.ParseDuration(s.Text); err != nil {
+				t.Fatalf("%s: @simbusy: %v", s.Pos, err)
 			}
-			cfg.SIMBusy = d
-		default:
-			steps = append(steps, [2]string{verb, arg})
 		}
 	}
 	m := startModem(t, cfg)
-	h := openHost(t, m.Path(), 115200)
-
-	var out strings.Builder
-	last := 0
-	record := func(sent []byte, ev hostEvent) {
-		if sent != nil {
-			fmt.Fprintf(&out, "> %s\n", strconv.Quote(unsubst(string(sent))))
-		}
-		got := h.rawFrom(last)[:ev.end-last]
-		last = ev.end
-		fmt.Fprintf(&out, "< %s\n", strconv.Quote(unsubst(string(got))))
-	}
-	untilFinal := func(what string) hostEvent {
-		return h.next(what, func(e hostEvent) bool {
-			return e.kind == evPrompt || (e.kind == evLine && isFinal(e.text))
-		})
-	}
-	for _, st := range steps {
-		verb, arg := st[0], subst(st[1])
-		switch verb {
-		case "send":
-			b := []byte(arg + "\r")
-			h.write(b)
-			record(b, untilFinal(arg))
-		case "payload":
-			s, err := strconv.Unquote(arg)
-			if err != nil {
-				t.Fatalf("script: payload %s: %v", arg, err)
-			}
-			h.write([]byte(s))
-			record([]byte(s), untilFinal("payload"))
-		case "wait":
-			record(nil, h.next(strconv.Quote(arg), func(e hostEvent) bool { return e.kind == evLine && e.text == arg }))
-		case "waitdata":
-			id, _ := strconv.Atoi(arg)
-			record(nil, h.next("data frame", func(e hostEvent) bool { return e.kind == evData && e.session == id }))
-		default:
-			t.Fatalf("script: unknown step %q", verb)
-		}
-		// Consume what the step waited for so the next step starts clean.
-		h.mu.Lock()
-		var keep []hostEvent
-		for _, e := range h.events {
-			if e.end > last {
-				keep = append(keep, e)
-			}
-		}
-		h.events = keep
-		h.mu.Unlock()
-	}
-
-	path := filepath.Join(dir, "transcript.txt")
 	if *update {
-		if err := os.WriteFile(path, []byte(out.String()), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		rerecord(t, m, tr, path, vars)
 		return
 	}
-	want, err := os.ReadFile(path)
+
+	port, err := serial.Open(m.Path(), &serial.Mode{BaudRate: 115200})
 	if err != nil {
-		t.Fatalf("%v (run go test -run TestGolden -update to create it)", err)
+		t.Fatalf("open %s with go.bug.st/serial: %v", m.Path(), err)
 	}
-	if got := out.String(); got != string(want) {
-		t.Errorf("transcript differs from %s:\n%s", path, lineDiff(string(want), got))
+	t.Cleanup(func() { port.Close() })
+	ctx, cancel := context.WithTimeout(t.Context(), 3*waitTimeout)
+	defer cancel()
+	wired := false
+	p := transcript.Player{
+		Before: func(context.Context, transcript.Step) error { wired = true; return nil },
+		Action: func(_ context.Context, s transcript.Step) error {
+			switch {
+			case wired:
+				return fmt.Errorf("@%s after the first wire step: the modem is already running", s.Name)
+			case s.Name == "model" || s.Name == "simbusy":
+				return nil // applied when the modem was started
+			}
+			return fmt.Errorf("unknown action @%s (want @model or @simbusy)", s.Name)
+		},
+	}
+	if err := p.PlayHost(ctx, port, tr); err != nil {
+		t.Fatalf("%v\n(if the modem's new answer is right, run go test -run TestGolden -update)", err)
 	}
 }
 
-// lineDiff shows the first differing lines of two transcripts.
-func lineDiff(want, got string) string {
-	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
-	for i := 0; i < max(len(w), len(g)); i++ {
-		var wl, gl string
-		if i < len(w) {
-			wl = w[i]
+// rerecord plays the host steps of tr against m and rewrites path with the
+// modem's steps as they are now answered (see TestGolden).
+func rerecord(t *testing.T, m *Modem, tr *transcript.Transcript, path string, vars map[string]string) {
+	h := openHost(t, m.Path(), 115200)
+	// Whole numbers only: a port's digits may well occur inside the IMEI.
+	unsubst := func(b []byte) []byte {
+		s := string(b)
+		for k, v := range vars {
+			s = regexp.MustCompile(`\b`+v+`\b`).ReplaceAllLiteralString(s, "${"+k+"}")
 		}
-		if i < len(g) {
-			gl = g[i]
+		return []byte(s)
+	}
+	var out []transcript.Step
+	last := 0
+	// record reads the answer that the run of modem steps at steps[i:]
+	// stood for, and returns the index after the run.
+	record := func(steps []transcript.Step, i int, afterHost bool) int {
+		j := i
+		for j < len(steps) && steps[j].Side() == transcript.Modem {
+			j++
 		}
-		if wl != gl {
-			return fmt.Sprintf("line %d:\n  want %s\n  got  %s", i+1, wl, gl)
+		got := h.answer(&last, steps[i:j], afterHost)
+		out = append(out, transcript.Split(transcript.Modem, unsubst(got), cchDataHeader)...)
+		return j
+	}
+	for i := 0; i < len(tr.Steps); {
+		switch s := tr.Steps[i]; s.Side() {
+		case transcript.Host:
+			for range s.Repeat {
+				h.write(s.Bytes)
+			}
+			sent := transcript.Split(transcript.Host, unsubst(s.Bytes), nil)
+			sent[0].Repeat = s.Repeat
+			out = append(out, sent...)
+			i = record(tr.Steps, i+1, true)
+		case transcript.Modem:
+			i = record(tr.Steps, i, false)
+		default:
+			out = append(out, s)
+			i++
 		}
 	}
-	return "(identical lines)"
+	if err := os.WriteFile(path, []byte((&transcript.Transcript{Steps: out}).String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// answer reads the modem's answer that the run of modem steps old stood
+// for and returns its bytes: up to the final result or prompt when it
+// answers a host step, then on to the last line or data frame old shows.
+func (h *host) answer(last *int, old []transcript.Step, afterHost bool) []byte {
+	h.t.Helper()
+	var shown host
+	for _, s := range old {
+		for range s.Repeat {
+			for _, b := range s.Bytes {
+				shown.feed(b)
+			}
+		}
+	}
+	start := *last
+	take := func(ev hostEvent) { *last = max(*last, ev.end) }
+	if afterHost {
+		take(h.next("final result or prompt", func(e hostEvent) bool {
+			return e.kind == evPrompt || (e.kind == evLine && isFinal(e.text))
+		}))
+	}
+	if n := len(shown.events); n > 0 && !(afterHost && endsAnswer(shown.events)) {
+		want := shown.events[n-1]
+		take(h.next(want.String(), func(e hostEvent) bool {
+			return e.kind == want.kind && e.text == want.text && (e.kind != evData || e.session == want.session)
+		}))
+	}
+	// Forget what the answer consumed so the next one starts clean.
+	h.mu.Lock()
+	var keep []hostEvent
+	for _, e := range h.events {
+		if e.end > *last {
+			keep = append(keep, e)
+		}
+	}
+	h.events = keep
+	h.mu.Unlock()
+	return h.rawFrom(start)[:*last-start]
+}
+
+// endsAnswer says whether the first final result or prompt in events is its
+// last event.
+func endsAnswer(events []hostEvent) bool {
+	for i, e := range events {
+		if e.kind == evPrompt || (e.kind == evLine && isFinal(e.text)) {
+			return i == len(events)-1
+		}
+	}
+	return false
 }
 
 // tcpServer runs a loopback TCP server that echoes (or swallows) bytes,
@@ -183,12 +219,26 @@ func tcpServer(t testing.TB, echo bool) int {
 	if err != nil {
 		t.Fatal(err)
 	}
+	serveConns(t, l, func(c net.Conn) {
+		if echo {
+			io.Copy(c, c)
+		} else {
+			io.Copy(io.Discard, c)
+		}
+	})
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// serveConns is the accept loop of the tests' loopback servers: it runs
+// handle on each connection l accepts, in a goroutine of its own, until
+// the test ends; then it closes l and every connection and waits for the
+// handlers.
+func serveConns(t testing.TB, l net.Listener, handle func(net.Conn)) {
+	t.Helper()
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var conns []net.Conn
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	wg.Go(func() {
 		for {
 			c, err := l.Accept()
 			if err != nil {
@@ -197,18 +247,12 @@ func tcpServer(t testing.TB, echo bool) int {
 			mu.Lock()
 			conns = append(conns, c)
 			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
+			wg.Go(func() {
 				defer c.Close()
-				if echo {
-					io.Copy(c, c)
-				} else {
-					io.Copy(io.Discard, c)
-				}
-			}()
+				handle(c)
+			})
 		}
-	}()
+	})
 	t.Cleanup(func() {
 		l.Close()
 		mu.Lock()
@@ -218,5 +262,4 @@ func tcpServer(t testing.TB, echo bool) int {
 		mu.Unlock()
 		wg.Wait()
 	})
-	return l.Addr().(*net.TCPAddr).Port
 }

@@ -196,6 +196,34 @@ func Start(cfg Config) (*Modem, error) {
 	if err := validateConfig(&cfg); err != nil {
 		return nil, err
 	}
+	m := newModem(cfg, prof)
+	if err := m.makeStateDir(); err != nil {
+		return nil, err
+	}
+	if err := m.openEndpoints(); err != nil {
+		m.undoStart()
+		return nil, err
+	}
+
+	m.sessions = make([]*session, 2)
+	for i := range m.sessions {
+		m.sessions[i] = newSession(i)
+	}
+	m.st = defaultState(m.clock())
+	m.st.pdp = defaultPDP()
+	m.boot(cfg.AnnounceBoot)
+
+	if m.clientEv, err = m.pty.watchClients(); err != nil {
+		m.log.Warn("cannot watch the pty for clients; a client killed while holding TIOCEXCL leaves the port busy for non-root users", "modem", m.path, "err", err)
+	}
+	m.startLoops()
+	m.log.Info("modem started", "modem", m.path, "model", cfg.Model, "pty", m.pty.slavePath, "state_dir", m.stateDir)
+	return m, nil
+}
+
+// newModem returns the module for a validated cfg with the model's and the
+// package's defaults filled in. It creates nothing outside the process.
+func newModem(cfg Config, prof profile) *Modem {
 	m := &Modem{
 		cfg:       cfg,
 		prof:      prof,
@@ -226,70 +254,76 @@ func Start(cfg Config) (*Modem, error) {
 	if m.clock == nil {
 		m.clock = time.Now
 	}
-	cleanup := func() {
-		if m.control != nil {
-			m.control.close()
-		}
-		if m.linkMade {
-			os.Remove(m.cfg.Link)
-		}
-		if m.pty != nil {
-			m.pty.closeMaster()
-			m.pty.closeSlave()
-		}
-		if m.tempDir {
-			os.RemoveAll(m.stateDir)
-		}
-	}
-	if cfg.StateDir == "" {
+	return m
+}
+
+// makeStateDir creates the certificate store's directory: Config.StateDir,
+// or a temporary one that Close removes.
+func (m *Modem) makeStateDir() error {
+	if m.cfg.StateDir == "" {
 		dir, err := os.MkdirTemp("", "modemsim-state-")
 		if err != nil {
-			return nil, fmt.Errorf("modemsim: create temporary state directory: %w", err)
+			return fmt.Errorf("modemsim: create temporary state directory: %w", err)
 		}
 		m.stateDir, m.tempDir = dir, true
 	} else {
-		if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
-			return nil, fmt.Errorf("modemsim: create state directory %s: %w", cfg.StateDir, err)
+		if err := os.MkdirAll(m.cfg.StateDir, 0o700); err != nil {
+			return fmt.Errorf("modemsim: create state directory %s: %w", m.cfg.StateDir, err)
 		}
-		m.stateDir = cfg.StateDir
+		m.stateDir = m.cfg.StateDir
 	}
 	m.store = &certStore{dir: m.stateDir}
+	return nil
+}
+
+// openEndpoints opens what clients reach the module by: the pty, its link
+// and the control socket. On failure the caller cleans up with undoStart.
+func (m *Modem) openEndpoints() error {
+	var err error
 	if m.pty, err = openPTY(); err != nil {
-		cleanup()
-		return nil, fmt.Errorf("modemsim: %w", err)
+		return fmt.Errorf("modemsim: %w", err)
 	}
 	m.path = m.pty.slavePath
-	if cfg.Link != "" {
-		if err := makeLink(m.pty.slavePath, cfg.Link); err != nil {
-			cleanup()
-			return nil, err
+	if m.cfg.Link != "" {
+		if err := makeLink(m.pty.slavePath, m.cfg.Link); err != nil {
+			return err
 		}
 		m.linkMade = true
-		m.path = cfg.Link
+		m.path = m.cfg.Link
 	}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
-	if cfg.ControlSocket != "" {
-		cs, err := listenControl(m, cfg.ControlSocket)
+	if m.cfg.ControlSocket != "" {
+		cs, err := listenControl(m, m.cfg.ControlSocket)
 		if err != nil {
 			m.cancel()
-			cleanup()
-			return nil, err
+			return err
 		}
 		m.control = cs
 	}
+	return nil
+}
 
-	m.sessions = make([]*session, 2)
-	for i := range m.sessions {
-		m.sessions[i] = newSession(i)
+// undoStart removes what a Start that failed before any goroutine ran had
+// created: the control socket, the link, the pty and a temporary state
+// directory.
+func (m *Modem) undoStart() {
+	if m.control != nil {
+		m.control.close()
 	}
-	m.st = defaultState(m.clock())
-	m.st.pdp = defaultPDP()
-	m.boot(cfg.AnnounceBoot)
-
-	if m.clientEv, err = m.pty.watchClients(); err != nil {
-		m.log.Warn("cannot watch the pty for clients; a client killed while holding TIOCEXCL leaves the port busy for non-root users", "modem", m.path, "err", err)
+	if m.linkMade {
+		os.Remove(m.cfg.Link)
 	}
+	if m.pty != nil {
+		m.pty.closeMaster()
+		m.pty.closeSlave()
+	}
+	if m.tempDir {
+		os.RemoveAll(m.stateDir)
+	}
+}
 
+// startLoops starts the module's goroutines; Close waits for them.
+func (m *Modem) startLoops() {
 	m.wg.Add(3)
 	go m.readLoop()
 	go m.writeLoop()
@@ -302,8 +336,6 @@ func Start(cfg Config) (*Modem, error) {
 		m.wg.Add(1)
 		go m.control.serve(&m.wg)
 	}
-	m.log.Info("modem started", "modem", m.path, "model", cfg.Model, "pty", m.pty.slavePath, "state_dir", m.stateDir)
-	return m, nil
 }
 
 func validateConfig(cfg *Config) error {

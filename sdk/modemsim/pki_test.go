@@ -2,163 +2,66 @@ package modemsim
 
 import (
 	"bufio"
-	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/cellgate/cellgate/internal/devpki"
+	"github.com/cellgate/cellgate/internal/testutil"
 )
 
-// testCA is a P-521 ECDSA certificate authority made for one test; P-521
-// because the seed's server runs with -named_curve secp521r1.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
-}
-
-var (
-	certSerialMu sync.Mutex
-	certSerial   int64 = 1
-)
-
-func nextSerial() *big.Int {
-	certSerialMu.Lock()
-	defer certSerialMu.Unlock()
-	certSerial++
-	return big.NewInt(certSerial)
-}
-
-func newTestCA(t testing.TB, name string) *testCA {
+// newTestCA returns a development CA (internal/devpki) made for one test,
+// with P-521 keys because the seed's server runs with -named_curve
+// secp521r1. devpki is no driver code: the emulator's independence from
+// sdk/at and plugins/ is untouched.
+func newTestCA(t testing.TB, name string) *devpki.CA {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P521(), rand.Reader)
+	ca, err := devpki.NewCA(devpki.P521, name)
 	if err != nil {
-		t.Fatalf("generate CA key: %v", err)
+		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          nextSerial(),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatalf("create CA certificate: %v", err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+	return ca
 }
 
-// leafOpts shapes an issued certificate.
-type leafOpts struct {
-	server    bool
-	dnsNames  []string
-	ips       []net.IP
-	notBefore time.Time
-	notAfter  time.Time
-}
-
-// issue returns a certificate and its PKCS#8 key, both PEM.
-func (ca *testCA) issue(t testing.TB, cn string, o leafOpts) (certPEM, keyPEM []byte) {
+// issue returns a certificate from ca as l describes, and its key.
+func issue(t testing.TB, ca *devpki.CA, l devpki.Leaf) devpki.Identity {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P521(), rand.Reader)
+	id, err := ca.Issue(l)
 	if err != nil {
-		t.Fatalf("generate key: %v", err)
+		t.Fatal(err)
 	}
-	if o.notBefore.IsZero() {
-		o.notBefore = time.Now().Add(-time.Hour)
-	}
-	if o.notAfter.IsZero() {
-		o.notAfter = time.Now().Add(24 * time.Hour)
-	}
-	eku := x509.ExtKeyUsageClientAuth
-	if o.server {
-		eku = x509.ExtKeyUsageServerAuth
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: nextSerial(),
-		Subject:      pkix.Name{CommonName: cn},
-		NotBefore:    o.notBefore,
-		NotAfter:     o.notAfter,
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{eku},
-		DNSNames:     o.dnsNames,
-		IPAddresses:  o.ips,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatalf("issue certificate %s: %v", cn, err)
-	}
-	p8, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatalf("marshal key: %v", err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: p8})
-}
-
-// serverCert issues a server certificate for 127.0.0.1 and localhost.
-func (ca *testCA) serverCert(t testing.TB) (certPEM, keyPEM []byte) {
-	return ca.issue(t, "127.0.0.1", leafOpts{server: true, dnsNames: []string{"localhost"}, ips: []net.IP{net.IPv4(127, 0, 0, 1)}})
+	return id
 }
 
 // sServer is a running `openssl s_server`.
 type sServer struct {
 	port   int
-	stderr *bytes.Buffer
-	mu     *sync.Mutex
+	stderr *testutil.SyncBuffer
 }
 
-func (s *sServer) log() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.stderr.String()
-}
-
-// lockedWriter serialises writes from exec's copying goroutine.
-type lockedWriter struct {
-	mu *sync.Mutex
-	b  *bytes.Buffer
-}
-
-func (w lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
+func (s *sServer) log() string { return s.stderr.String() }
 
 // startSServer runs `openssl s_server` with the seed's options on a free
 // loopback port, with clientCA as -CAfile, and waits until it listens
 // ("ACCEPT" on its stdout). It is killed by PID and reaped at cleanup.
-func startSServer(t testing.TB, clientCA []byte, certPEM, keyPEM []byte, extra ...string) *sServer {
+func startSServer(t testing.TB, clientCA []byte, server devpki.Identity, extra ...string) *sServer {
 	t.Helper()
 	openssl, err := exec.LookPath("openssl")
 	if err != nil {
 		t.Fatalf("openssl is required (make deps installs it): %v", err)
 	}
 	dir := t.TempDir()
-	for name, b := range map[string][]byte{"ca.pem": clientCA, "server.pem": certPEM, "server.key": keyPEM} {
+	for name, b := range map[string][]byte{"ca.pem": clientCA, "server.pem": server.CertPEM, "server.key": server.KeyPEM} {
 		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for attempt := 0; ; attempt++ {
-		port := freePort(t)
+		port := testutil.FreePort(t)
 		args := append([]string{"s_server", "-accept", "127.0.0.1:" + strconv.Itoa(port),
 			"-tls1_2", "-Verify", "10", "-verify_return_error", "-named_curve", "secp521r1",
 			"-CAfile", filepath.Join(dir, "ca.pem"), "-cert", filepath.Join(dir, "server.pem"),
@@ -168,8 +71,8 @@ func startSServer(t testing.TB, clientCA []byte, certPEM, keyPEM []byte, extra .
 		if err != nil {
 			t.Fatal(err)
 		}
-		srv := &sServer{port: port, stderr: &bytes.Buffer{}, mu: &sync.Mutex{}}
-		cmd.Stderr = lockedWriter{srv.mu, srv.stderr}
+		srv := &sServer{port: port, stderr: &testutil.SyncBuffer{}}
+		cmd.Stderr = srv.stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatalf("start openssl s_server: %v", err)
 		}
@@ -210,15 +113,4 @@ func startSServer(t testing.TB, clientCA []byte, certPEM, keyPEM []byte, extra .
 			t.Fatalf("openssl s_server did not start listening: %s", srv.log())
 		}
 	}
-}
-
-// freePort finds a loopback port nobody listens on right now.
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }

@@ -2,29 +2,23 @@ package modemsim
 
 import (
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cellgate/cellgate/internal/testutil"
 )
 
-// waitSlaveQueue polls the bytes waiting in the slave's input queue until
-// cond holds.
+// waitSlaveQueue waits until cond holds for the number of bytes waiting in
+// the slave's input queue.
 func waitSlaveQueue(t *testing.T, m *Modem, what string, cond func(int) bool) {
 	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for {
+	testutil.Eventually(t, waitTimeout, what, func() bool {
 		n, err := unix.IoctlGetInt(m.pty.slaveFD, unix.TIOCINQ)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if cond(n) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s (%d bytes queued)", what, n)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return cond(n)
+	})
 }
 
 // Output the last client never read is gone when the next client opens,
@@ -65,20 +59,13 @@ func TestExclusiveFlagClearedWhenClientDies(t *testing.T) {
 		t.Fatalf("TIOCGEXCL = %d, %v; want the flag set", v, err)
 	}
 	unix.Close(fd) // what the kernel does for a killed process
-	deadline := time.Now().Add(waitTimeout)
-	for {
+	testutil.Eventually(t, waitTimeout, "TIOCEXCL cleared after the client closed", func() bool {
 		v, err := unix.IoctlGetInt(m.pty.slaveFD, unix.TIOCGEXCL)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if v == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("TIOCEXCL still set after the client closed")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return v == 0
+	})
 	// And the port works for the next client.
 	h := openHost(t, m.Path(), 115200)
 	h.ok("ATE0")

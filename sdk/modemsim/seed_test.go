@@ -5,6 +5,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/cellgate/cellgate/internal/devpki"
 )
 
 // seedFiles is the certificate set of the seed document: ca.pem, cert.pem
@@ -44,14 +46,13 @@ func runSeedSetup(t *testing.T, h *host, f seedFiles, port int) string {
 // requires a client certificate, and checks that data crosses both ways.
 func TestSeedSequenceMutualTLSAgainstOpenSSL(t *testing.T) {
 	ca := newTestCA(t, "seed CA")
-	srvCert, srvKey := ca.serverCert(t)
-	cliCert, cliKey := ca.issue(t, "gateway-0001", leafOpts{})
-	srv := startSServer(t, ca.pem, srvCert, srvKey, "-rev")
+	cli := issue(t, ca, devpki.Leaf{CommonName: "gateway-0001"})
+	srv := startSServer(t, ca.CertPEM, issue(t, ca, devpki.Leaf{CommonName: "127.0.0.1"}), "-rev")
 
 	m := startModem(t, Config{})
 	h := openHost(t, m.Path(), 115200) // echo stays on, as in the seed log
 
-	if got := runSeedSetup(t, h, seedFiles{ca.pem, cliCert, cliKey}, srv.port); got != "+CCHOPEN: 0,0" {
+	if got := runSeedSetup(t, h, seedFiles{ca.CertPEM, cli.CertPEM, cli.KeyPEM}, srv.port); got != "+CCHOPEN: 0,0" {
 		t.Fatalf("open: got %q, want +CCHOPEN: 0,0; s_server said: %s", got, srv.log())
 	}
 
@@ -92,7 +93,7 @@ func TestSeedSequenceMutualTLSAgainstOpenSSL(t *testing.T) {
 	if c.Commands["AT+CCHSEND"] != 3 || c.Commands["AT+CCERTDOWN"] != 3 || c.Commands["AT+CSSLCFG"] != 5 {
 		t.Errorf("command counters %v", c.Commands)
 	}
-	if c.SerialHostToModemBytes < sent+int64(len(ca.pem)+len(cliCert)+len(cliKey)) || c.SerialModemToHostBytes < sent {
+	if c.SerialHostToModemBytes < sent+int64(len(ca.CertPEM)+len(cli.CertPEM)+len(cli.KeyPEM)) || c.SerialModemToHostBytes < sent {
 		t.Errorf("serial counters in=%d out=%d too small", c.SerialHostToModemBytes, c.SerialModemToHostBytes)
 	}
 }
@@ -112,12 +113,11 @@ func reverseLine(b []byte) []byte {
 func TestSeedSequenceUntrustedClientCertificateFailsHandshake(t *testing.T) {
 	ca := newTestCA(t, "seed CA")
 	rogue := newTestCA(t, "rogue CA")
-	srvCert, srvKey := ca.serverCert(t)
-	cliCert, cliKey := rogue.issue(t, "gateway-0001", leafOpts{})
-	srv := startSServer(t, ca.pem, srvCert, srvKey, "-rev")
+	cli := issue(t, rogue, devpki.Leaf{CommonName: "gateway-0001"})
+	srv := startSServer(t, ca.CertPEM, issue(t, ca, devpki.Leaf{CommonName: "127.0.0.1"}), "-rev")
 
 	_, h := newHostModem(t, Config{})
-	if got := runSeedSetup(t, h, seedFiles{ca.pem, cliCert, cliKey}, srv.port); got != "+CCHOPEN: 0,15" {
+	if got := runSeedSetup(t, h, seedFiles{ca.CertPEM, cli.CertPEM, cli.KeyPEM}, srv.port); got != "+CCHOPEN: 0,15" {
 		t.Fatalf("open with an untrusted client certificate: got %q, want +CCHOPEN: 0,15", got)
 	}
 	// A failed open leaves the session closed and its CCHSSLCFG cleared.
@@ -134,12 +134,11 @@ func TestSeedSequenceUntrustedClientCertificateFailsHandshake(t *testing.T) {
 func TestSeedSequenceUntrustedServerCertificateFailsHandshake(t *testing.T) {
 	ca := newTestCA(t, "seed CA")
 	other := newTestCA(t, "other CA")
-	srvCert, srvKey := other.serverCert(t)
-	cliCert, cliKey := ca.issue(t, "gateway-0001", leafOpts{})
-	srv := startSServer(t, ca.pem, srvCert, srvKey, "-rev")
+	cli := issue(t, ca, devpki.Leaf{CommonName: "gateway-0001"})
+	srv := startSServer(t, ca.CertPEM, issue(t, other, devpki.Leaf{CommonName: "127.0.0.1"}), "-rev")
 
 	_, h := newHostModem(t, Config{})
-	if got := runSeedSetup(t, h, seedFiles{ca.pem, cliCert, cliKey}, srv.port); got != "+CCHOPEN: 0,15" {
+	if got := runSeedSetup(t, h, seedFiles{ca.CertPEM, cli.CertPEM, cli.KeyPEM}, srv.port); got != "+CCHOPEN: 0,15" {
 		t.Fatalf("open against an untrusted server: got %q, want +CCHOPEN: 0,15", got)
 	}
 }

@@ -85,10 +85,15 @@ func cmdCSSLCFG(m *Modem, c atCommand, r *reply) string {
 		}
 		return ""
 	case formSet:
-	default:
-		return "ERROR"
+		return m.setCSSLCFG(c.args, r)
 	}
-	args, err := parseArgs(c.args)
+	return "ERROR"
+}
+
+// setCSSLCFG runs AT+CSSLCFG=<args>: <ctxindex> alone reads that context,
+// "<key>",<ctxindex>,<value> changes one of its settings.
+func (m *Modem) setCSSLCFG(argText string, r *reply) string {
+	args, err := parseArgs(argText)
 	if err != nil {
 		return "ERROR"
 	}
@@ -107,55 +112,59 @@ func cmdCSSLCFG(m *Modem, c atCommand, r *reply) string {
 	if !ok {
 		return "ERROR"
 	}
-	old := m.st.ssl[i]
-	ctx := &m.st.ssl[i]
-	v := args[2]
-	switch strings.ToLower(args[0].text) {
+	ctx, ok := m.st.ssl[i].withSetting(args[0].text, args[2])
+	if !ok {
+		return "ERROR"
+	}
+	m.st.ssl[i] = ctx
+	return ""
+}
+
+// withSetting returns c with its setting key (any case) set to v. It
+// reports false when the key is unknown or v is outside what AT+CSSLCFG=?
+// states; c itself is never changed, so a rejected value leaves the
+// context as it was.
+func (c sslContext) withSetting(key string, v atArg) (sslContext, bool) {
+	var ok bool
+	switch key = strings.ToLower(key); key {
 	case "sslversion":
-		ctx.version, ok = intIn(v, 0, 4)
+		c.version, ok = intIn(v, 0, 4)
 	case "authmode":
-		ctx.authMode, ok = intIn(v, 0, 3)
+		c.authMode, ok = intIn(v, 0, 3)
 	case "ignorelocaltime":
-		ctx.ignoreLocalTime, ok = oneOf(v, 0, 1)
+		c.ignoreLocalTime, ok = oneOf(v, 0, 1)
 	case "negotiatetime":
-		ctx.negotiateTime, ok = intIn(v, 10, 300)
+		c.negotiateTime, ok = intIn(v, 10, 300)
 	case "enablesni":
-		ctx.enableSNI, ok = oneOf(v, 0, 1)
+		c.enableSNI, ok = oneOf(v, 0, 1)
 	case "cacert", "clientcert", "clientkey":
 		var name string
 		name, ok = quotedString(v, certNameMin, certNameMax)
 		ok = ok && validCertName(name)
 		if ok {
-			switch strings.ToLower(args[0].text) {
+			switch key {
 			case "cacert":
-				ctx.caCert = name
+				c.caCert = name
 			case "clientcert":
-				ctx.clientCert = name
+				c.clientCert = name
 			default:
-				ctx.clientKey = name
+				c.clientKey = name
 			}
 		}
 	case "keypwd":
 		var pwd string
 		pwd, ok = quotedString(v, 0, 128)
 		if ok {
-			ctx.keyPwd = pwd
+			c.keyPwd = pwd
 		}
 	case "ciphersuites":
 		var cs int
 		cs, ok = parseCipherSelector(v)
 		if ok {
-			ctx.cipherSuites = cs
+			c.cipherSuites = cs
 		}
-	default:
-		return "ERROR"
 	}
-	if !ok {
-		// A rejected value leaves the context as it was.
-		m.st.ssl[i] = old
-		return "ERROR"
-	}
-	return ""
+	return c, ok
 }
 
 // parseCipherSelector accepts 0x002F/0XFFFF (any case of the hex digits)

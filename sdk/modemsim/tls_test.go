@@ -10,9 +10,10 @@ import (
 	"io"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/cellgate/cellgate/internal/devpki"
 )
 
 // goTLSServer is a crypto/tls server on loopback that reports each
@@ -29,54 +30,17 @@ func startGoTLSServer(t *testing.T, cfg *tls.Config) *goTLSServer {
 		t.Fatal(err)
 	}
 	s := &goTLSServer{port: l.Addr().(*net.TCPAddr).Port, states: make(chan tls.ConnectionState, 16)}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				tc := c.(*tls.Conn)
-				tc.SetDeadline(time.Now().Add(waitTimeout))
-				if err := tc.Handshake(); err != nil {
-					return
-				}
-				tc.SetDeadline(time.Time{})
-				s.states <- tc.ConnectionState()
-				io.Copy(tc, tc)
-			}()
+	serveConns(t, l, func(c net.Conn) {
+		tc := c.(*tls.Conn)
+		tc.SetDeadline(time.Now().Add(waitTimeout))
+		if err := tc.Handshake(); err != nil {
+			return
 		}
-	}()
-	t.Cleanup(func() {
-		l.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
+		tc.SetDeadline(time.Time{})
+		s.states <- tc.ConnectionState()
+		io.Copy(tc, tc)
 	})
 	return s
-}
-
-func keyPair(t *testing.T, certPEM, keyPEM []byte) tls.Certificate {
-	t.Helper()
-	c, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
 }
 
 // tlsEnv is a modem with the service started and helpers to configure
@@ -118,72 +82,106 @@ func (e *tlsEnv) open(host string, port int) string {
 }
 
 func TestTLSVersionsAuthModesAndSNI(t *testing.T) {
+	m := newTLSMatrix(t)
+	m.versions(t)
+	m.serverVerification(t)
+	m.clientCertificates(t)
+	m.openFailures(t)
+}
+
+// tlsMatrix is the world of TestTLSVersionsAuthModesAndSNI: Go TLS servers
+// that differ in one way each, and a modem holding a CA and a client
+// certificate (files, the CSSLCFG settings naming them) for context 0.
+type tlsMatrix struct {
+	e     *tlsEnv
+	files []string
+
+	plain           *goTLSServer // a certificate from the trusted CA
+	tls11           *goTLSServer // TLS 1.1 only
+	untrusted       *goTLSServer // a certificate from another CA
+	mutual          *goTLSServer // requires a client certificate
+	mutualUntrusted *goTLSServer // both of the above
+}
+
+func newTLSMatrix(t *testing.T) *tlsMatrix {
+	t.Helper()
 	ca := newTestCA(t, "trusted CA")
 	other := newTestCA(t, "other CA")
-	srvCert, srvKey := ca.issue(t, "gateway.test", leafOpts{server: true, dnsNames: []string{"gateway.test"}})
-	untrustedCert, untrustedKey := other.issue(t, "gateway.test", leafOpts{server: true, dnsNames: []string{"gateway.test"}})
-	cliCert, cliKey := ca.issue(t, "gw-1", leafOpts{})
-	clientCAs := x509.NewCertPool()
-	clientCAs.AddCert(ca.cert)
+	gateway := devpki.Leaf{CommonName: "gateway.test", Hosts: []string{"gateway.test"}}
+	srvCert := issue(t, ca, gateway).TLSCertificate()
+	untrustedCert := issue(t, other, gateway).TLSCertificate()
+	cli := issue(t, ca, devpki.Leaf{CommonName: "gw-1"})
 
-	plain := startGoTLSServer(t, &tls.Config{Certificates: []tls.Certificate{keyPair(t, srvCert, srvKey)}})
-	tls11 := startGoTLSServer(t, &tls.Config{Certificates: []tls.Certificate{keyPair(t, srvCert, srvKey)}, MinVersion: tls.VersionTLS11, MaxVersion: tls.VersionTLS11})
-	untrusted := startGoTLSServer(t, &tls.Config{Certificates: []tls.Certificate{keyPair(t, untrustedCert, untrustedKey)}})
-	mutual := startGoTLSServer(t, &tls.Config{Certificates: []tls.Certificate{keyPair(t, srvCert, srvKey)}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: clientCAs})
-	mutualUntrusted := startGoTLSServer(t, &tls.Config{Certificates: []tls.Certificate{keyPair(t, untrustedCert, untrustedKey)}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: clientCAs})
+	m := &tlsMatrix{
+		plain:           startGoTLSServer(t, &tls.Config{Certificates: []tls.Certificate{srvCert}}),
+		tls11:           startGoTLSServer(t, &tls.Config{Certificates: []tls.Certificate{srvCert}, MinVersion: tls.VersionTLS11, MaxVersion: tls.VersionTLS11}),
+		untrusted:       startGoTLSServer(t, &tls.Config{Certificates: []tls.Certificate{untrustedCert}}),
+		mutual:          startGoTLSServer(t, &tls.Config{Certificates: []tls.Certificate{srvCert}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.CertPool()}),
+		mutualUntrusted: startGoTLSServer(t, &tls.Config{Certificates: []tls.Certificate{untrustedCert}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.CertPool()}),
+	}
+	m.e = newTLSEnv(t, Config{Hosts: map[string]string{"gateway.test": "127.0.0.1", "wrong.test": "127.0.0.1"}})
+	m.e.h.download("ca.pem", ca.CertPEM)
+	m.e.h.download("cli.pem", cli.CertPEM)
+	m.e.h.download("cli.key.pem", cli.KeyPEM)
+	m.files = []string{`"cacert",0,"ca.pem"`, `"clientcert",0,"cli.pem"`, `"clientkey",0,"cli.key.pem"`}
+	return m
+}
 
-	e := newTLSEnv(t, Config{Hosts: map[string]string{"gateway.test": "127.0.0.1", "wrong.test": "127.0.0.1"}})
-	e.h.download("ca.pem", ca.pem)
-	e.h.download("cli.pem", cliCert)
-	e.h.download("cli.key.pem", cliKey)
-	files := []string{`"cacert",0,"ca.pem"`, `"clientcert",0,"cli.pem"`, `"clientkey",0,"cli.key.pem"`}
-
+// versions: sslversion picks the protocol versions offered.
+func (m *tlsMatrix) versions(t *testing.T) {
+	e := m.e
 	t.Run("sslversion 4 negotiates TLS 1.2, never 1.3", func(t *testing.T) {
 		e.ctx0()
-		if got := e.open("gateway.test", plain.port); got != "+CCHOPEN: 0,0" {
+		if got := e.open("gateway.test", m.plain.port); got != "+CCHOPEN: 0,0" {
 			t.Fatalf("open = %q", got)
 		}
-		if st := <-plain.states; st.Version != tls.VersionTLS12 {
+		if st := <-m.plain.states; st.Version != tls.VersionTLS12 {
 			t.Fatalf("negotiated version %x, want TLS 1.2", st.Version)
 		}
 	})
 	t.Run("sslversion 2 pins TLS 1.1", func(t *testing.T) {
 		e.ctx0(`"sslversion",0,2`)
-		if got := e.open("gateway.test", tls11.port); got != "+CCHOPEN: 0,0" {
+		if got := e.open("gateway.test", m.tls11.port); got != "+CCHOPEN: 0,0" {
 			t.Fatalf("open = %q", got)
 		}
-		if st := <-tls11.states; st.Version != tls.VersionTLS11 {
+		if st := <-m.tls11.states; st.Version != tls.VersionTLS11 {
 			t.Fatalf("negotiated version %x, want TLS 1.1", st.Version)
 		}
-		if got := e.open("gateway.test", plain.port); got != "+CCHOPEN: 0,15" {
+		if got := e.open("gateway.test", m.plain.port); got != "+CCHOPEN: 0,15" {
 			t.Fatalf("TLS 1.1 only against a TLS 1.2+ server = %q, want 15", got)
 		}
 	})
 	t.Run("sslversion 0 (SSL 3.0) cannot handshake", func(t *testing.T) {
 		e.ctx0(`"sslversion",0,0`)
-		if got := e.open("gateway.test", plain.port); got != "+CCHOPEN: 0,15" {
+		if got := e.open("gateway.test", m.plain.port); got != "+CCHOPEN: 0,15" {
 			t.Fatalf("open = %q, want 15", got)
 		}
 	})
+}
+
+// serverVerification: authmode, enableSNI and ignorelocaltime decide what
+// of the server's certificate is checked.
+func (m *tlsMatrix) serverVerification(t *testing.T) {
+	e, plain := m.e, m.plain
 	t.Run("authmode 0 verifies nothing", func(t *testing.T) {
 		e.ctx0()
-		if got := e.open("gateway.test", untrusted.port); got != "+CCHOPEN: 0,0" {
+		if got := e.open("gateway.test", m.untrusted.port); got != "+CCHOPEN: 0,0" {
 			t.Fatalf("open = %q", got)
 		}
-		<-untrusted.states
+		<-m.untrusted.states
 	})
 	t.Run("authmode 1 verifies the server chain", func(t *testing.T) {
-		e.ctx0(append(files, `"authmode",0,1`)...)
+		e.ctx0(append(m.files, `"authmode",0,1`)...)
 		if got := e.open("gateway.test", plain.port); got != "+CCHOPEN: 0,0" {
 			t.Fatalf("trusted server: open = %q", got)
 		}
 		<-plain.states
-		if got := e.open("gateway.test", untrusted.port); got != "+CCHOPEN: 0,15" {
+		if got := e.open("gateway.test", m.untrusted.port); got != "+CCHOPEN: 0,15" {
 			t.Fatalf("untrusted server: open = %q, want 15", got)
 		}
 	})
 	t.Run("SNI only with enableSNI=1, and then the name is verified", func(t *testing.T) {
-		e.ctx0(append(files, `"authmode",0,1`)...)
+		e.ctx0(append(m.files, `"authmode",0,1`)...)
 		if got := e.open("gateway.test", plain.port); got != "+CCHOPEN: 0,0" {
 			t.Fatalf("open = %q", got)
 		}
@@ -207,7 +205,7 @@ func TestTLSVersionsAuthModesAndSNI(t *testing.T) {
 		}
 	})
 	t.Run("ignorelocaltime=0 checks validity against the module clock", func(t *testing.T) {
-		e.ctx0(append(files, `"authmode",0,1`, `"ignorelocaltime",0,0`)...)
+		e.ctx0(append(m.files, `"authmode",0,1`, `"ignorelocaltime",0,0`)...)
 		// The RTC is still in 1980: the certificate is not yet valid.
 		if got := e.open("gateway.test", plain.port); got != "+CCHOPEN: 0,15" {
 			t.Fatalf("RTC in 1980: open = %q, want 15", got)
@@ -218,35 +216,46 @@ func TestTLSVersionsAuthModesAndSNI(t *testing.T) {
 		}
 		<-plain.states
 	})
+}
+
+// clientCertificates: authmodes 2 and 3 present the client certificate.
+func (m *tlsMatrix) clientCertificates(t *testing.T) {
+	e := m.e
 	t.Run("authmode 2 presents the client certificate", func(t *testing.T) {
-		e.ctx0(append(files, `"authmode",0,2`)...)
-		if got := e.open("gateway.test", mutual.port); got != "+CCHOPEN: 0,0" {
+		e.ctx0(append(m.files, `"authmode",0,2`)...)
+		if got := e.open("gateway.test", m.mutual.port); got != "+CCHOPEN: 0,0" {
 			t.Fatalf("open = %q", got)
 		}
-		if st := <-mutual.states; len(st.PeerCertificates) != 1 || st.PeerCertificates[0].Subject.CommonName != "gw-1" {
+		if st := <-m.mutual.states; len(st.PeerCertificates) != 1 || st.PeerCertificates[0].Subject.CommonName != "gw-1" {
 			t.Fatalf("server saw client certificates %v", st.PeerCertificates)
 		}
 		e.ctx0(`"authmode",0,0`)
-		if got := e.open("gateway.test", mutual.port); got != "+CCHOPEN: 0,15" {
+		if got := e.open("gateway.test", m.mutual.port); got != "+CCHOPEN: 0,15" {
 			t.Fatalf("no client certificate against a mutual server = %q, want 15", got)
 		}
 	})
 	t.Run("authmode 3 presents the client certificate without checking the server", func(t *testing.T) {
-		e.ctx0(append(files, `"authmode",0,3`)...)
-		if got := e.open("gateway.test", mutualUntrusted.port); got != "+CCHOPEN: 0,0" {
+		e.ctx0(append(m.files, `"authmode",0,3`)...)
+		if got := e.open("gateway.test", m.mutualUntrusted.port); got != "+CCHOPEN: 0,0" {
 			t.Fatalf("open = %q", got)
 		}
-		<-mutualUntrusted.states
+		<-m.mutualUntrusted.states
 	})
+}
+
+// openFailures: a cipher suite the server cannot use, a name DNS cannot
+// resolve.
+func (m *tlsMatrix) openFailures(t *testing.T) {
+	e := m.e
 	t.Run("ciphersuites 0x002F offers only TLS_RSA_WITH_AES_128_CBC_SHA", func(t *testing.T) {
 		e.ctx0(`"ciphersuites",0,0x002F`)
-		if got := e.open("gateway.test", plain.port); got != "+CCHOPEN: 0,15" {
+		if got := e.open("gateway.test", m.plain.port); got != "+CCHOPEN: 0,15" {
 			t.Fatalf("RSA-only suite against an ECDSA server = %q, want 15", got)
 		}
 	})
 	t.Run("unknown host is a DNS error", func(t *testing.T) {
 		e.ctx0(`"negotiatetime",0,10`)
-		if got := e.open("no-such-host.invalid", plain.port); got != "+CCHOPEN: 0,13" {
+		if got := e.open("no-such-host.invalid", m.plain.port); got != "+CCHOPEN: 0,13" {
 			t.Fatalf("open = %q, want 13", got)
 		}
 	})
@@ -254,11 +263,11 @@ func TestTLSVersionsAuthModesAndSNI(t *testing.T) {
 
 func TestTLSValidityIgnoredWithIgnoreLocalTime(t *testing.T) {
 	ca := newTestCA(t, "trusted CA")
-	expiredCert, expiredKey := ca.issue(t, "gateway.test", leafOpts{server: true, dnsNames: []string{"gateway.test"},
-		notBefore: time.Now().Add(-48 * time.Hour), notAfter: time.Now().Add(-24 * time.Hour)})
-	srv := startGoTLSServer(t, &tls.Config{Certificates: []tls.Certificate{keyPair(t, expiredCert, expiredKey)}})
+	expired := issue(t, ca, devpki.Leaf{CommonName: "gateway.test", Hosts: []string{"gateway.test"},
+		NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(-24 * time.Hour)})
+	srv := startGoTLSServer(t, &tls.Config{Certificates: []tls.Certificate{expired.TLSCertificate()}})
 	e := newTLSEnv(t, Config{})
-	e.h.download("ca.pem", ca.pem)
+	e.h.download("ca.pem", ca.CertPEM)
 	e.ctx0(`"cacert",0,"ca.pem"`, `"authmode",0,1`)
 	if got := e.open("127.0.0.1", srv.port); got != "+CCHOPEN: 0,0" {
 		t.Fatalf("expired certificate, ignorelocaltime=1: open = %q, want 0", got)
@@ -273,23 +282,16 @@ func TestTLSValidityIgnoredWithIgnoreLocalTime(t *testing.T) {
 
 func TestTLSKeyFormats(t *testing.T) {
 	ca := newTestCA(t, "trusted CA")
-	srvCert, srvKey := ca.serverCert(t)
-	cliCert, cliKey := ca.issue(t, "gw-1", leafOpts{})
-	_, otherKey := ca.issue(t, "gw-2", leafOpts{})
-	clientCAs := x509.NewCertPool()
-	clientCAs.AddCert(ca.cert)
-	srv := startGoTLSServer(t, &tls.Config{Certificates: []tls.Certificate{keyPair(t, srvCert, srvKey)}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: clientCAs})
+	srv := startGoTLSServer(t, &tls.Config{Certificates: []tls.Certificate{issue(t, ca, devpki.Leaf{CommonName: "127.0.0.1"}).TLSCertificate()},
+		ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.CertPool()})
+	cli := issue(t, ca, devpki.Leaf{CommonName: "gw-1"})
+	other := issue(t, ca, devpki.Leaf{CommonName: "gw-2"})
 
-	p8, _ := pem.Decode(cliKey)
-	k, err := x509.ParsePKCS8PrivateKey(p8.Bytes)
+	p8, _ := pem.Decode(cli.KeyPEM)
+	sec1, err := x509.MarshalECPrivateKey(cli.Key.(*ecdsa.PrivateKey))
 	if err != nil {
 		t.Fatal(err)
 	}
-	sec1, err := x509.MarshalECPrivateKey(k.(*ecdsa.PrivateKey))
-	if err != nil {
-		t.Fatal(err)
-	}
-	certDER, _ := pem.Decode(cliCert)
 	// Legacy encrypted PEM is what keypwd unlocks.
 	encBlock, err := x509.EncryptPEMBlock(rand.Reader, "EC PRIVATE KEY", sec1, []byte("s3cret"), x509.PEMCipherAES256)
 	if err != nil {
@@ -298,11 +300,11 @@ func TestTLSKeyFormats(t *testing.T) {
 	enc := pem.EncodeToMemory(encBlock)
 
 	e := newTLSEnv(t, Config{})
-	e.h.download("ca.der", ca.cert.Raw)
-	e.h.download("cli.der", certDER.Bytes)
+	e.h.download("ca.der", ca.Cert.Raw)
+	e.h.download("cli.der", cli.Cert.Raw)
 	e.h.download("cli_key.der", p8.Bytes)
 	e.h.download("cli_key_enc.pem", enc)
-	e.h.download("other_key.pem", otherKey)
+	e.h.download("other_key.pem", other.KeyPEM)
 	base := []string{`"cacert",0,"ca.der"`, `"clientcert",0,"cli.der"`, `"authmode",0,2`}
 
 	for _, tc := range []struct {

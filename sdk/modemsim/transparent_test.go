@@ -6,6 +6,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/cellgate/cellgate/internal/testutil"
 )
 
 // silence produces the guard time the escape sequence needs: it is part of
@@ -76,7 +78,7 @@ func TestTransparentModePeerCloseAndConnectFail(t *testing.T) {
 	_, h := newHostModem(t, Config{})
 	h.ok("AT+CCHMODE=1")
 	startService(t, h, "")
-	if _, final := h.cmd(fmt.Sprintf(`AT+CCHOPEN=0,"127.0.0.1",%d,1`, freePort(t))); final != "CONNECT FAIL" {
+	if _, final := h.cmd(fmt.Sprintf(`AT+CCHOPEN=0,"127.0.0.1",%d,1`, testutil.FreePort(t))); final != "CONNECT FAIL" {
 		t.Fatalf("open to a closed port: %q, want CONNECT FAIL", final)
 	}
 	off := h.rawLen()

@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cellgate/cellgate/internal/testutil"
 	"github.com/cellgate/cellgate/sdk"
 	"github.com/cellgate/cellgate/sdk/modemsim"
 )
@@ -79,7 +80,7 @@ func Run(t *testing.T, cfg Config) {
 type fixture struct {
 	cfg    Config
 	modem  *modemsim.Modem
-	trace  *syncBuffer
+	trace  *testutil.SyncBuffer
 	plugin *sdk.Plugin
 	tr     sdk.SecureTransport
 	pki    *PKI
@@ -87,7 +88,7 @@ type fixture struct {
 
 func newFixture(t *testing.T, cfg Config, modemModel string) *fixture {
 	t.Helper()
-	trace := &syncBuffer{}
+	trace := &testutil.SyncBuffer{}
 	baud := cfg.Baud
 	if baud == 0 {
 		baud = -1
@@ -490,28 +491,4 @@ func deadline(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-// syncBuffer is a goroutine-safe bytes.Buffer for the modem trace.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func (b *syncBuffer) Reset() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf.Reset()
 }

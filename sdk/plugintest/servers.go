@@ -2,7 +2,6 @@ package plugintest
 
 import (
 	"crypto/tls"
-	"errors"
 	"io"
 	"net"
 	"strconv"
@@ -102,23 +101,11 @@ func (s *Server) HostPort() (string, int) {
 	return host, p
 }
 
-// MutualTLS is a server config that presents id and requires a client
-// certificate signed by the PKI's CA, TLS 1.2 at most or any version
-// (maxVersion 0).
+// MutualTLS is a server config that presents the PKI's server identity and
+// requires a client certificate signed by its CA, TLS 1.2 at most or any
+// version (maxVersion 0).
 func MutualTLS(p *PKI, maxVersion uint16) *tls.Config {
-	return &tls.Config{
-		Certificates: []tls.Certificate{mustPair(p.Server)},
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		ClientCAs:    p.CertPool(),
-		MinVersion:   tls.VersionTLS12,
-		MaxVersion:   maxVersion,
-	}
-}
-
-func mustPair(id Identity) tls.Certificate {
-	c, err := tls.X509KeyPair(id.CertPEM, id.KeyPEM)
-	if err != nil {
-		panic(errors.New("plugintest: identity key pair: " + err.Error()))
-	}
-	return c
+	cfg := p.dev.ServerTLS()
+	cfg.MaxVersion = maxVersion
+	return cfg
 }

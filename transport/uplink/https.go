@@ -19,6 +19,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/cellgate/cellgate/internal/redact"
 	"github.com/cellgate/cellgate/transport"
 )
 
@@ -87,7 +88,7 @@ type HTTPS struct {
 	cfg    HTTPSConfig
 	url    *url.URL
 	urlErr error  // why cfg.URL is unusable; every Send returns it
-	target string // the URL with any password redacted, for logs and errors
+	target string // the URL redacted (redact.URLValue), for logs and errors
 	log    *slog.Logger
 	tr     *http.Transport
 	client *http.Client
@@ -121,11 +122,11 @@ func NewHTTPS(cfg HTTPSConfig, dial transport.Dialer, log *slog.Logger) *HTTPS {
 		h.urlErr = fmt.Errorf("https uplink: URL: %w", err)
 		h.target = "(invalid URL)"
 	case u.Scheme != "https" || u.Host == "":
-		h.target = redactURL(u)
+		h.target = redact.URLValue(u)
 		h.urlErr = fmt.Errorf("https uplink: URL %s: want https://host[:port]/path", h.target)
 	default:
 		h.url = u
-		h.target = redactURL(u)
+		h.target = redact.URLValue(u)
 	}
 	h.log = orDiscard(log).With("uplink", "https", "url", h.target)
 
@@ -206,27 +207,10 @@ func (h *HTTPS) Send(ctx context.Context, msg Message) error {
 	defer cancel()
 	stopOnClose := context.AfterFunc(h.life, cancel)
 	defer stopOnClose()
-	req, err := http.NewRequestWithContext(rctx, http.MethodPost, h.url.String(), bytes.NewReader(msg.Payload))
+	req, err := h.request(rctx, msg)
 	if err != nil {
-		return fmt.Errorf("https uplink to %s: build request: %w", h.target, err)
+		return err
 	}
-	for k, vs := range h.cfg.Header {
-		for _, v := range vs {
-			req.Header.Add(k, v)
-		}
-	}
-	if msg.ContentType != "" {
-		req.Header.Set("Content-Type", msg.ContentType)
-	}
-	if msg.ContentEncoding != "" {
-		req.Header.Set("Content-Encoding", msg.ContentEncoding)
-	}
-	if req.Header.Get("User-Agent") == "" {
-		req.Header.Set("User-Agent", "cellgate")
-	}
-	sum := sha256.Sum256(msg.Payload)
-	req.Header.Set("Idempotency-Key", hex.EncodeToString(sum[:16]))
-
 	resp, err := h.client.Do(req)
 	if err != nil {
 		if h.life.Err() != nil && ctx.Err() == nil {
@@ -247,11 +231,45 @@ func (h *HTTPS) Send(ctx context.Context, msg Message) error {
 		h.log.Debug("posted", "status", resp.StatusCode, "bytes", len(msg.Payload), "ids", idsForLog(msg.IDs))
 		return nil
 	}
+	h.log.Warn("server refused a message", "status", resp.StatusCode, "bytes", len(msg.Payload), "ids", idsForLog(msg.IDs))
+	return h.classify(resp, snippet)
+}
+
+// request builds the POST of msg: the configured headers, the message's
+// content type and encoding, and an Idempotency-Key the upstream can
+// deduplicate a resent message on.
+func (h *HTTPS) request(ctx context.Context, msg Message) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.url.String(), bytes.NewReader(msg.Payload))
+	if err != nil {
+		return nil, fmt.Errorf("https uplink to %s: build request: %w", h.target, err)
+	}
+	for k, vs := range h.cfg.Header {
+		for _, v := range vs {
+			req.Header.Add(k, v)
+		}
+	}
+	if msg.ContentType != "" {
+		req.Header.Set("Content-Type", msg.ContentType)
+	}
+	if msg.ContentEncoding != "" {
+		req.Header.Set("Content-Encoding", msg.ContentEncoding)
+	}
+	if req.Header.Get("User-Agent") == "" {
+		req.Header.Set("User-Agent", "cellgate")
+	}
+	sum := sha256.Sum256(msg.Payload)
+	req.Header.Set("Idempotency-Key", hex.EncodeToString(sum[:16]))
+	return req, nil
+}
+
+// classify classifies a response other than 2xx: a *PermanentError for a
+// refusal of this message, a *RetryAfterError (and a hold-off) when the
+// server named a wait, else a *StatusError worth retrying.
+func (h *HTTPS) classify(resp *http.Response, snippet string) error {
 	se := &StatusError{URL: h.target, StatusCode: resp.StatusCode, Status: resp.Status, Body: snippet}
 	if loc := resp.Header.Get("Location"); loc != "" && resp.StatusCode >= 300 && resp.StatusCode < 400 {
 		se.Body = "redirect to " + loc + " not followed"
 	}
-	h.log.Warn("server refused a message", "status", resp.StatusCode, "bytes", len(msg.Payload), "ids", idsForLog(msg.IDs))
 	switch c := resp.StatusCode; {
 	case c == http.StatusRequestTimeout || c == http.StatusTooManyRequests || c >= 500:
 		if wait, ok := parseRetryAfter(resp.Header.Get("Retry-After"), h.now()); ok && wait > 0 {
@@ -301,7 +319,7 @@ func (h *HTTPS) Close() error {
 
 // StatusError is a non-2xx response.
 type StatusError struct {
-	URL        string // password redacted
+	URL        string // redacted by redact.URLValue
 	StatusCode int
 	Status     string // e.g. "503 Service Unavailable"
 	// Body is the start of the response body, cleaned for a log line.
@@ -314,31 +332,6 @@ func (e *StatusError) Error() string {
 		s += ": " + e.Body
 	}
 	return s
-}
-
-// secretQueryKeys are URL query parameters whose values are credentials
-// (the list `cellgate config check` redacts too).
-var secretQueryKeys = []string{"token", "access_token", "auth", "key", "apikey", "api_key", "secret", "password", "sig", "signature"}
-
-// redactURL renders u for logs and errors without its password or the values
-// of credential-like query parameters.
-func redactURL(u *url.URL) string {
-	if u.RawQuery == "" {
-		return u.Redacted()
-	}
-	c := *u
-	q, hidden := c.Query(), false
-	for name := range q {
-		for _, secret := range secretQueryKeys {
-			if strings.EqualFold(name, secret) {
-				q[name], hidden = []string{"xxxxx"}, true
-			}
-		}
-	}
-	if hidden {
-		c.RawQuery = q.Encode()
-	}
-	return c.Redacted()
 }
 
 // parseRetryAfter reads a Retry-After value: delay seconds or an HTTP date.

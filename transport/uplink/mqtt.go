@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/url"
 	"strings"
@@ -20,6 +19,8 @@ import (
 	"github.com/eclipse/paho.golang/paho/session"
 	"github.com/eclipse/paho.golang/paho/session/state"
 
+	"github.com/cellgate/cellgate/internal/backoff"
+	"github.com/cellgate/cellgate/internal/redact"
 	"github.com/cellgate/cellgate/transport"
 )
 
@@ -136,9 +137,9 @@ func NewMQTT(ctx context.Context, cfg MQTTConfig, dial transport.Dialer, log *sl
 	life, stop := context.WithCancel(ctx)
 	m := &MQTT{
 		cfg:    cfg,
-		broker: cfg.BrokerURL.Redacted(),
+		broker: redact.URLValue(cfg.BrokerURL),
 		dial:   dial,
-		log:    orDiscard(log).With("uplink", "mqtt", "broker", cfg.BrokerURL.Redacted(), "client_id", cfg.ClientID),
+		log:    orDiscard(log).With("uplink", "mqtt", "broker", redact.URLValue(cfg.BrokerURL), "client_id", cfg.ClientID),
 		life:   life,
 		stop:   stop,
 		epoch:  make(chan struct{}),
@@ -282,9 +283,10 @@ func (m *MQTT) Send(ctx context.Context, msg Message) error {
 			// The connection dropped before the message entered the session:
 			// nothing was sent, so waiting for the next connection is safe.
 			// autopaho may still count the dead connection as up for a
-			// moment: pause rather than spin through it.
-			if err := m.pause(ctx, 50*time.Millisecond); err != nil {
-				return err
+			// moment: pause rather than spin through it. A Close meanwhile
+			// is reported at the top of the loop, after the pause.
+			if err := backoff.Sleep(ctx, 50*time.Millisecond); err != nil {
+				return fmt.Errorf("mqtt uplink: not connected to %s: %w", m.broker, err)
 			}
 			continue
 		case errors.Is(cause, errSessionDiscarded):
@@ -382,20 +384,6 @@ func (c *refusalConn) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// pause waits d, or less if ctx or the uplink ends.
-func (m *MQTT) pause(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("mqtt uplink: not connected to %s: %w", m.broker, ctx.Err())
-	case <-m.life.Done():
-		return fmt.Errorf("mqtt uplink to %s: %w", m.broker, ErrClosed)
-	}
-}
-
 // watchedSession is paho's in-memory session state, watched so that the
 // uplink learns the moment paho discards it.
 type watchedSession struct {
@@ -484,13 +472,11 @@ func (m *MQTT) backoff(attempt int) time.Duration {
 		}
 		attempt = 1
 	}
-	d := m.cfg.ReconnectMin
-	for i := 1; i < attempt && d < m.cfg.ReconnectMax; i++ {
-		d *= 2
-	}
-	d = min(d, m.cfg.ReconnectMax)
-	// Jitter keeps a fleet that lost the same broker from returning in step.
-	return d/2 + rand.N(d/2+1)
+	// Attempts 0 (when not immediate) and 1 both wait about ReconnectMin.
+	// Jitter, taking up to half of a wait, keeps a fleet that lost the same
+	// broker from returning in step.
+	reconnect := backoff.Policy{Initial: m.cfg.ReconnectMin, Max: m.cfg.ReconnectMax, Multiplier: 2, Jitter: 0.5}
+	return reconnect.Delay(attempt - 1)
 }
 
 // Close disconnects cleanly (DISCONNECT), waits for autopaho's goroutines,

@@ -18,6 +18,7 @@ import (
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
 
+	"github.com/cellgate/cellgate/internal/testutil"
 	"github.com/cellgate/cellgate/transport"
 )
 
@@ -47,14 +48,14 @@ type broker struct {
 	bin    string
 	conf   string
 	port   int
-	log    *syncBuffer
+	log    *testutil.SyncBuffer
 	cmd    *exec.Cmd
 	exited chan struct{}
 }
 
 func startBroker(t *testing.T, pki *testPKI, opts brokerOpts) *broker {
 	t.Helper()
-	b := &broker{t: t, bin: mosquittoBin(t), port: freePort(t), log: &syncBuffer{}}
+	b := &broker{t: t, bin: mosquittoBin(t), port: testutil.FreePort(t), log: &testutil.SyncBuffer{}}
 	dir := pki.dir
 	conf := []string{
 		fmt.Sprintf("listener %d 127.0.0.1", b.port),
@@ -100,7 +101,9 @@ func (b *broker) start() {
 		cmd.Wait()
 		close(exited)
 	}(b.exited)
-	waitListening(b.t, b.port, b.exited, "mosquitto")
+	if err := testutil.WaitListening(b.addr(), 15*time.Second, b.exited); err != nil {
+		b.t.Fatalf("mosquitto: %v", err)
+	}
 }
 
 // stop signals the broker and waits for it to exit (SIGKILL after 10s).
@@ -214,9 +217,9 @@ func (s *subscriber) has(payload string) bool {
 	return s.counts[payload] > 0
 }
 
-func newTestMQTT(t *testing.T, b *broker, topic string, dial transport.Dialer, mutate func(*MQTTConfig)) (*MQTT, *syncBuffer) {
+func newTestMQTT(t *testing.T, b *broker, topic string, dial transport.Dialer, mutate func(*MQTTConfig)) (*MQTT, *testutil.SyncBuffer) {
 	t.Helper()
-	log, buf := testLog(t)
+	log, buf := testutil.Logger(t)
 	cfg := MQTTConfig{
 		BrokerURL: b.url(), Topic: topic, QoS: 1, ClientID: "gw-test",
 		ConnectTimeout: 10 * time.Second, ReconnectMin: 100 * time.Millisecond, ReconnectMax: time.Second,
@@ -261,7 +264,7 @@ func TestMQTTDeliversEveryMessageWithItsProperties(t *testing.T) {
 		}
 		want[string(msg.Payload)] = [2]string{msg.ContentType, msg.ContentEncoding}
 	}
-	waitFor(t, 20*time.Second, "the subscriber to receive every message", func() bool { n2, _ := sub.distinct(); return n2 == n })
+	testutil.Eventually(t, 20*time.Second, "the subscriber to receive every message", func() bool { n2, _ := sub.distinct(); return n2 == n })
 	sub.mu.Lock()
 	for p, w := range want {
 		if sub.counts[p] == 0 {
@@ -296,6 +299,9 @@ func TestMQTTBrokerRestartMidStreamLosesNothing(t *testing.T) {
 	sent := make(chan error, 1)
 	go func() {
 		for i := range n {
+			if i == n/3 {
+				link.stall() // a third of the way in, the next PUBLISH is held
+			}
 			msg := Message{Payload: fmt.Appendf(nil, `{"readings":[{"id":"r%03d"}]}`, i), ContentType: "application/json"}
 			// The agent's loop: on error, back off and send the same message again.
 			for attempt := 0; ; attempt++ {
@@ -316,8 +322,6 @@ func TestMQTTBrokerRestartMidStreamLosesNothing(t *testing.T) {
 		sent <- nil
 	}()
 
-	waitFor(t, 30*time.Second, "a third of the stream", func() bool { d, _ := sub.distinct(); return d >= n/3 })
-	link.stall()
 	select {
 	case <-link.blocked:
 	case <-time.After(10 * time.Second):
@@ -338,7 +342,7 @@ func TestMQTTBrokerRestartMidStreamLosesNothing(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatal("the sends did not finish within 60s of the restart")
 	}
-	waitFor(t, 30*time.Second, "every message at the subscriber", func() bool { d, _ := sub.distinct(); return d == n })
+	testutil.Eventually(t, 30*time.Second, "every message at the subscriber", func() bool { d, _ := sub.distinct(); return d == n })
 	got, dups := sub.distinct()
 	t.Logf("broker restart: %d messages, %d distinct received, %d duplicates, %d Send retries, %d dials", n, got, dups, retries.Load(), dials.Load())
 	if dials.Load() < 2 {
@@ -436,7 +440,7 @@ func TestMQTTRepublishesWhenTheBrokerLostTheSession(t *testing.T) {
 	if err := m.Send(ctx, Message{Payload: []byte("m1")}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "m1 at the subscriber", func() bool { return sub.has("m1") })
+	testutil.Eventually(t, 10*time.Second, "m1 at the subscriber", func() bool { return sub.has("m1") })
 
 	link.stall()
 	done := make(chan error, 1)
@@ -467,7 +471,7 @@ func TestMQTTRepublishesWhenTheBrokerLostTheSession(t *testing.T) {
 	case <-time.After(40 * time.Second):
 		t.Fatal("Send(m2) did not return")
 	}
-	waitFor(t, 10*time.Second, "m2 at the subscriber", func() bool { return sub.has("m2") })
+	testutil.Eventually(t, 10*time.Second, "m2 at the subscriber", func() bool { return sub.has("m2") })
 	if !strings.Contains(logs.String(), "publishing the message again") {
 		t.Error("Send succeeded without the republish path; the test did not exercise what it claims")
 	}
@@ -521,20 +525,7 @@ func TestMQTTCloseEndsAWaitingSend(t *testing.T) {
 
 	done := make(chan error, 1)
 	go func() { done <- m.Send(context.Background(), Message{Payload: []byte("x")}) }()
-	if err := m.Close(); err != nil {
-		t.Fatalf("Close: %v", err)
-	}
-	select {
-	case err := <-done:
-		if !errors.Is(err, ErrClosed) {
-			t.Fatalf("Send during Close = %v, want ErrClosed", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Close left a Send waiting")
-	}
-	if err := m.Send(context.Background(), Message{Payload: []byte("y")}); !errors.Is(err, ErrClosed) {
-		t.Fatalf("Send after Close = %v, want ErrClosed", err)
-	}
+	closeEndsSends(t, m, done)
 }
 
 func TestNewMQTTRefusesBadConfig(t *testing.T) {
@@ -565,7 +556,7 @@ func TestNewMQTTRefusesBadConfig(t *testing.T) {
 // The password in the broker URL goes into CONNECT, never into logs.
 func TestMQTTKeepsTheBrokerPasswordOutOfLogs(t *testing.T) {
 	u := &url.URL{Scheme: "mqtts", Host: "127.0.0.1:1", User: url.UserPassword("gw", "s3cret-pw")}
-	log, buf := testLog(t)
+	log, buf := testutil.Logger(t)
 	failing := func(context.Context) (net.Conn, error) { return nil, errors.New("network unreachable") }
 	m, err := NewMQTT(context.Background(), MQTTConfig{BrokerURL: u, Topic: "t", QoS: 1, ClientID: "c", ReconnectMin: 10 * time.Millisecond, ReconnectMax: 20 * time.Millisecond}, failing, log)
 	if err != nil {
@@ -580,5 +571,33 @@ func TestMQTTKeepsTheBrokerPasswordOutOfLogs(t *testing.T) {
 	}
 	if strings.Contains(buf.String()+err.Error(), "s3cret-pw") {
 		t.Fatalf("the broker password leaked:\nerr: %v\nlog:\n%s", err, buf.String())
+	}
+}
+
+// The first attempt, and the first after a connection that stayed up for
+// mqttStableAfter, are immediate; later waits double from ReconnectMin to
+// ReconnectMax, each shortened by up to half for jitter.
+func TestMQTTReconnectBackoff(t *testing.T) {
+	const lo, hi = 100 * time.Millisecond, time.Second
+	m := &MQTT{cfg: MQTTConfig{ReconnectMin: lo, ReconnectMax: hi}}
+	within := func(attempt int, base time.Duration) {
+		t.Helper()
+		for range 50 {
+			if d := m.backoff(attempt); d < base/2 || d > base {
+				t.Fatalf("attempt %d waits %s, want within [%s, %s]", attempt, d, base/2, base)
+			}
+		}
+	}
+	if d := m.backoff(0); d != 0 {
+		t.Fatalf("very first attempt waits %s, want 0", d)
+	}
+	for attempt, base := range map[int]time.Duration{1: lo, 2: 2 * lo, 3: 4 * lo, 4: 8 * lo, 5: hi, 40: hi} {
+		within(attempt, base)
+	}
+	m.upSince = time.Now()
+	within(0, lo) // a connection that dropped at once does not earn an immediate retry
+	m.upSince = time.Now().Add(-mqttStableAfter)
+	if d := m.backoff(0); d != 0 {
+		t.Fatalf("attempt after a stable connection waits %s, want 0", d)
 	}
 }

@@ -1,42 +1,34 @@
 package uplink
 
 import (
-	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"log/slog"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
-	"github.com/cellgate/cellgate/internal/testutil"
+	"github.com/cellgate/cellgate/internal/devpki"
 	"github.com/cellgate/cellgate/transport"
 )
 
-// This file holds what the uplink tests share: a throw-away PKI, TLS
-// dialers standing in for the modem (a net.Conn carrying TLS, as a modem
-// session is), a log sink, and process helpers for the real peers
-// (mosquitto, openssl s_server).
+// This file holds what the uplink tests share: the development PKI as
+// they use it and TLS dialers standing in for the modem (a net.Conn
+// carrying TLS, as a modem session is). Logs, ports and waiting come from
+// internal/testutil.
 
-// testPKI is a CA with a server certificate for 127.0.0.1/localhost, two
-// client certificates it signed, and one client certificate from a CA
-// nobody trusts. Its PEM files are world-readable: mosquitto started as
-// root drops to user mosquitto before it loads them.
+// testPKI is the development PKI (internal/devpki) as the uplink tests use
+// it: a CA with a server certificate for 127.0.0.1/localhost, two client
+// certificates it signed, and one client certificate from a CA nobody
+// trusts. Its PEM files are world-readable: mosquitto started as root
+// drops to user mosquitto before it loads them.
 type testPKI struct {
 	dir  string
 	pool *x509.CertPool
@@ -58,21 +50,35 @@ func newTestPKI(t *testing.T) *testPKI {
 			t.Fatal(err)
 		}
 	}
-	ca, caKey := newCA(t, "cellgate test CA")
-	rogueCA, rogueKey := newCA(t, "untrusted CA")
-	p := &testPKI{dir: dir, pool: x509.NewCertPool()}
-	p.pool.AddCert(ca)
-
-	var serverKeyPEM, serverCertPEM []byte
-	p.server, serverCertPEM, serverKeyPEM = issue(t, ca, caKey, "localhost", true)
-	p.client, _, _ = issue(t, ca, caKey, "gw-test", false)
-	p.subscriber, _, _ = issue(t, ca, caKey, "subscriber", false)
-	p.rogue, _, _ = issue(t, rogueCA, rogueKey, "gw-test", false)
-
-	p.caFile = p.write(t, "ca.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw}))
-	p.serverCertFile = p.write(t, "server.pem", serverCertPEM)
-	p.serverKeyFile = p.write(t, "server.key", serverKeyPEM)
-	return p
+	dev, err := devpki.New(devpki.P256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rogueCA, err := devpki.NewCA(devpki.P256, "untrusted CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dev.WriteFiles(dir); err != nil {
+		t.Fatal(err)
+	}
+	issue := func(ca *devpki.CA, cn string) tls.Certificate {
+		t.Helper()
+		id, err := ca.Issue(devpki.Leaf{CommonName: cn})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id.TLSCertificate()
+	}
+	return &testPKI{
+		dir: dir, pool: dev.CertPool(),
+		caFile:         filepath.Join(dir, "ca.pem"),
+		serverCertFile: filepath.Join(dir, "server.pem"),
+		serverKeyFile:  filepath.Join(dir, "server.key"),
+		server:         dev.Server.TLSCertificate(),
+		client:         issue(dev.CA, "gw-test"),
+		subscriber:     issue(dev.CA, "subscriber"),
+		rogue:          issue(rogueCA, "gw-test"),
+	}
 }
 
 func (p *testPKI) write(t *testing.T, name string, data []byte) string {
@@ -108,71 +114,6 @@ func (p *testPKI) serverTLS() *tls.Config {
 	}
 }
 
-var serial atomic.Int64
-
-func newCA(t *testing.T, cn string) (*x509.Certificate, *ecdsa.PrivateKey) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(serial.Add(1)),
-		Subject:               pkix.Name{CommonName: cn},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert, key
-}
-
-// issue signs a leaf; a server leaf is valid for localhost and 127.0.0.1.
-func issue(t *testing.T, ca *x509.Certificate, caKey *ecdsa.PrivateKey, cn string, server bool) (tls.Certificate, []byte, []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial.Add(1)),
-		Subject:      pkix.Name{CommonName: cn},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	if server {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.DNSNames = []string{"localhost"}
-		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
-	pair, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pair, certPEM, keyPEM
-}
-
 // tlsDial returns a Dialer that opens a TLS connection to addr and
 // completes the handshake, as the agent's host-mode dialer does over a
 // modem socket; dials counts its successful calls.
@@ -190,88 +131,23 @@ func tlsDial(addr string, cfg *tls.Config, dials *atomic.Int32) transport.Dialer
 	}
 }
 
-// syncBuffer collects output written from several goroutines (a process's
-// stdout, log records arriving after a test ended).
-type syncBuffer = testutil.SyncBuffer
-
-// testLog returns a debug-level logger into a buffer, printed only if the
-// test fails. It is not t.Log: paho reports from its own goroutines, which
-// may outlive the test by a moment.
-func testLog(t *testing.T) (*slog.Logger, *syncBuffer) {
+// closeEndsSends closes u while a Send waits (its result comes on waiting)
+// and checks that the waiting Send and any later one fail with ErrClosed.
+func closeEndsSends(t *testing.T, u Uplink, waiting <-chan error) {
 	t.Helper()
-	buf := &syncBuffer{}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("uplink log:\n%s", buf.String())
-		}
-	})
-	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})), buf
-}
-
-// freePort returns a loopback port nobody listens on right now, for peers
-// that cannot be told to pick one and report it.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	if err := u.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// waitListening polls the kernel's socket table until something listens
-// on port, without connecting (a probe connection would use up
-// `openssl s_server -naccept 1`). It fails if exited closes first.
-func waitListening(t *testing.T, port int, exited <-chan struct{}, what string) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		if listening(t, port) {
-			return
+	select {
+	case err := <-waiting:
+		if !errors.Is(err, ErrClosed) {
+			t.Fatalf("Send during Close = %v, want ErrClosed", err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not listening on 127.0.0.1:%d after 15s", what, port)
-		}
-		select {
-		case <-exited:
-			t.Fatalf("%s exited before listening on 127.0.0.1:%d", what, port)
-		case <-tick.C:
-		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close left a Send waiting")
 	}
-}
-
-func listening(t *testing.T, port int) bool {
-	f, err := os.Open("/proc/net/tcp")
-	if err != nil {
-		t.Fatalf("read the socket table: %v", err)
-	}
-	defer f.Close()
-	want := fmt.Sprintf(":%04X", port)
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		// sl local_address rem_address st …; st 0A is LISTEN.
-		f := strings.Fields(sc.Text())
-		if len(f) > 3 && strings.HasSuffix(f[1], want) && f[3] == "0A" {
-			return true
-		}
-	}
-	return false
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		<-tick.C
+	if err := u.Send(context.Background(), readingLines("after-close")); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Send after Close = %v, want ErrClosed", err)
 	}
 }
 
