@@ -13,6 +13,7 @@ import (
 	"github.com/cellgate/cellgate/agent/config"
 	"github.com/cellgate/cellgate/agent/reading"
 	"github.com/cellgate/cellgate/agent/spool"
+	"github.com/cellgate/cellgate/internal/testutil"
 	"github.com/cellgate/cellgate/transport/uplink"
 )
 
@@ -69,10 +70,7 @@ func TestForwarderSetsAsideAnUnusableRecord(t *testing.T) {
 		deadDir: filepath.Join(dir, "refused"), log: slog.New(slog.DiscardHandler)}
 	done := make(chan error, 1)
 	go func() { done <- f.run(ctx) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for sp.Stats().Pending > 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond) // polling the spool the forwarder drains
-	}
+	testutil.Eventually(t, 10*time.Second, "the forwarder to drain the spool", func() bool { return sp.Stats().Pending == 0 })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("forwarder stopped with %v, want it to go on past the bad record", err)

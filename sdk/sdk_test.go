@@ -435,25 +435,7 @@ func TestCancellationIsHonoured(t *testing.T) {
 	ctx := testCtx(t)
 	tr := p.Transport()
 
-	t.Run("Dial", func(t *testing.T) {
-		dctx, cancel := context.WithCancel(ctx)
-		res := make(chan error, 1)
-		go func() {
-			_, err := tr.Dial(dctx, sdk.DialRequest{Host: "slowdial", Port: 1})
-			res <- err
-		}()
-		if line, err := ctl.next(ctx); err != nil || line != "dial-waiting" {
-			t.Fatalf("double reported %q, %v; want dial-waiting", line, err)
-		}
-		cancel()
-		if err := <-res; !errors.Is(err, context.Canceled) {
-			t.Fatalf("Dial after cancel = %v, want context.Canceled", err)
-		}
-		// The cancellation reached the plugin's Dial, not only the caller.
-		if line, err := ctl.next(ctx); err != nil || line != "dial-canceled" {
-			t.Fatalf("double reported %q, %v; want dial-canceled", line, err)
-		}
-	})
+	t.Run("Dial", func(t *testing.T) { cancelledDialReachesThePlugin(t, ctx, tr, ctl) })
 
 	t.Run("unary call", func(t *testing.T) {
 		octx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
@@ -482,41 +464,70 @@ func TestCancellationIsHonoured(t *testing.T) {
 		}
 	})
 
-	t.Run("Send", func(t *testing.T) {
-		s := dial(t, ctx, p, "gated")
-		// The window is 4096 bytes: 10000 bytes cannot all go out while the
-		// plugin accepts nothing.
-		sctx, cancel := context.WithCancel(ctx)
-		res := make(chan error, 1)
-		go func() { res <- s.Send(sctx, make([]byte, 10000)) }()
-		if line, err := ctl.next(ctx); err != nil || line != "send 4096" {
-			t.Fatalf("double reported %q, %v; want send 4096", line, err)
-		}
-		cancel()
-		err := <-res
-		var partial *sdk.PartialSendError
-		if !errors.As(err, &partial) || partial.Sent != 4096 || !errors.Is(err, context.Canceled) {
-			t.Fatalf("cancelled Send = %v, want PartialSendError{Sent: 4096} wrapping context.Canceled", err)
+	t.Run("Send", func(t *testing.T) { cancelledSendIsPartialAndLeavesTheSession(t, ctx, p, ctl) })
+}
+
+// cancelledDialReachesThePlugin cancels a Dial the double holds and checks
+// that the caller gets context.Canceled and the plugin's Dial saw it too.
+func cancelledDialReachesThePlugin(t *testing.T, ctx context.Context, tr sdk.SecureTransport, ctl *control) {
+	t.Helper()
+	dctx, cancel := context.WithCancel(ctx)
+	res := make(chan error, 1)
+	go func() {
+		_, err := tr.Dial(dctx, sdk.DialRequest{Host: "slowdial", Port: 1})
+		res <- err
+	}()
+	if line, err := ctl.next(ctx); err != nil || line != "dial-waiting" {
+		t.Fatalf("double reported %q, %v; want dial-waiting", line, err)
+	}
+	cancel()
+	if err := <-res; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Dial after cancel = %v, want context.Canceled", err)
+	}
+	// The cancellation reached the plugin's Dial, not only the caller.
+	if line, err := ctl.next(ctx); err != nil || line != "dial-canceled" {
+		t.Fatalf("double reported %q, %v; want dial-canceled", line, err)
+	}
+}
+
+// cancelledSendIsPartialAndLeavesTheSession cancels a Send stuck behind a
+// full window (4096 bytes, the plugin accepting nothing) and checks that
+// it reports what went out, and that the session still works after.
+func cancelledSendIsPartialAndLeavesTheSession(t *testing.T, ctx context.Context, p *sdk.Plugin, ctl *control) {
+	t.Helper()
+	s := dial(t, ctx, p, "gated")
+	// The window is 4096 bytes: 10000 bytes cannot all go out while the
+	// plugin accepts nothing.
+	sctx, cancel := context.WithCancel(ctx)
+	res := make(chan error, 1)
+	go func() { res <- s.Send(sctx, make([]byte, 10000)) }()
+	if line, err := ctl.next(ctx); err != nil || line != "send 4096" {
+		t.Fatalf("double reported %q, %v; want send 4096", line, err)
+	}
+	cancel()
+	err := <-res
+	var partial *sdk.PartialSendError
+	if !errors.As(err, &partial) || partial.Sent != 4096 || !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled Send = %v, want PartialSendError{Sent: 4096} wrapping context.Canceled", err)
+	}
+	if err := ctl.grant(); err != nil {
+		t.Fatal(err)
+	}
+	// The session is still usable after the cancelled Send.
+	if err := s.Send(ctx, []byte("after")); err != nil {
+		t.Fatalf("Send after a cancelled Send: %v", err)
+	}
+	for _, want := range []string{"send 5"} {
+		if line, err := ctl.next(ctx); err != nil || line != want {
+			t.Fatalf("double reported %q, %v; want %q", line, err, want)
 		}
 		if err := ctl.grant(); err != nil {
 			t.Fatal(err)
 		}
-		// The session is still usable after the cancelled Send.
-		if err := s.Send(ctx, []byte("after")); err != nil {
-			t.Fatalf("Send after a cancelled Send: %v", err)
-		}
-		for _, want := range []string{"send 5"} {
-			if line, err := ctl.next(ctx); err != nil || line != want {
-				t.Fatalf("double reported %q, %v; want %q", line, err, want)
-			}
-			if err := ctl.grant(); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := s.Close(ctx); err != nil {
-			t.Fatalf("Close: %v", err)
-		}
-	})
+	}
+	if err := s.Close(ctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
 }
 
 func TestPluginKilledMidSessionFailsEverythingWithErrPluginExited(t *testing.T) {

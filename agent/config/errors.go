@@ -28,25 +28,28 @@ type FieldError struct {
 // Error renders the problem as one line:
 // "file:line: path: problem", "env NAME: path: problem" or "path: problem".
 func (e *FieldError) Error() string {
-	var b strings.Builder
-	writeLocation(&b, e.File, e.Line, e.Source)
-	if e.Path != "" {
-		b.WriteString(e.Path)
-		b.WriteString(": ")
-	}
-	b.WriteString(e.Problem)
-	return b.String()
+	return locatedLine(e.File, e.Line, e.Source, e.Path, e.Problem)
 }
 
-func writeLocation(b *strings.Builder, file string, line int, source string) {
+// locatedLine renders text after where it applies, the one-line form that
+// problems and warnings share: "file:line: path: text", "source: path:
+// text" or "path: text"; the parts that are empty or 0 are left out.
+func locatedLine(file string, line int, source, path, text string) string {
+	var b strings.Builder
 	switch {
 	case file != "" && line > 0:
-		fmt.Fprintf(b, "%s:%d: ", file, line)
+		fmt.Fprintf(&b, "%s:%d: ", file, line)
 	case file != "":
-		fmt.Fprintf(b, "%s: ", file)
+		fmt.Fprintf(&b, "%s: ", file)
 	case source != "":
-		fmt.Fprintf(b, "%s: ", source)
+		fmt.Fprintf(&b, "%s: ", source)
 	}
+	if path != "" {
+		b.WriteString(path)
+		b.WriteString(": ")
+	}
+	b.WriteString(text)
+	return b.String()
 }
 
 // Errors is every problem Load found, sorted: file problems by line, then
@@ -95,14 +98,7 @@ type Warning struct {
 
 // String renders the warning like a FieldError.
 func (w Warning) String() string {
-	var b strings.Builder
-	writeLocation(&b, w.File, w.Line, w.Source)
-	if w.Path != "" {
-		b.WriteString(w.Path)
-		b.WriteString(": ")
-	}
-	b.WriteString(w.Message)
-	return b.String()
+	return locatedLine(w.File, w.Line, w.Source, w.Path, w.Message)
 }
 
 // location is where a value came from.

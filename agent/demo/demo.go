@@ -59,15 +59,8 @@ func Run(ctx context.Context, o Options) error {
 	defer os.RemoveAll(o.Dir)
 	step := func(format string, a ...any) { fmt.Fprintf(o.Out, "demo: "+format+"\n", a...) }
 
-	pki, err := devpki.New(devpki.P256)
+	pki, pkiDir, err := writePKI(o.Dir)
 	if err != nil {
-		return fmt.Errorf("development PKI: %w", err)
-	}
-	pkiDir := filepath.Join(o.Dir, "pki")
-	if err := os.MkdirAll(pkiDir, 0o755); err != nil {
-		return err
-	}
-	if err := pki.WriteFiles(pkiDir); err != nil {
 		return err
 	}
 	step("development PKI in %s (CA, broker and gateway certificates)", pkiDir)
@@ -95,6 +88,41 @@ func Run(ctx context.Context, o Options) error {
 	}
 	defer sub.Disconnect(&paho.Disconnect{ReasonCode: 0})
 
+	cfgPath, cfg, err := writeConfig(o, link, addr)
+	if err != nil {
+		return err
+	}
+	step("agent starting with %s (demo input: %g readings/s); Ctrl-C stops everything", cfgPath, o.Rate)
+
+	// The agent stops when ctx ends.
+	err = agent.Run(ctx, cfg, agent.Options{Logger: o.Log.With("part", "agent")})
+	c := modem.Counters()
+	step("stopped: %d readings received by the subscriber; the modem's socket carried %d bytes up and %d down, its serial line %d bytes",
+		received.Load(), c.NetTxBytes, c.NetRxBytes, c.SerialHostToModemBytes+c.SerialModemToHostBytes)
+	return err
+}
+
+// writePKI makes a development PKI and writes its files to dir/pki, which
+// it returns too.
+func writePKI(dir string) (*devpki.PKI, string, error) {
+	pki, err := devpki.New(devpki.P256)
+	if err != nil {
+		return nil, "", fmt.Errorf("development PKI: %w", err)
+	}
+	pkiDir := filepath.Join(dir, "pki")
+	if err := os.MkdirAll(pkiDir, 0o755); err != nil {
+		return nil, "", err
+	}
+	if err := pki.WriteFiles(pkiDir); err != nil {
+		return nil, "", err
+	}
+	return pki, pkiDir, nil
+}
+
+// writeConfig writes the agent's config to o.Dir/cellgate.yaml: the modem
+// on link, the broker at addr, the demo input at o.Rate. It returns the
+// file's path and the config loaded from it.
+func writeConfig(o Options, link, addr string) (string, *config.Config, error) {
 	cfgPath := filepath.Join(o.Dir, "cellgate.yaml")
 	yaml := fmt.Sprintf(`# written by the demo; see configs/cellgate.yaml for every key
 device_id: demo-gw
@@ -108,30 +136,13 @@ uplink:
   batch: {max_readings: 20, max_delay: 2s, encoding: json}
 `, link, o.Baud, o.PluginDir, o.Rate, addr)
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o644); err != nil {
-		return err
+		return "", nil, err
 	}
 	cfg, _, err := config.Load(config.LoadOptions{File: cfgPath, FileExplicit: true})
 	if err != nil {
-		return fmt.Errorf("demo config: %w", err)
+		return "", nil, fmt.Errorf("demo config: %w", err)
 	}
-	step("agent starting with %s (demo input: %g readings/s); Ctrl-C stops everything", cfgPath, o.Rate)
-
-	agentDone := make(chan error, 1)
-	actx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() { agentDone <- agent.Run(actx, cfg, agent.Options{Logger: o.Log.With("part", "agent")}) }()
-
-	var err2 error
-	select {
-	case <-ctx.Done():
-		cancel()
-		err2 = <-agentDone
-	case err2 = <-agentDone:
-	}
-	c := modem.Counters()
-	step("stopped: %d readings received by the subscriber; the modem's socket carried %d bytes up and %d down, its serial line %d bytes",
-		received.Load(), c.NetTxBytes, c.NetRxBytes, c.SerialHostToModemBytes+c.SerialModemToHostBytes)
-	return err2
+	return cfgPath, cfg, nil
 }
 
 // startBroker runs mochi-mqtt with one TLS listener on 127.0.0.1 that

@@ -19,27 +19,29 @@ import (
 // baseline). Clients and server share the machine's cores. It reports
 // readings/s made durable and readings per spool commit.
 func BenchmarkHTTPIngest(b *testing.B) {
-	for _, mode := range []struct {
-		name   string
-		noSync bool
-	}{{"durable", false}, {"nosync", true}} {
-		b.Run(mode.name, func(b *testing.B) { benchIngest(b, mode.noSync, 8, 100) })
-	}
+	benchIntoSpools(b, func(b *testing.B, sp *spool.Spool) { benchIngest(b, sp, 8, 100) })
 }
 
 // BenchmarkHTTPIngestOnePerRequest is sensors that POST one reading each,
 // 64 at a time: group commit must still batch their fsyncs.
 func BenchmarkHTTPIngestOnePerRequest(b *testing.B) {
+	benchIntoSpools(b, func(b *testing.B, sp *spool.Spool) { benchIngest(b, sp, 64, 1) })
+}
+
+// benchIntoSpools runs bench twice: "durable", into a spool that syncs as
+// in production, and "nosync", into one that does not, the baseline.
+func benchIntoSpools(b *testing.B, bench func(b *testing.B, sp *spool.Spool)) {
 	for _, mode := range []struct {
 		name   string
 		noSync bool
 	}{{"durable", false}, {"nosync", true}} {
-		b.Run(mode.name, func(b *testing.B) { benchIngest(b, mode.noSync, 64, 1) })
+		b.Run(mode.name, func(b *testing.B) {
+			bench(b, openSpool(b, spool.Options{NoSync: mode.noSync, MaxBytes: 4 << 30}))
+		})
 	}
 }
 
-func benchIngest(b *testing.B, noSync bool, clients, per int) {
-	sp := openSpool(b, spool.Options{NoSync: noSync, MaxBytes: 4 << 30})
+func benchIngest(b *testing.B, sp *spool.Spool, clients, per int) {
 	srv := startHTTP(b, NewHTTP(config.HTTPInput{MaxBody: config.MiB}, sp, quiet, nil))
 	var body strings.Builder
 	body.WriteByte('[')

@@ -126,15 +126,12 @@ func (d *Demo) Run(ctx context.Context) error {
 	}
 }
 
-// walk moves v by a random step of at most step, kept within [lo, hi].
-func (d *Demo) walk(v, step, lo, hi float64) float64 {
-	return min(max(v+(d.rng.Float64()*2-1)*step, lo), hi)
-}
-
-// fixed renders v with the given number of decimals as a JSON number, the
+// drift moves *v by a random step of at most step, kept within [lo, hi],
+// and returns the new value as a JSON number with the given decimals, the
 // precision a real sensor of that kind reports.
-func fixed(v float64, decimals int) json.Number {
-	return json.Number(strconv.FormatFloat(v, 'f', decimals, 64))
+func (d *Demo) drift(v *float64, step, lo, hi float64, decimals int) json.Number {
+	*v = min(max(*v+(d.rng.Float64()*2-1)*step, lo), hi)
+	return json.Number(strconv.FormatFloat(*v, 'f', decimals, 64))
 }
 
 // reading makes the next demo reading, cycling through demoSensors.
@@ -144,26 +141,22 @@ func (d *Demo) reading(now time.Time) reading.Reading {
 	r := reading.Reading{ID: reading.NewID(now), Sensor: sensor, TS: now, Tags: map[string]string{"source": "demo"}}
 	switch sensor {
 	case "demo-temp":
-		d.temp = d.walk(d.temp, 0.2, 15, 30)
-		r.Value, r.Unit = fixed(d.temp, 1), "C"
+		r.Value, r.Unit = d.drift(&d.temp, 0.2, 15, 30, 1), "C"
 	case "demo-humidity":
-		d.humidity = d.walk(d.humidity, 0.5, 20, 80)
-		r.Value, r.Unit = fixed(d.humidity, 1), "%"
+		r.Value, r.Unit = d.drift(&d.humidity, 0.5, 20, 80, 1), "%"
 	case "demo-pressure":
-		d.pressure = d.walk(d.pressure, 0.1, 980, 1040)
-		r.Value, r.Unit = fixed(d.pressure, 1), "hPa"
+		r.Value, r.Unit = d.drift(&d.pressure, 0.1, 980, 1040, 1), "hPa"
 	case "demo-co2":
-		d.co2 = d.walk(d.co2, 15, 400, 2000)
-		r.Value, r.Unit = fixed(d.co2, 0), "ppm"
+		r.Value, r.Unit = d.drift(&d.co2, 15, 400, 2000, 0), "ppm"
 	case "demo-door":
 		if d.rng.IntN(20) == 0 {
 			d.door = !d.door
 		}
 		r.Value = d.door
 	case "demo-gps":
-		d.lat = d.walk(d.lat, 0.00002, 52.50, 52.54)
-		d.lon = d.walk(d.lon, 0.00002, 13.38, 13.42)
-		r.Value = map[string]any{"lat": fixed(d.lat, 6), "lon": fixed(d.lon, 6)}
+		lat := d.drift(&d.lat, 0.00002, 52.50, 52.54, 6)
+		lon := d.drift(&d.lon, 0.00002, 13.38, 13.42, 6)
+		r.Value = map[string]any{"lat": lat, "lon": lon}
 	case "demo-status":
 		r.Value = "ok"
 		if d.co2 > 1500 {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cellgate/cellgate/agent/reading"
 	"github.com/cellgate/cellgate/agent/spool"
 	"github.com/cellgate/cellgate/internal/testutil"
 )
@@ -34,22 +35,6 @@ func TestDemoGeneratesPlausibleReadingsIntoTheSpool(t *testing.T) {
 	}
 	ids := map[string]bool{}
 	seen := map[string]bool{}
-	num := func(v any) float64 {
-		n, ok := v.(json.Number)
-		if !ok {
-			t.Fatalf("value %v is %T, want a number", v, v)
-		}
-		f, err := strconv.ParseFloat(string(n), 64)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return f
-	}
-	inRange := func(r string, v, lo, hi float64) {
-		if v < lo || v > hi || math.IsNaN(v) {
-			t.Errorf("%s = %v, outside the plausible %v..%v", r, v, lo, hi)
-		}
-	}
 	for i, r := range stored {
 		if ids[r.ID] {
 			t.Fatalf("id %s repeated", r.ID)
@@ -62,39 +47,67 @@ func TestDemoGeneratesPlausibleReadingsIntoTheSpool(t *testing.T) {
 		if r.Tags["source"] != "demo" {
 			t.Errorf("reading %d tags %v", i, r.Tags)
 		}
-		switch r.Sensor {
-		case "demo-temp":
-			inRange(r.Sensor, num(r.Value), 15, 30)
-		case "demo-humidity":
-			inRange(r.Sensor, num(r.Value), 20, 80)
-		case "demo-pressure":
-			inRange(r.Sensor, num(r.Value), 980, 1040)
-		case "demo-co2":
-			inRange(r.Sensor, num(r.Value), 400, 2000)
-			if strings.Contains(string(r.Value.(json.Number)), ".") {
-				t.Errorf("CO2 %v is not whole ppm", r.Value)
-			}
-		case "demo-door":
-			if _, ok := r.Value.(bool); !ok {
-				t.Errorf("door value %v is not a bool", r.Value)
-			}
-		case "demo-gps":
-			pos, ok := r.Value.(map[string]any)
-			if !ok {
-				t.Fatalf("gps value %v is not an object", r.Value)
-			}
-			inRange("lat", num(pos["lat"]), 52.50, 52.54)
-			inRange("lon", num(pos["lon"]), 13.38, 13.42)
-		case "demo-status":
-			if s, _ := r.Value.(string); s != "ok" && s != "ventilate" {
-				t.Errorf("status %v", r.Value)
-			}
-		}
+		checkDemoValue(t, r)
 	}
 	for _, s := range demoSensors {
 		if !seen[s] {
 			t.Errorf("no reading from %s among %d", s, len(stored))
 		}
+	}
+}
+
+// checkDemoValue checks that r's value is plausible for its demo sensor.
+func checkDemoValue(t *testing.T, r reading.Reading) {
+	t.Helper()
+	switch r.Sensor {
+	case "demo-temp":
+		checkInRange(t, r.Sensor, demoNumber(t, r.Value), 15, 30)
+	case "demo-humidity":
+		checkInRange(t, r.Sensor, demoNumber(t, r.Value), 20, 80)
+	case "demo-pressure":
+		checkInRange(t, r.Sensor, demoNumber(t, r.Value), 980, 1040)
+	case "demo-co2":
+		checkInRange(t, r.Sensor, demoNumber(t, r.Value), 400, 2000)
+		if strings.Contains(string(r.Value.(json.Number)), ".") {
+			t.Errorf("CO2 %v is not whole ppm", r.Value)
+		}
+	case "demo-door":
+		if _, ok := r.Value.(bool); !ok {
+			t.Errorf("door value %v is not a bool", r.Value)
+		}
+	case "demo-gps":
+		pos, ok := r.Value.(map[string]any)
+		if !ok {
+			t.Fatalf("gps value %v is not an object", r.Value)
+		}
+		checkInRange(t, "lat", demoNumber(t, pos["lat"]), 52.50, 52.54)
+		checkInRange(t, "lon", demoNumber(t, pos["lon"]), 13.38, 13.42)
+	case "demo-status":
+		if s, _ := r.Value.(string); s != "ok" && s != "ventilate" {
+			t.Errorf("status %v", r.Value)
+		}
+	}
+}
+
+// demoNumber returns the number v holds, failing t if it holds none.
+func demoNumber(t *testing.T, v any) float64 {
+	t.Helper()
+	n, ok := v.(json.Number)
+	if !ok {
+		t.Fatalf("value %v is %T, want a number", v, v)
+	}
+	f, err := strconv.ParseFloat(string(n), 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// checkInRange fails t unless lo <= v <= hi; name names v.
+func checkInRange(t *testing.T, name string, v, lo, hi float64) {
+	t.Helper()
+	if v < lo || v > hi || math.IsNaN(v) {
+		t.Errorf("%s = %v, outside the plausible %v..%v", name, v, lo, hi)
 	}
 }
 

@@ -218,15 +218,10 @@ func decodeJSONBatch(data []byte) (Batch, error) {
 		s.pos++
 	} else {
 		for {
-			key, err := s.str()
+			key, err := p.memberKey()
 			if err != nil {
 				return b, err
 			}
-			s.ws()
-			if err := s.expect(':', "after an object key (want ':')"); err != nil {
-				return b, err
-			}
-			s.ws()
 			switch key {
 			case "device_id":
 				if haveDevice {

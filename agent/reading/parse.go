@@ -165,15 +165,10 @@ func (p *parser) readingFields() (Reading, error) {
 	seen := 0
 	if c, ok := p.s.peek(); !ok || c != '}' {
 		for {
-			key, err := p.s.str()
+			key, err := p.memberKey()
 			if err != nil {
 				return r, err
 			}
-			p.s.ws()
-			if err := p.s.expect(':', "after an object key (want ':')"); err != nil {
-				return r, err
-			}
-			p.s.ws()
 			bit := fieldBit(key)
 			if bit == 0 {
 				return r, fieldErrf(key, "unknown field (want %s)", fieldsWanted)
@@ -217,6 +212,21 @@ func (p *parser) readingFields() (Reading, error) {
 	return r, nil
 }
 
+// memberKey reads an object member's key and the ':' after it, leaving the
+// position at the member's value.
+func (p *parser) memberKey() (string, error) {
+	key, err := p.s.str()
+	if err != nil {
+		return "", err
+	}
+	p.s.ws()
+	if err := p.s.expect(':', "after an object key (want ':')"); err != nil {
+		return "", err
+	}
+	p.s.ws()
+	return key, nil
+}
+
 // isNull consumes a null and reports whether there was one.
 func (p *parser) isNull() (bool, error) {
 	if c, ok := p.s.peek(); ok && c == 'n' {
@@ -235,70 +245,44 @@ func (p *parser) stringField(name string) (string, error) {
 	return p.s.str()
 }
 
+// field reads the value of the member key into r. On error r may hold
+// part of it; the caller drops the whole reading.
 func (p *parser) field(r *Reading, key string) error {
 	switch key {
-	case "id":
-		if null, err := p.isNull(); null || err != nil {
-			return err
-		}
-		id, err := p.stringField("id")
-		if err != nil {
-			return err
-		}
-		if err := checkID(id); err != nil {
-			return err
-		}
-		r.ID = id
 	case "sensor":
 		if c, ok := p.s.peek(); ok && c == 'n' {
 			return fieldErrf("sensor", "null (want a string)")
 		}
-		s, err := p.stringField("sensor")
-		if err != nil {
-			return err
-		}
-		if err := checkName("sensor", s, MaxSensorLen); err != nil {
-			return err
-		}
-		r.Sensor = s
-	case "ts":
-		if null, err := p.isNull(); null || err != nil {
-			return err
-		}
-		ts, err := p.timestamp()
-		if err != nil {
-			return err
-		}
-		r.TS = ts
 	case "value":
-		v, err := p.value("value", 0)
-		if err != nil {
-			return err
-		}
-		r.Value = v
-	case "unit":
+		// value explains a null itself.
+	default:
+		// id, ts, unit and tags may be null, which is the same as absent.
 		if null, err := p.isNull(); null || err != nil {
 			return err
 		}
-		u, err := p.stringField("unit")
-		if err != nil {
-			return err
-		}
-		if err := checkText("unit", u, MaxUnitLen); err != nil {
-			return err
-		}
-		r.Unit = u
-	case "tags":
-		if null, err := p.isNull(); null || err != nil {
-			return err
-		}
-		tags, err := p.tags()
-		if err != nil {
-			return err
-		}
-		r.Tags = tags
 	}
-	return nil
+	var err error
+	switch key {
+	case "id":
+		if r.ID, err = p.stringField("id"); err == nil {
+			err = checkID(r.ID)
+		}
+	case "sensor":
+		if r.Sensor, err = p.stringField("sensor"); err == nil {
+			err = checkName("sensor", r.Sensor, MaxSensorLen)
+		}
+	case "ts":
+		r.TS, err = p.timestamp()
+	case "value":
+		r.Value, err = p.value("value", 0)
+	case "unit":
+		if r.Unit, err = p.stringField("unit"); err == nil {
+			err = checkText("unit", r.Unit, MaxUnitLen)
+		}
+	case "tags":
+		r.Tags, err = p.tags()
+	}
+	return err
 }
 
 // timestamp reads ts: an RFC 3339 string or integer unix milliseconds.
@@ -414,15 +398,10 @@ func (p *parser) objectValue(path string, depth int) (any, error) {
 		return obj, nil
 	}
 	for {
-		key, err := p.s.str()
+		key, err := p.memberKey()
 		if err != nil {
 			return nil, err
 		}
-		p.s.ws()
-		if err := p.s.expect(':', "after an object key (want ':')"); err != nil {
-			return nil, err
-		}
-		p.s.ws()
 		sub := path + "." + key
 		if _, dup := obj[key]; dup {
 			return nil, fieldErrf(sub, "duplicate key")
@@ -455,15 +434,10 @@ func (p *parser) tags() (map[string]string, error) {
 	}
 	tags := map[string]string{}
 	for {
-		key, err := p.s.str()
+		key, err := p.memberKey()
 		if err != nil {
 			return nil, err
 		}
-		p.s.ws()
-		if err := p.s.expect(':', "after an object key (want ':')"); err != nil {
-			return nil, err
-		}
-		p.s.ws()
 		sub := "tags." + key
 		if _, dup := tags[key]; dup {
 			return nil, fieldErrf(sub, "duplicate key")

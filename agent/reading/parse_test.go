@@ -109,6 +109,7 @@ func TestParseNumbersAreCanonicalAndKeepPrecision(t *testing.T) {
 	}
 }
 
+// Kept whole: one table of malformed bodies and the exact error each gets; the rows are the test.
 func TestParseErrorsNameReadingFieldAndOffset(t *testing.T) {
 	big := `{"sensor":"t1","value":"` + strings.Repeat("x", DefaultMaxReadingBytes) + `"}`
 	manyTags := `{"sensor":"t1","value":1,"tags":{`

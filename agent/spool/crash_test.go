@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -87,75 +88,85 @@ func crashChild(dir string) int {
 		return 2
 	}
 	var out lineOut
-	ctx := context.Background()
 	for w := 0; w < 6; w++ {
-		go func() {
-			rng := rand.New(rand.NewPCG(seed, uint64(w)))
-			for b := 0; ; b++ {
-				n := 1 + rng.IntN(4)
-				if w == 0 {
-					// Large batches make large writes, which a SIGKILL
-					// can interrupt halfway: torn tails for real.
-					n = 50 + rng.IntN(400)
-				}
-				batch := make([][]byte, n)
-				for k := range batch {
-					batch[k] = crashPayload(rng, w, b, k)
-				}
-				seqs, err := s.Append(ctx, batch...)
-				if err != nil {
-					fmt.Fprintln(os.Stderr, "child append:", err)
-					os.Exit(3)
-				}
-				// One line per batch: the child's printing must not hold up
-				// its appenders, or every kill lands while they are idle.
-				line := fmt.Appendf(nil, "D %d ", seqs[0])
-				for k := range batch {
-					if k > 0 {
-						line = append(line, ',')
-					}
-					line = fmt.Appendf(line, "%08x", crc32.ChecksumIEEE(batch[k]))
-				}
-				out.printf("%s\n", line)
-			}
-		}()
+		go crashAppend(s, &out, seed, w)
 	}
-	go func() {
-		rng := rand.New(rand.NewPCG(seed, 99))
-		var after uint64
-		for {
-			recs, err := s.Next(ctx, after, 64, 0)
-			if err != nil {
-				fmt.Fprintln(os.Stderr, "child next:", err)
-				os.Exit(3)
+	go crashAck(s, &out, seed)
+	select {}
+}
+
+// crashAppend is writer w of the child: it appends batches of payloads for
+// ever and prints "D <first seq> <crc>,<crc>,…" for each batch the spool
+// reported durable. It ends the process if Append fails.
+func crashAppend(s *Spool, out *lineOut, seed uint64, w int) {
+	rng := rand.New(rand.NewPCG(seed, uint64(w)))
+	for b := 0; ; b++ {
+		n := 1 + rng.IntN(4)
+		if w == 0 {
+			// Large batches make large writes, which a SIGKILL
+			// can interrupt halfway: torn tails for real.
+			n = 50 + rng.IntN(400)
+		}
+		batch := make([][]byte, n)
+		for k := range batch {
+			batch[k] = crashPayload(rng, w, b, k)
+		}
+		seqs, err := s.Append(context.Background(), batch...)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "child append:", err)
+			os.Exit(3)
+		}
+		// One line per batch: the child's printing must not hold up
+		// its appenders, or every kill lands while they are idle.
+		line := fmt.Appendf(nil, "D %d ", seqs[0])
+		for k := range batch {
+			if k > 0 {
+				line = append(line, ',')
 			}
-			after = recs[len(recs)-1].Seq
-			// Leave every third record unacknowledged so the parent has
-			// both kinds to check; ack the rest out of order.
-			var acks []uint64
-			for _, r := range recs {
-				if r.Seq%3 != 0 {
-					acks = append(acks, r.Seq)
-				}
-			}
-			rng.Shuffle(len(acks), func(i, j int) { acks[i], acks[j] = acks[j], acks[i] })
-			// An ack is durable before the child can say so; announce it
-			// first, so that a kill in between leaves it "maybe acked".
-			line := []byte("P")
-			for _, q := range acks {
-				line = fmt.Appendf(line, " %d", q)
-			}
-			out.printf("%s\n", line)
-			if err := s.Ack(acks...); err != nil {
-				fmt.Fprintln(os.Stderr, "child ack:", err)
-				os.Exit(3)
-			}
-			for _, q := range acks {
-				out.printf("A %d\n", q)
+			line = fmt.Appendf(line, "%08x", crc32.ChecksumIEEE(batch[k]))
+		}
+		out.printf("%s\n", line)
+	}
+}
+
+// crashAck is the child's consumer: it reads the spool for ever and
+// acknowledges, out of order, all but every third record, printing
+// "P <seq>…" before each Ack and "A <seq>" for each seq after it. It ends
+// the process if Next or Ack fails.
+func crashAck(s *Spool, out *lineOut, seed uint64) {
+	rng := rand.New(rand.NewPCG(seed, 99))
+	var after uint64
+	for {
+		recs, err := s.Next(context.Background(), after, 64, 0)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "child next:", err)
+			os.Exit(3)
+		}
+		after = recs[len(recs)-1].Seq
+		// Leave every third record unacknowledged so the parent has
+		// both kinds to check; ack the rest out of order.
+		var acks []uint64
+		for _, r := range recs {
+			if r.Seq%3 != 0 {
+				acks = append(acks, r.Seq)
 			}
 		}
-	}()
-	select {}
+		rng.Shuffle(len(acks), func(i, j int) { acks[i], acks[j] = acks[j], acks[i] })
+		// An ack is durable before the child can say so; announce it
+		// first, so that a kill in between leaves it "maybe acked".
+		line := []byte("P")
+		for _, q := range acks {
+			line = fmt.Appendf(line, " %d", q)
+		}
+		out.printf("%s\n", line)
+		if err := s.Ack(acks...); err != nil {
+			fmt.Fprintln(os.Stderr, "child ack:", err)
+			os.Exit(3)
+		}
+		for _, q := range acks {
+			out.printf("A %d\n", q)
+		}
+	}
 }
 
 type crashRun struct {
@@ -182,73 +193,18 @@ func runCrashChild(t *testing.T, dir string, seed uint64, killAfter int) crashRu
 		t.Fatalf("start crash child: %v", err)
 	}
 	// Should the child stall, the parent still kills it and fails below.
-	timedOut := false
-	var tmu sync.Mutex
+	var timedOut atomic.Bool
 	timer := time.AfterFunc(waitLimit*2, func() {
-		tmu.Lock()
-		timedOut = true
-		tmu.Unlock()
+		timedOut.Store(true)
 		cmd.Process.Kill()
 	})
 	defer timer.Stop()
 
 	run := crashRun{durable: map[uint64]uint32{}, acked: map[uint64]bool{}, maybe: map[uint64]bool{}}
-	r := bufio.NewReader(stdout)
-	killed := false
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			// A line cut by the kill is incomplete: it proves nothing.
-			if !errors.Is(err, io.EOF) {
-				t.Errorf("read child stdout: %v", err)
-			}
-			break
-		}
-		run.lines++
-		f := strings.Fields(line)
-		switch {
-		case len(f) == 3 && f[0] == "D":
-			q, err := strconv.ParseUint(f[1], 10, 64)
-			if err != nil {
-				t.Fatalf("bad child line %q", line)
-			}
-			for k, hex := range strings.Split(f[2], ",") {
-				c, err := strconv.ParseUint(hex, 16, 32)
-				if err != nil {
-					t.Fatalf("bad child line %q", line)
-				}
-				run.durable[q+uint64(k)] = uint32(c)
-			}
-		case len(f) == 2 && f[0] == "A":
-			q, err := strconv.ParseUint(f[1], 10, 64)
-			if err != nil {
-				t.Fatalf("bad child line %q", line)
-			}
-			run.acked[q] = true
-			delete(run.maybe, q)
-		case len(f) >= 1 && f[0] == "P":
-			for _, w := range f[1:] {
-				q, err := strconv.ParseUint(w, 10, 64)
-				if err != nil {
-					t.Fatalf("bad child line %q", line)
-				}
-				run.maybe[q] = true
-			}
-		default:
-			t.Fatalf("bad child line %q", line)
-		}
-		if !killed && len(run.durable) >= killAfter {
-			if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-				t.Fatalf("kill child: %v", err)
-			}
-			killed = true
-		}
-	}
+	run.read(t, stdout, killAfter, func() error { return cmd.Process.Signal(syscall.SIGKILL) })
 	werr := cmd.Wait()
 	run.stderr = stderr.String()
-	tmu.Lock()
-	defer tmu.Unlock()
-	if timedOut {
+	if timedOut.Load() {
 		t.Fatalf("crash child reported only %d durable records in %v; stderr:\n%s", len(run.durable), waitLimit*2, run.stderr)
 	}
 	var exitErr *exec.ExitError
@@ -261,27 +217,84 @@ func runCrashChild(t *testing.T, dir string, seed uint64, killAfter int) crashRu
 	return run
 }
 
+// read takes the child's lines from stdout into run until stdout ends,
+// calling kill once run holds killAfter durable records.
+func (run *crashRun) read(t *testing.T, stdout io.Reader, killAfter int, kill func() error) {
+	t.Helper()
+	r := bufio.NewReader(stdout)
+	killed := false
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			// A line cut by the kill is incomplete: it proves nothing.
+			if !errors.Is(err, io.EOF) {
+				t.Errorf("read child stdout: %v", err)
+			}
+			return
+		}
+		run.lines++
+		if !run.record(line) {
+			t.Fatalf("bad child line %q", line)
+		}
+		if !killed && len(run.durable) >= killAfter {
+			if err := kill(); err != nil {
+				t.Fatalf("kill child: %v", err)
+			}
+			killed = true
+		}
+	}
+}
+
+// record adds one line of the child (D, P or A; see crashAppend and
+// crashAck) to run, and reports whether it was well-formed.
+func (run *crashRun) record(line string) bool {
+	f := strings.Fields(line)
+	switch {
+	case len(f) == 3 && f[0] == "D":
+		q, err := strconv.ParseUint(f[1], 10, 64)
+		if err != nil {
+			return false
+		}
+		for k, hex := range strings.Split(f[2], ",") {
+			c, err := strconv.ParseUint(hex, 16, 32)
+			if err != nil {
+				return false
+			}
+			run.durable[q+uint64(k)] = uint32(c)
+		}
+	case len(f) == 2 && f[0] == "A":
+		q, err := strconv.ParseUint(f[1], 10, 64)
+		if err != nil {
+			return false
+		}
+		run.acked[q] = true
+		delete(run.maybe, q)
+	case len(f) >= 1 && f[0] == "P":
+		for _, w := range f[1:] {
+			q, err := strconv.ParseUint(w, 10, 64)
+			if err != nil {
+				return false
+			}
+			run.maybe[q] = true
+		}
+	default:
+		return false
+	}
+	return true
+}
+
 func TestKill9LosesNothing(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 0))
 	dir := t.TempDir()
-	durable := map[uint64]uint32{}
-	acked := map[uint64]bool{}
+	l := crashLedger{durable: map[uint64]uint32{}, acked: map[uint64]bool{}}
 	damaged := 0
 	const rounds = 6
 	for round := 0; round < rounds; round++ {
 		killAfter := 200 + rng.IntN(2500)
 		run := runCrashChild(t, dir, seed+uint64(round), killAfter)
-		for q, c := range run.durable {
-			if old, ok := durable[q]; ok {
-				t.Fatalf("round %d: seq %d reported durable twice (crc %08x, then %08x): a sequence number was reused", round, q, old, c)
-			}
-			durable[q] = c
-		}
-		for q := range run.acked {
-			acked[q] = true
-		}
+		l.add(t, round, run)
 		// Records whose ack was in flight at the kill may or may not come
 		// back; either is correct. Once seen here they are acked below or
 		// checked as pending in later rounds.
@@ -297,78 +310,130 @@ func TestKill9LosesNothing(t *testing.T) {
 
 		s := openT(t, Options{Dir: dir})
 		rep := s.Recovery()
-		if cut.torn {
-			found := false
-			for _, d := range rep.Damage {
-				found = found || (d.File == cut.file && d.Offset >= cut.min && d.Offset <= cut.at)
-			}
-			if !found {
-				t.Errorf("round %d: power loss tore %s at %d (first unconfirmed byte %d) but recovery reported %v",
-					round, cut.file, cut.at, cut.min, rep.Damage)
-			}
-		}
+		checkCrashRecovery(t, round, rep, cut)
 		damaged += len(rep.Damage)
-		for _, d := range rep.Damage {
-			t.Logf("round %d: recovery: %v", round, d)
-			if d.Kind != DamageTornTail {
-				t.Errorf("round %d: a SIGKILL can only tear the tail, recovery found %v", round, d)
-			}
-		}
 		recs := readPending(t, s)
-		present := map[uint64]bool{}
-		var prev uint64
-		for _, r := range recs {
-			if r.Seq <= prev {
-				t.Fatalf("round %d: seq %d delivered after %d", round, r.Seq, prev)
-			}
-			prev = r.Seq
-			if !crashPayloadOK(r.Payload) {
-				t.Fatalf("round %d: record %d has a corrupt payload (%d bytes)", round, r.Seq, len(r.Payload))
-			}
-			if c, ok := durable[r.Seq]; ok && c != crc32.ChecksumIEEE(r.Payload) {
-				t.Fatalf("round %d: record %d is not the payload reported durable", round, r.Seq)
-			}
-			if acked[r.Seq] {
-				t.Fatalf("round %d: record %d was acknowledged durably but is delivered again", round, r.Seq)
-			}
-			present[r.Seq] = true
-		}
-		lost := 0
-		for q := range durable {
-			if !acked[q] && !maybe[q] && !present[q] {
-				lost++
-				if lost < 10 {
-					t.Errorf("round %d: record %d was reported durable and never acknowledged, but is gone", round, q)
-				}
-			}
-		}
-		if lost > 0 {
-			t.Fatalf("round %d: %d durable records lost", round, lost)
-		}
+		present := l.checkPending(t, round, recs)
+		l.checkNothingLost(t, round, maybe, present)
 		// The parent acknowledges a random half of what is pending, as an
 		// uplink would, so later rounds start from a mix.
-		var acks []uint64
-		for q := range maybe {
-			if !present[q] {
-				acked[q] = true // the in-flight ack made it to disk
-			}
-		}
-		for _, r := range recs {
-			if rng.IntN(2) == 0 {
-				acks = append(acks, r.Seq)
-			}
-		}
-		mustAck(t, s, acks...)
-		for _, q := range acks {
-			acked[q] = true
-		}
+		l.ackRandomHalf(t, s, rng, recs, maybe, present)
 		t.Logf("round %d: killed after %d durable records (%d lines); %d pending after recovery, %d damaged files",
 			round, len(run.durable), run.lines, len(recs), len(rep.Damage))
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	t.Logf("%d records reported durable, %d acknowledged, %d torn tails cut over %d kills", len(durable), len(acked), damaged, rounds)
+	t.Logf("%d records reported durable, %d acknowledged, %d torn tails cut over %d kills", len(l.durable), len(l.acked), damaged, rounds)
+}
+
+// crashLedger is what TestKill9LosesNothing knows over all its rounds:
+// every record a child reported durable (seq -> CRC-32 of the payload) and
+// every one known to be acknowledged durably.
+type crashLedger struct {
+	durable map[uint64]uint32
+	acked   map[uint64]bool
+}
+
+// add takes in what the child of round reported; a sequence number
+// reported durable in an earlier round too was reused, which fails t.
+func (l crashLedger) add(t *testing.T, round int, run crashRun) {
+	t.Helper()
+	for q, c := range run.durable {
+		if old, ok := l.durable[q]; ok {
+			t.Fatalf("round %d: seq %d reported durable twice (crc %08x, then %08x): a sequence number was reused", round, q, old, c)
+		}
+		l.durable[q] = c
+	}
+	for q := range run.acked {
+		l.acked[q] = true
+	}
+}
+
+// checkCrashRecovery checks the recovery report after round: a torn power
+// cut is reported where it tore, and a SIGKILL damages nothing but tails.
+func checkCrashRecovery(t *testing.T, round int, rep RecoveryReport, cut powerCut) {
+	t.Helper()
+	if cut.torn {
+		found := false
+		for _, d := range rep.Damage {
+			found = found || (d.File == cut.file && d.Offset >= cut.min && d.Offset <= cut.at)
+		}
+		if !found {
+			t.Errorf("round %d: power loss tore %s at %d (first unconfirmed byte %d) but recovery reported %v",
+				round, cut.file, cut.at, cut.min, rep.Damage)
+		}
+	}
+	for _, d := range rep.Damage {
+		t.Logf("round %d: recovery: %v", round, d)
+		if d.Kind != DamageTornTail {
+			t.Errorf("round %d: a SIGKILL can only tear the tail, recovery found %v", round, d)
+		}
+	}
+}
+
+// checkPending checks the records pending after recovery: in order, whole,
+// the payloads reported durable, none acknowledged. It returns their seqs.
+func (l crashLedger) checkPending(t *testing.T, round int, recs []Record) map[uint64]bool {
+	t.Helper()
+	present := map[uint64]bool{}
+	var prev uint64
+	for _, r := range recs {
+		if r.Seq <= prev {
+			t.Fatalf("round %d: seq %d delivered after %d", round, r.Seq, prev)
+		}
+		prev = r.Seq
+		if !crashPayloadOK(r.Payload) {
+			t.Fatalf("round %d: record %d has a corrupt payload (%d bytes)", round, r.Seq, len(r.Payload))
+		}
+		if c, ok := l.durable[r.Seq]; ok && c != crc32.ChecksumIEEE(r.Payload) {
+			t.Fatalf("round %d: record %d is not the payload reported durable", round, r.Seq)
+		}
+		if l.acked[r.Seq] {
+			t.Fatalf("round %d: record %d was acknowledged durably but is delivered again", round, r.Seq)
+		}
+		present[r.Seq] = true
+	}
+	return present
+}
+
+// checkNothingLost fails unless every record reported durable is
+// acknowledged, maybe acknowledged (in flight at the kill) or present.
+func (l crashLedger) checkNothingLost(t *testing.T, round int, maybe, present map[uint64]bool) {
+	t.Helper()
+	lost := 0
+	for q := range l.durable {
+		if !l.acked[q] && !maybe[q] && !present[q] {
+			lost++
+			if lost < 10 {
+				t.Errorf("round %d: record %d was reported durable and never acknowledged, but is gone", round, q)
+			}
+		}
+	}
+	if lost > 0 {
+		t.Fatalf("round %d: %d durable records lost", round, lost)
+	}
+}
+
+// ackRandomHalf records as acknowledged the maybe-acked records that did
+// not come back, then acknowledges a random half of recs on s.
+func (l crashLedger) ackRandomHalf(t *testing.T, s *Spool, rng *rand.Rand, recs []Record, maybe, present map[uint64]bool) {
+	t.Helper()
+	for q := range maybe {
+		if !present[q] {
+			l.acked[q] = true // the in-flight ack made it to disk
+		}
+	}
+	var acks []uint64
+	for _, r := range recs {
+		if rng.IntN(2) == 0 {
+			acks = append(acks, r.Seq)
+		}
+	}
+	mustAck(t, s, acks...)
+	for _, q := range acks {
+		l.acked[q] = true
+	}
 }
 
 // powerCut describes a simulated power loss.

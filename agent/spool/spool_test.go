@@ -89,6 +89,25 @@ func payloadOf(tag string, i int) []byte {
 	return fmt.Appendf(nil, `{"id":"%s-%d","sensor":"t1","value":%d.5,"unit":"C"}`, tag, i, i)
 }
 
+// appendEach appends payloadOf(tag, i) for i from 0 to n-1, one Append
+// each, and calls check (unless nil) with i after each. It returns the
+// payload stored under each seq, and the seqs in append order.
+func appendEach(t testing.TB, s *Spool, tag string, n int, check func(i int)) (map[uint64][]byte, []uint64) {
+	t.Helper()
+	want := map[uint64][]byte{}
+	var seqs []uint64
+	for i := 0; i < n; i++ {
+		p := payloadOf(tag, i)
+		q := mustAppend(t, s, p)[0]
+		want[q] = p
+		seqs = append(seqs, q)
+		if check != nil {
+			check(i)
+		}
+	}
+	return want, seqs
+}
+
 func seqsOf(recs []Record) []uint64 {
 	out := make([]uint64, len(recs))
 	for i, r := range recs {
@@ -208,11 +227,7 @@ func TestAppendNextAckRoundTrip(t *testing.T) {
 func TestReopenRedeliversOnlyUnacked(t *testing.T) {
 	dir := t.TempDir()
 	s := openT(t, Options{Dir: dir})
-	want := map[uint64][]byte{}
-	for i := 0; i < 20; i++ {
-		p := payloadOf("r", i)
-		want[mustAppend(t, s, p)[0]] = p
-	}
+	want, _ := appendEach(t, s, "r", 20, nil)
 	mustAck(t, s, 1, 2, 3, 4, 5, 10)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
@@ -232,11 +247,7 @@ func TestReopenRedeliversOnlyUnacked(t *testing.T) {
 func TestOutOfOrderAcks(t *testing.T) {
 	dir := t.TempDir()
 	s := openT(t, Options{Dir: dir})
-	want := map[uint64][]byte{}
-	for i := 0; i < 10; i++ {
-		p := payloadOf("o", i)
-		want[mustAppend(t, s, p)[0]] = p
-	}
+	want, _ := appendEach(t, s, "o", 10, nil)
 	mustAck(t, s, 5, 3, 9)
 	mustAck(t, s, 9, 3) // repeated PUBACKs change nothing
 	checkRecords(t, readPending(t, s), want, []uint64{1, 2, 4, 6, 7, 8, 10})
@@ -273,15 +284,7 @@ func TestOutOfOrderAcks(t *testing.T) {
 func TestSegmentRollAndDeletion(t *testing.T) {
 	dir := t.TempDir()
 	s := openT(t, Options{Dir: dir, SegmentBytes: 1024})
-	want := map[uint64][]byte{}
-	var all []uint64
-	for i := 0; i < 100; i++ {
-		p := payloadOf("seg", i)
-		q := mustAppend(t, s, p)[0]
-		want[q] = p
-		all = append(all, q)
-		checkDiskStats(t, s)
-	}
+	want, all := appendEach(t, s, "seg", 100, func(int) { checkDiskStats(t, s) })
 	st := s.Stats()
 	if st.Segments < 8 {
 		t.Fatalf("100 records of ~75 bytes in 1 KiB segments made only %d segments", st.Segments)
@@ -379,13 +382,7 @@ func TestMaxBytesDropOldest(t *testing.T) {
 	const maxBytes = 8 << 10
 	opts := Options{Dir: dir, MaxBytes: maxBytes, SegmentBytes: 1 << 10, WhenFull: PolicyDropOldest}
 	s := openT(t, opts)
-	want := map[uint64][]byte{}
-	var all []uint64
-	for i := 0; i < 400; i++ {
-		p := payloadOf("drop", i)
-		q := mustAppend(t, s, p)[0]
-		want[q] = p
-		all = append(all, q)
+	want, all := appendEach(t, s, "drop", 400, func(i int) {
 		st := s.Stats()
 		if st.DiskBytes > maxBytes {
 			t.Fatalf("after %d appends DiskBytes %d > MaxBytes %d", i+1, st.DiskBytes, maxBytes)
@@ -393,7 +390,7 @@ func TestMaxBytesDropOldest(t *testing.T) {
 		if st.Appended != st.Pending+st.Dropped {
 			t.Fatalf("records unaccounted for: %+v", st)
 		}
-	}
+	})
 	st := s.Stats()
 	if st.Dropped == 0 {
 		t.Fatalf("400 records of ~75 bytes into 8 KiB dropped nothing: %+v", st)
@@ -446,84 +443,27 @@ func TestConcurrentAppendersAndConsumer(t *testing.T) {
 	dir := t.TempDir()
 	s := openT(t, Options{Dir: dir, SegmentBytes: 16 << 10})
 	const writers, perWriter = 8, 150
-	type sent struct {
-		writer, n int
-	}
-	var mu sync.Mutex
-	bySeq := map[uint64]sent{}
+	sent := &sentLog{bySeq: map[uint64]sentRecord{}}
 	var wg sync.WaitGroup
 	for w := 0; w < writers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var last uint64
-			for n := 0; n < perWriter; {
-				k := 1 + (n % 3)
-				var batch [][]byte
-				for i := 0; i < k; i++ {
-					batch = append(batch, fmt.Appendf(nil, "w%d n%d", w, n+i))
-				}
-				seqs, err := s.Append(context.Background(), batch...)
-				if err != nil {
-					t.Errorf("writer %d: %v", w, err)
-					return
-				}
-				mu.Lock()
-				for i, q := range seqs {
-					if q <= last {
-						t.Errorf("writer %d: seq %d after %d: per-input order broken", w, q, last)
-					}
-					last = q
-					bySeq[q] = sent{w, n + i}
-				}
-				mu.Unlock()
-				n += k
-			}
-		}()
+		wg.Go(func() { sent.appendAsWriter(t, s, w, perWriter) })
 	}
 	// The consumer acknowledges everything it reads, out of order, while
 	// the writers run.
 	total := writers * perWriter
 	consumed := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
-		defer cancel()
-		var after uint64
-		seen := 0
-		for seen < total {
-			recs, err := s.Next(ctx, after, 37, 0)
-			if err != nil {
-				consumed <- fmt.Errorf("Next after %d (%d of %d read): %w", after, seen, total, err)
-				return
-			}
-			for _, r := range recs {
-				if r.Seq <= after {
-					consumed <- fmt.Errorf("Next returned %d after cursor %d", r.Seq, after)
-					return
-				}
-				after = r.Seq
-			}
-			seen += len(recs)
-			seqs := seqsOf(recs)
-			slices.Reverse(seqs)
-			if err := s.Ack(seqs...); err != nil {
-				consumed <- err
-				return
-			}
-		}
-		consumed <- nil
-	}()
+	go func() { consumed <- consumeAndAck(s, total) }()
 	wg.Wait()
 	if err := <-consumed; err != nil {
 		t.Fatal(err)
 	}
-	if len(bySeq) != total {
-		t.Fatalf("%d distinct seqs for %d records", len(bySeq), total)
+	if len(sent.bySeq) != total {
+		t.Fatalf("%d distinct seqs for %d records", len(sent.bySeq), total)
 	}
 	// Global order is append order, which implies each writer's order.
 	lastByWriter := map[int]int{}
 	for q := uint64(1); q <= uint64(total); q++ {
-		m, ok := bySeq[q]
+		m, ok := sent.bySeq[q]
 		if !ok {
 			t.Fatalf("seq %d was never handed out", q)
 		}
@@ -538,6 +478,75 @@ func TestConcurrentAppendersAndConsumer(t *testing.T) {
 	}
 	t.Logf("%d records from %d writers in %d commits (%d syncs)", st.Appended, writers, st.Commits, st.Syncs)
 	checkDiskStats(t, s)
+}
+
+// sentRecord is record n of writer number writer.
+type sentRecord struct {
+	writer, n int
+}
+
+// sentLog is which record each seq was handed out for, over all writers.
+type sentLog struct {
+	mu    sync.Mutex
+	bySeq map[uint64]sentRecord
+}
+
+// appendAsWriter is writer w: it appends records 0 to perWriter-1 on s, in batches
+// of 1 to 3, logs the seq of each, and fails t (without stopping it, since
+// it runs on its own goroutine) if its seqs do not increase.
+func (l *sentLog) appendAsWriter(t *testing.T, s *Spool, w, perWriter int) {
+	t.Helper()
+	var last uint64
+	for n := 0; n < perWriter; {
+		k := 1 + (n % 3)
+		var batch [][]byte
+		for i := 0; i < k; i++ {
+			batch = append(batch, fmt.Appendf(nil, "w%d n%d", w, n+i))
+		}
+		seqs, err := s.Append(context.Background(), batch...)
+		if err != nil {
+			t.Errorf("writer %d: %v", w, err)
+			return
+		}
+		l.mu.Lock()
+		for i, q := range seqs {
+			if q <= last {
+				t.Errorf("writer %d: seq %d after %d: per-input order broken", w, q, last)
+			}
+			last = q
+			l.bySeq[q] = sentRecord{w, n + i}
+		}
+		l.mu.Unlock()
+		n += k
+	}
+}
+
+// consumeAndAck reads total records from s, checking that Next moves its
+// cursor forward, and acknowledges each read in reverse order.
+func consumeAndAck(s *Spool, total int) error {
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	var after uint64
+	seen := 0
+	for seen < total {
+		recs, err := s.Next(ctx, after, 37, 0)
+		if err != nil {
+			return fmt.Errorf("Next after %d (%d of %d read): %w", after, seen, total, err)
+		}
+		for _, r := range recs {
+			if r.Seq <= after {
+				return fmt.Errorf("Next returned %d after cursor %d", r.Seq, after)
+			}
+			after = r.Seq
+		}
+		seen += len(recs)
+		seqs := seqsOf(recs)
+		slices.Reverse(seqs)
+		if err := s.Ack(seqs...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func TestGroupCommitSharesOneSync(t *testing.T) {

@@ -26,14 +26,7 @@ func TestCommandReturnsIntermediateLinesWithoutEcho(t *testing.T) {
 				p.send("AT+CCERTLIST\r")
 			}
 			p.send("\r\n+CCERTLIST: \"ca.pem\"\r\n+CCERTLIST:\"cert.pem\"\r\n\r\nOK\r\n")
-			o := await(t, res)
-			if o.err != nil {
-				t.Fatalf("Command: %v", o.err)
-			}
-			want := []string{`+CCERTLIST: "ca.pem"`, `+CCERTLIST:"cert.pem"`}
-			if !slices.Equal(o.resp.Lines, want) || o.resp.Final != "OK" {
-				t.Fatalf("response = %q final %q, want %q final OK", o.resp.Lines, o.resp.Final, want)
-			}
+			awaitOK(t, res, "Command", `+CCERTLIST: "ca.pem"`, `+CCERTLIST:"cert.pem"`)
 		})
 	}
 }
@@ -43,40 +36,15 @@ func TestFinalResultErrorsCarryTheModemsWords(t *testing.T) {
 		name    string
 		final   string
 		wantMsg string
-		check   func(t *testing.T, err error)
+		want    error // the typed error, field for field
 	}{
-		{"plain ERROR", "ERROR", "AT+X: ERROR", func(t *testing.T, err error) {
-			var e *Error
-			if !errors.As(err, &e) || e.Final != "ERROR" || e.Cmd != "AT+X" {
-				t.Fatalf("want *Error{AT+X, ERROR}, got %#v", err)
-			}
-		}},
-		{"CME numeric", "+CME ERROR: 10", "AT+X: +CME ERROR: 10 (SIM not inserted)", func(t *testing.T, err error) {
-			var e *CMEError
-			if !errors.As(err, &e) || e.Code != 10 || e.Text != "SIM not inserted" {
-				t.Fatalf("want CMEError 10, got %#v", err)
-			}
-		}},
-		{"CME text", "+CME ERROR: SIM busy", "AT+X: +CME ERROR: SIM busy", func(t *testing.T, err error) {
-			var e *CMEError
-			if !errors.As(err, &e) || e.Code != -1 || e.Text != "SIM busy" || !IsSIMBusy(err) {
-				t.Fatalf("want CMEError text SIM busy, got %#v", err)
-			}
-		}},
-		{"CME unknown code", "+CME ERROR:9999", "AT+X: +CME ERROR: 9999", func(t *testing.T, err error) {
-			var e *CMEError
-			if !errors.As(err, &e) || e.Code != 9999 || e.Text != "" {
-				t.Fatalf("want CMEError 9999, got %#v", err)
-			}
-		}},
-		{"CMS numeric", "+CMS ERROR: 302", "AT+X: +CMS ERROR: 302 (operation not allowed)", func(t *testing.T, err error) {
-			var e *CMSError
-			if !errors.As(err, &e) || e.Code != 302 {
-				t.Fatalf("want CMSError 302, got %#v", err)
-			}
-		}},
-		{"NO CARRIER", "NO CARRIER", "AT+X: NO CARRIER", nil},
-		{"CONNECT FAIL", "CONNECT FAIL", "AT+X: CONNECT FAIL", nil},
+		{"plain ERROR", "ERROR", "AT+X: ERROR", &Error{Cmd: "AT+X", Final: "ERROR"}},
+		{"CME numeric", "+CME ERROR: 10", "AT+X: +CME ERROR: 10 (SIM not inserted)", &CMEError{Cmd: "AT+X", Code: 10, Text: "SIM not inserted"}},
+		{"CME text", "+CME ERROR: SIM busy", "AT+X: +CME ERROR: SIM busy", &CMEError{Cmd: "AT+X", Code: -1, Text: "SIM busy"}},
+		{"CME unknown code", "+CME ERROR:9999", "AT+X: +CME ERROR: 9999", &CMEError{Cmd: "AT+X", Code: 9999}},
+		{"CMS numeric", "+CMS ERROR: 302", "AT+X: +CMS ERROR: 302 (operation not allowed)", &CMSError{Cmd: "AT+X", Code: 302, Text: "operation not allowed"}},
+		{"NO CARRIER", "NO CARRIER", "AT+X: NO CARRIER", &Error{Cmd: "AT+X", Final: "NO CARRIER"}},
+		{"CONNECT FAIL", "CONNECT FAIL", "AT+X: CONNECT FAIL", &Error{Cmd: "AT+X", Final: "CONNECT FAIL"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -94,8 +62,8 @@ func TestFinalResultErrorsCarryTheModemsWords(t *testing.T) {
 			if o.resp == nil || o.resp.Final != tt.final || !slices.Equal(o.resp.Lines, []string{"+X: 1"}) {
 				t.Fatalf("response %#v, want lines [+X: 1] and final %q", o.resp, tt.final)
 			}
-			if tt.check != nil {
-				tt.check(t, o.err)
+			if !reflect.DeepEqual(o.err, tt.want) {
+				t.Fatalf("error %#v, want %#v", o.err, tt.want)
 			}
 		})
 	}
@@ -154,8 +122,16 @@ func TestQueuedCommandsRunInTurnAndHonourTheirContext(t *testing.T) {
 	// one was never sent and no resync was needed.
 	p.expect("AT+THIRD\r")
 	p.send("\r\n+THIRD: 3\r\n\r\nOK\r\n")
-	if o := await(t, third); o.err != nil || !slices.Equal(o.resp.Lines, []string{"+THIRD: 3"}) {
-		t.Fatalf("third: %v %#v", o.err, o.resp)
+	awaitOK(t, third, "third", "+THIRD: 3")
+}
+
+// awaitOK waits for a command that must answer exactly the lines want and
+// OK; what names the command in the failure.
+func awaitOK(t *testing.T, res <-chan outcome, what string, want ...string) {
+	t.Helper()
+	o := await(t, res)
+	if o.err != nil || !slices.Equal(o.resp.Lines, want) || o.resp.Final != "OK" {
+		t.Fatalf("%s: %v %#v, want lines %q and OK", what, o.err, o.resp, want)
 	}
 }
 
@@ -176,6 +152,15 @@ func timeOut(t *testing.T, c *Channel, p *peer, cmd string) {
 	}
 }
 
+// answerCGMM plays the modem answering the AT+CGMM that res waits for, and
+// checks that the command gets exactly that answer: the line is in sync.
+func answerCGMM(t *testing.T, p *peer, res <-chan outcome) {
+	t.Helper()
+	p.expect("AT+CGMM\r")
+	p.send("\r\nSIMCOM_SIM7600G-H\r\n\r\nOK\r\n")
+	awaitOK(t, res, "AT+CGMM", "SIMCOM_SIM7600G-H")
+}
+
 func TestTimeoutLateResultBeforeNextCommand(t *testing.T) {
 	unsolicited := newSink()
 	c, p := newPair(t, WithUnsolicited(unsolicited.handle))
@@ -191,12 +176,7 @@ func TestTimeoutLateResultBeforeNextCommand(t *testing.T) {
 	// The late final settled the account: no probe is needed, the next
 	// command goes straight out and gets only its own answer.
 	res := goCommand(testCtx(t), c, "AT+CGMM")
-	p.expect("AT+CGMM\r")
-	p.send("\r\nSIMCOM_SIM7600G-H\r\n\r\nOK\r\n")
-	o := await(t, res)
-	if o.err != nil || !slices.Equal(o.resp.Lines, []string{"SIMCOM_SIM7600G-H"}) {
-		t.Fatalf("next command: %v %#v", o.err, o.resp)
-	}
+	answerCGMM(t, p, res)
 }
 
 func TestTimeoutLateResultDuringNextCommand(t *testing.T) {
@@ -210,12 +190,7 @@ func TestTimeoutLateResultDuringNextCommand(t *testing.T) {
 	// that stale errors are discarded too), then answers the probe.
 	p.send("AT+CSQ\r\r\n+CSQ: 21,99\r\n\r\n+CME ERROR: 100\r\n")
 	p.send("\r\n+CMEE: 2\r\n\r\nOK\r\n")
-	p.expect("AT+CGMM\r")
-	p.send("\r\nSIMCOM_SIM7600G-H\r\n\r\nOK\r\n")
-	o := await(t, res)
-	if o.err != nil || !slices.Equal(o.resp.Lines, []string{"SIMCOM_SIM7600G-H"}) || o.resp.Final != "OK" {
-		t.Fatalf("next command: %v %#v", o.err, o.resp)
-	}
+	answerCGMM(t, p, res)
 	if u := unsolicited.next(t); u.Line != "+CSQ: 21,99" {
 		t.Fatalf("unsolicited %q, want the late +CSQ line", u.Line)
 	}
@@ -228,19 +203,12 @@ func TestTimeoutLateResultNever(t *testing.T) {
 	res := goCommand(testCtx(t), c, "AT+CGMM")
 	p.expect("AT+CMEE?\r")
 	p.send("\r\n+CMEE: 2\r\n\r\nOK\r\n")
-	p.expect("AT+CGMM\r")
-	p.send("\r\nSIMCOM_SIM7600G-H\r\n\r\nOK\r\n")
-	o := await(t, res)
-	if o.err != nil || !slices.Equal(o.resp.Lines, []string{"SIMCOM_SIM7600G-H"}) {
-		t.Fatalf("next command: %v %#v", o.err, o.resp)
-	}
+	answerCGMM(t, p, res)
 	// Back in sync: the command after that is sent without a probe.
 	res = goCommand(testCtx(t), c, "AT")
 	p.expect("AT\r")
 	p.send("\r\nOK\r\n")
-	if o := await(t, res); o.err != nil {
-		t.Fatalf("AT: %v", o.err)
-	}
+	awaitOK(t, res, "AT")
 }
 
 func TestProbeThatTimesOutIsReplacedByTheOtherProbe(t *testing.T) {
@@ -263,11 +231,7 @@ func TestProbeThatTimesOutIsReplacedByTheOtherProbe(t *testing.T) {
 	p.send("\r\n+CSQ: 21,99\r\n\r\nOK\r\n")    // late answer of AT+CSQ
 	p.send("\r\n+CMEE: 2\r\n\r\nOK\r\n")       // late answer of the first probe
 	p.send("\r\n+CSCS: \"IRA\"\r\n\r\nOK\r\n") // the second probe
-	p.expect("AT+CGMM\r")
-	p.send("\r\nSIMCOM_SIM7600G-H\r\n\r\nOK\r\n")
-	if o := await(t, res); o.err != nil || !slices.Equal(o.resp.Lines, []string{"SIMCOM_SIM7600G-H"}) {
-		t.Fatalf("next command: %v %#v", o.err, o.resp)
-	}
+	answerCGMM(t, p, res)
 }
 
 func TestAbandonedCMEEQueryIsNotUsedAsItsOwnProbe(t *testing.T) {
@@ -278,9 +242,7 @@ func TestAbandonedCMEEQueryIsNotUsedAsItsOwnProbe(t *testing.T) {
 	p.send("\r\n+CMEE: 2\r\n\r\nOK\r\n\r\n+CSCS: \"IRA\"\r\n\r\nOK\r\n")
 	p.expect("AT\r")
 	p.send("\r\nOK\r\n")
-	if o := await(t, res); o.err != nil || len(o.resp.Lines) != 0 {
-		t.Fatalf("AT: %v %#v", o.err, o.resp)
-	}
+	awaitOK(t, res, "AT")
 }
 
 func TestCommandPayloadPromptForms(t *testing.T) {
@@ -399,14 +361,18 @@ func TestZeroLengthReadsAreNotEOF(t *testing.T) {
 		t.Fatal("command not written")
 	}
 	port.push("", "\r\n+CSQ:", "", "", " 20,99\r\n", "", "\r\nOK\r\n")
-	o := await(t, res)
-	if o.err != nil || !slices.Equal(o.resp.Lines, []string{"+CSQ: 20,99"}) {
-		t.Fatalf("Command: %v %#v", o.err, o.resp)
-	}
+	awaitOK(t, res, "Command", "+CSQ: 20,99")
 	if c.Err() != nil {
 		t.Fatalf("Err() = %v after (0, nil) reads", c.Err())
 	}
 	// A port that only ever answers (0, nil) must not keep Close waiting.
+	closeWithin(t, c, "Close did not return while the port kept answering (0, nil)")
+}
+
+// closeWithin closes c and fails the test with stuck if Close has not
+// returned within failAfter.
+func closeWithin(t *testing.T, c *Channel, stuck string) {
+	t.Helper()
 	closed := make(chan error, 1)
 	go func() { closed <- c.Close() }()
 	select {
@@ -415,7 +381,7 @@ func TestZeroLengthReadsAreNotEOF(t *testing.T) {
 			t.Fatalf("Close: %v", err)
 		}
 	case <-time.After(failAfter):
-		t.Fatal("Close did not return while the port kept answering (0, nil)")
+		t.Fatal(stuck)
 	}
 }
 
@@ -535,13 +501,7 @@ func TestStuckWriteHonoursContextAndClose(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v, want deadline exceeded", err)
 	}
-	closed := make(chan struct{})
-	go func() { _ = c.Close(); close(closed) }()
-	select {
-	case <-closed:
-	case <-time.After(failAfter):
-		t.Fatal("Close did not unblock the stuck write")
-	}
+	closeWithin(t, c, "Close did not unblock the stuck write")
 }
 
 func TestTraceShowsBothDirections(t *testing.T) {
@@ -672,9 +632,7 @@ func TestSlowHandlerDoesNotStallCommands(t *testing.T) {
 	res := goCommand(testCtx(t), c, "AT+CSQ")
 	p.expect("AT+CSQ\r")
 	p.send("\r\n+CSQ: 20,99\r\n\r\nOK\r\n")
-	if o := await(t, res); o.err != nil || !slices.Equal(o.resp.Lines, []string{"+CSQ: 20,99"}) {
-		t.Fatalf("command while a handler is blocked: %v %#v", o.err, o.resp)
-	}
+	awaitOK(t, res, "command while a handler is blocked", "+CSQ: 20,99")
 }
 
 func TestFullQueueBlocksTheReaderButDropsNothing(t *testing.T) {

@@ -96,54 +96,16 @@ func FuzzChannel(f *testing.F) {
 		}
 		port := &fuzzPort{data: data, chunk: chunk, wrote: make(chan struct{}), closed: make(chan struct{})}
 
-		var mu sync.Mutex
-		total := 0
-		var bad []string
-		check := func(parse func(string) (int, bool)) func(URC) {
-			return func(u URC) {
-				mu.Lock()
-				defer mu.Unlock()
-				total += len(u.Payload)
-				if n, ok := parse(u.Line); !ok || n != len(u.Payload) {
-					bad = append(bad, "payload of "+strconv.Quote(u.Line)+" has "+strconv.Itoa(len(u.Payload))+" bytes")
-				}
-				if strings.ContainsAny(u.Line, "\r\n") {
-					bad = append(bad, "URC line with CR/LF: "+strconv.Quote(u.Line))
-				}
-			}
-		}
-		lineCheck := func(u URC) {
-			mu.Lock()
-			defer mu.Unlock()
-			if strings.ContainsAny(u.Line, "\r\n") || u.Payload != nil {
-				bad = append(bad, "line URC malformed: "+strconv.Quote(u.Line))
-			}
-		}
-		c := New(port, WithMaxLine(64), WithMaxBinary(4096), WithQueueSize(4), WithUnsolicited(lineCheck))
-		c.HandleBinary("+CCHRECV: DATA,", CCHRecvLength, check(CCHRecvLength))
-		c.HandleBinary("+RAW:", rawLength, check(rawLength))
-		c.Handle("+CCH", lineCheck)
+		audit := &urcAudit{}
+		c := New(port, WithMaxLine(64), WithMaxBinary(4096), WithQueueSize(4), WithUnsolicited(audit.line))
+		c.HandleBinary("+CCHRECV: DATA,", CCHRecvLength, audit.binary(CCHRecvLength))
+		c.HandleBinary("+RAW:", rawLength, audit.binary(rawLength))
+		c.Handle("+CCH", audit.line)
 		w := c.Expect(Prefix("+CCHOPEN: 0,"))
 
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		var resp *Response
-		var err error
-		if mode&0x40 != 0 {
-			resp, err = c.CommandPayload(ctx, "AT+CCHSEND=0,3", []byte("abc"))
-		} else {
-			resp, err = c.Command(ctx, "AT+CSQ")
-		}
-		if errors.Is(err, context.DeadlineExceeded) {
-			t.Fatalf("command hung until its deadline: %v", err)
-		}
-		if resp != nil {
-			for _, l := range resp.Lines {
-				if l == "" || strings.ContainsAny(l, "\r\n") {
-					t.Errorf("intermediate line %q is blank or contains CR/LF", l)
-				}
-			}
-		}
+		runFuzzCommand(t, ctx, c, mode&0x40 != 0)
 		if line, err := w.Wait(ctx); err == nil && !Prefix("+CCHOPEN: 0,")(line) {
 			t.Errorf("waiter got %q", line)
 		}
@@ -151,13 +113,78 @@ func FuzzChannel(f *testing.F) {
 		if err := c.Close(); err != nil {
 			t.Fatal(err)
 		}
-		mu.Lock()
-		defer mu.Unlock()
-		if total > len(data) {
-			t.Errorf("delivered %d payload bytes from %d input bytes", total, len(data))
-		}
-		for _, b := range bad {
-			t.Error(b)
-		}
+		audit.check(t, len(data))
 	})
+}
+
+// runFuzzCommand runs AT+CSQ on c, or with payload AT+CCHSEND=0,3 and its
+// payload, and checks that it ended before its deadline (with the line's
+// EOF) and that its intermediate lines are neither blank nor hold CR or LF.
+func runFuzzCommand(t *testing.T, ctx context.Context, c *Channel, payload bool) {
+	t.Helper()
+	var resp *Response
+	var err error
+	if payload {
+		resp, err = c.CommandPayload(ctx, "AT+CCHSEND=0,3", []byte("abc"))
+	} else {
+		resp, err = c.Command(ctx, "AT+CSQ")
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("command hung until its deadline: %v", err)
+	}
+	if resp != nil {
+		for _, l := range resp.Lines {
+			if l == "" || strings.ContainsAny(l, "\r\n") {
+				t.Errorf("intermediate line %q is blank or contains CR/LF", l)
+			}
+		}
+	}
+}
+
+// urcAudit collects, from the channel's handlers, the payload bytes
+// delivered and what was wrong with the URCs, for check once the channel
+// is closed.
+type urcAudit struct {
+	mu    sync.Mutex
+	total int
+	bad   []string
+}
+
+// binary returns a binary URC handler that checks the payload has the
+// length parse reads from the line, and that the line holds no CR or LF.
+func (a *urcAudit) binary(parse func(string) (int, bool)) func(URC) {
+	return func(u URC) {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		a.total += len(u.Payload)
+		if n, ok := parse(u.Line); !ok || n != len(u.Payload) {
+			a.bad = append(a.bad, "payload of "+strconv.Quote(u.Line)+" has "+strconv.Itoa(len(u.Payload))+" bytes")
+		}
+		if strings.ContainsAny(u.Line, "\r\n") {
+			a.bad = append(a.bad, "URC line with CR/LF: "+strconv.Quote(u.Line))
+		}
+	}
+}
+
+// line is a line URC handler: the line holds no CR or LF, and no payload.
+func (a *urcAudit) line(u URC) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if strings.ContainsAny(u.Line, "\r\n") || u.Payload != nil {
+		a.bad = append(a.bad, "line URC malformed: "+strconv.Quote(u.Line))
+	}
+}
+
+// check fails t for every bad URC, and if the payloads delivered add up to
+// more than the inputLen bytes of input.
+func (a *urcAudit) check(t *testing.T, inputLen int) {
+	t.Helper()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.total > inputLen {
+		t.Errorf("delivered %d payload bytes from %d input bytes", a.total, inputLen)
+	}
+	for _, b := range a.bad {
+		t.Error(b)
+	}
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -94,24 +93,12 @@ func TestOverRealPTY(t *testing.T) {
 	if _, err := fmt.Fprintf(master, "AT+CSQ\r\r\n+CCHRECV: DATA,0,%d\r\n%s\r\n+CSQ: 20,99\r\n\r\nOK\r\n", len(payload), payload); err != nil {
 		t.Fatal(err)
 	}
-	o := await(t, res)
-	if o.err != nil || !slices.Equal(o.resp.Lines, []string{"+CSQ: 20,99"}) {
-		t.Fatalf("Command over a pty: %v %#v", o.err, o.resp)
-	}
+	awaitOK(t, res, "Command over a pty", "+CSQ: 20,99")
 	if u := bin.next(t); string(u.Payload) != payload {
 		t.Fatalf("payload over a pty = %q, want %q", u.Payload, payload)
 	}
 
-	closed := make(chan error, 1)
-	go func() { closed <- c.Close() }()
-	select {
-	case err := <-closed:
-		if err != nil {
-			t.Fatalf("Close: %v", err)
-		}
-	case <-time.After(failAfter):
-		t.Fatal("Close did not end the Read pending on the tty")
-	}
+	closeWithin(t, c, "Close did not end the Read pending on the tty")
 	if c.Err() != nil {
 		t.Fatalf("Err() after Close = %v", c.Err())
 	}

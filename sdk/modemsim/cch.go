@@ -16,39 +16,43 @@ func (m *Modem) sessionArg(a atArg) (*session, bool) {
 	return m.sessions[id], true
 }
 
+// sessionArgs parses the parameters of a CCH set command whose first one is
+// a <session_id>. It reports false on a syntax error, a session id out of
+// range, or unless there are between lo and hi parameters.
+func (m *Modem) sessionArgs(text string, lo, hi int) (*session, []atArg, bool) {
+	args, ok := argsIn(text, lo, hi)
+	if !ok {
+		return nil, nil, false
+	}
+	s, ok := m.sessionArg(args[0])
+	return s, args, ok
+}
+
 // cmdCCHSET is AT+CCHSET=<report_send_result>[,<recv_mode>], accepted only
 // before AT+CCHSTART. An omitted <recv_mode> means 0 (push received data).
 func cmdCCHSET(m *Modem, c atCommand, r *reply) string {
 	switch c.form {
 	case formTest:
-		r.lines = append(r.lines, "+CCHSET: (0,1),(0,1)")
-		return ""
+		return r.add("+CCHSET: (0,1),(0,1)")
 	case formRead:
-		r.lines = append(r.lines, fmt.Sprintf("+CCHSET: %d,%d", m.st.cchReport, m.st.cchRecvMode))
-		return ""
+		return r.add(fmt.Sprintf("+CCHSET: %d,%d", m.st.cchReport, m.st.cchRecvMode))
 	case formSet:
-	default:
-		return "ERROR"
-	}
-	if m.st.cchStarted {
-		return "ERROR"
-	}
-	args, err := parseArgs(c.args)
-	if err != nil || len(args) < 1 || len(args) > 2 {
-		return "ERROR"
-	}
-	report, ok := oneOf(args[0], 0, 1)
-	if !ok {
-		return "ERROR"
-	}
-	mode := 0
-	if len(args) == 2 {
-		if mode, ok = oneOf(args[1], 0, 1); !ok {
+		args, ok := argsIn(c.args, 1, 2)
+		if !ok || m.st.cchStarted {
 			return "ERROR"
 		}
+		report, ok := oneOf(args[0], 0, 1)
+		mode := 0
+		if ok && len(args) == 2 {
+			mode, ok = oneOf(args[1], 0, 1)
+		}
+		if !ok {
+			return "ERROR"
+		}
+		m.st.cchReport, m.st.cchRecvMode = report, mode
+		return ""
 	}
-	m.st.cchReport, m.st.cchRecvMode = report, mode
-	return ""
+	return "ERROR"
 }
 
 // cmdCCHMODE is AT+CCHMODE=<mode> (0 normal, 1 transparent), accepted only
@@ -56,28 +60,18 @@ func cmdCCHSET(m *Modem, c atCommand, r *reply) string {
 func cmdCCHMODE(m *Modem, c atCommand, r *reply) string {
 	switch c.form {
 	case formTest:
-		r.lines = append(r.lines, "+CCHMODE: (0,1)")
-		return ""
+		return r.add("+CCHMODE: (0,1)")
 	case formRead:
-		r.lines = append(r.lines, fmt.Sprintf("+CCHMODE: %d", m.st.cchMode))
-		return ""
+		return r.add(fmt.Sprintf("+CCHMODE: %d", m.st.cchMode))
 	case formSet:
-	default:
-		return "ERROR"
+		mode, ok := singleInt(c.args, 0, 1)
+		if !ok || m.st.cchStarted {
+			return "ERROR"
+		}
+		m.st.cchMode = mode
+		return ""
 	}
-	if m.st.cchStarted {
-		return "ERROR"
-	}
-	args, err := parseArgs(c.args)
-	if err != nil || len(args) != 1 {
-		return "ERROR"
-	}
-	mode, ok := oneOf(args[0], 0, 1)
-	if !ok {
-		return "ERROR"
-	}
-	m.st.cchMode = mode
-	return ""
+	return "ERROR"
 }
 
 // cmdCCHSTART starts the SSL service: OK, then +CCHSTART: 0, or
@@ -123,8 +117,7 @@ func cmdCCHADDR(m *Modem, c atCommand, r *reply) string {
 	if c.form != formExec || !m.st.cchStarted {
 		return "ERROR"
 	}
-	r.lines = append(r.lines, "+CCHADDR: "+m.ipAddr)
-	return ""
+	return r.add("+CCHADDR: " + m.ipAddr)
 }
 
 // idleForConfig says whether a session accepts AT+CCHSSLCFG/AT+CCHCFG:
@@ -137,78 +130,71 @@ func (m *Modem) idleForConfig(s *session) bool {
 func cmdCCHSSLCFG(m *Modem, c atCommand, r *reply) string {
 	switch c.form {
 	case formTest:
-		r.lines = append(r.lines, "+CCHSSLCFG: (0,1),(0-9)")
-		return ""
+		return r.add("+CCHSSLCFG: (0,1),(0-9)")
 	case formRead:
 		for _, s := range m.sessions {
 			ctx := ""
 			if s.sslCtx >= 0 {
 				ctx = fmt.Sprint(s.sslCtx)
 			}
-			r.lines = append(r.lines, fmt.Sprintf("+CCHSSLCFG: %d,%s", s.id, ctx))
+			r.add(fmt.Sprintf("+CCHSSLCFG: %d,%s", s.id, ctx))
 		}
 		return ""
 	case formSet:
-	default:
-		return "ERROR"
+		s, args, ok := m.sessionArgs(c.args, 2, 2)
+		if !ok || !m.idleForConfig(s) {
+			return "ERROR"
+		}
+		idx, ok := intIn(args[1], 0, 9)
+		if !ok {
+			return "ERROR"
+		}
+		s.sslCtx = idx
+		return ""
 	}
-	args, err := parseArgs(c.args)
-	if err != nil || len(args) != 2 {
-		return "ERROR"
-	}
-	s, ok := m.sessionArg(args[0])
-	if !ok {
-		return "ERROR"
-	}
-	idx, ok := intIn(args[1], 0, 9)
-	if !ok || !m.idleForConfig(s) {
-		return "ERROR"
-	}
-	s.sslCtx = idx
-	return ""
+	return "ERROR"
 }
 
 // cmdCCHCFG is AT+CCHCFG="sendtimeout"|"sslctx",<session_id>,<value>.
 func cmdCCHCFG(m *Modem, c atCommand, r *reply) string {
 	switch c.form {
 	case formTest:
-		r.lines = append(r.lines, `+CCHCFG: "sendtimeout",(0-1),(60-150)`, `+CCHCFG: "sslctx",(0-1),(0-9)`)
-		return ""
+		return r.add(`+CCHCFG: "sendtimeout",(0-1),(60-150)`, `+CCHCFG: "sslctx",(0-1),(0-9)`)
 	case formRead:
 		for _, s := range m.sessions {
-			ctx := s.sslCtx
-			if ctx < 0 {
-				ctx = s.id
-			}
-			r.lines = append(r.lines, fmt.Sprintf("+CCHCFG: %d,%d,%d", s.id, s.sendTimeout, ctx))
+			r.add(fmt.Sprintf("+CCHCFG: %d,%d,%d", s.id, s.sendTimeout, s.sslIndex()))
 		}
 		return ""
 	case formSet:
-	default:
-		return "ERROR"
+		return m.setCCHCFG(c.args)
 	}
-	args, err := parseArgs(c.args)
-	if err != nil || len(args) != 3 || !args[0].quoted {
+	return "ERROR"
+}
+
+// setCCHCFG runs AT+CCHCFG=<args>; a value out of range changes nothing.
+func (m *Modem) setCCHCFG(argText string) string {
+	args, ok := argsIn(argText, 3, 3)
+	if !ok || !args[0].quoted {
 		return "ERROR"
 	}
 	s, ok := m.sessionArg(args[1])
 	if !ok || !m.idleForConfig(s) {
 		return "ERROR"
 	}
+	var v int
 	switch strings.ToLower(args[0].text) {
 	case "sendtimeout":
-		v, ok := intIn(args[2], 60, 150)
-		if !ok {
-			return "ERROR"
+		if v, ok = intIn(args[2], 60, 150); ok {
+			s.sendTimeout = v
 		}
-		s.sendTimeout = v
 	case "sslctx":
-		v, ok := intIn(args[2], 0, 9)
-		if !ok {
-			return "ERROR"
+		if v, ok = intIn(args[2], 0, 9); ok {
+			s.sslCtx = v
 		}
-		s.sslCtx = v
 	default:
+		ok = false
+	}
+	if !ok {
 		return "ERROR"
 	}
 	return ""
@@ -221,54 +207,39 @@ func cmdCCHCFG(m *Modem, c atCommand, r *reply) string {
 func cmdCCHOPEN(m *Modem, c atCommand, r *reply) string {
 	switch c.form {
 	case formTest:
-		r.lines = append(r.lines, `+CCHOPEN: (0,1),"ADDRESS",(1-65535)[,(1-2)[,(1-65535)]]`)
-		return ""
+		return r.add(`+CCHOPEN: (0,1),"ADDRESS",(1-65535)[,(1-2)[,(1-65535)]]`)
 	case formRead:
 		for _, s := range m.sessions {
-			if s.state == sessOpen {
-				bind := ""
-				if s.bindPort > 0 {
-					bind = fmt.Sprint(s.bindPort)
-				}
-				r.lines = append(r.lines, fmt.Sprintf(`+CCHOPEN: %d,"%s",%d,%d,%s`, s.id, s.host, s.port, s.clientType, bind))
-			} else {
-				r.lines = append(r.lines, fmt.Sprintf("+CCHOPEN: %d", s.id))
+			if s.state != sessOpen {
+				r.add(fmt.Sprintf("+CCHOPEN: %d", s.id))
+				continue
 			}
+			bind := ""
+			if s.bindPort > 0 {
+				bind = fmt.Sprint(s.bindPort)
+			}
+			r.add(fmt.Sprintf(`+CCHOPEN: %d,"%s",%d,%d,%s`, s.id, s.host, s.port, s.clientType, bind))
 		}
 		return ""
 	case formSet:
-	default:
+		return m.setCCHOPEN(c.args, r)
+	}
+	return "ERROR"
+}
+
+// setCCHOPEN runs AT+CCHOPEN=<args>: it checks the parameters and the
+// session, and leaves the dial to startOpen once the response is queued.
+func (m *Modem) setCCHOPEN(argText string, r *reply) string {
+	s, args, ok := m.sessionArgs(argText, 3, 5)
+	if !ok || !m.st.cchStarted || s.state != sessIdle || s.closeURC != "" {
 		return "ERROR"
 	}
-	if !m.st.cchStarted {
+	host, hostOK := quotedString(args[1], 1, 256)
+	port, portOK := intIn(args[2], 1, 65535)
+	clientType, typeOK := optionalInt(args, 3, 1, 2, 2)
+	bindPort, bindOK := optionalInt(args, 4, 1, 65535, 0)
+	if !hostOK || !portOK || !typeOK || !bindOK {
 		return "ERROR"
-	}
-	args, err := parseArgs(c.args)
-	if err != nil || len(args) < 3 || len(args) > 5 {
-		return "ERROR"
-	}
-	s, ok := m.sessionArg(args[0])
-	if !ok || s.state != sessIdle || s.closeURC != "" {
-		return "ERROR"
-	}
-	host, ok := quotedString(args[1], 1, 256)
-	if !ok {
-		return "ERROR"
-	}
-	port, ok := intIn(args[2], 1, 65535)
-	if !ok {
-		return "ERROR"
-	}
-	clientType, bindPort := 2, 0
-	if len(args) > 3 && args[3].present {
-		if clientType, ok = oneOf(args[3], 1, 2); !ok {
-			return "ERROR"
-		}
-	}
-	if len(args) > 4 && args[4].present {
-		if bindPort, ok = intIn(args[4], 1, 65535); !ok {
-			return "ERROR"
-		}
 	}
 	transparent := m.st.cchMode == 1
 	if transparent && (s.id != 0 || m.transp != nil) {
@@ -279,11 +250,7 @@ func cmdCCHOPEN(m *Modem, c atCommand, r *reply) string {
 	s.recvMode = m.st.cchRecvMode
 	s.transparent = transparent
 	s.cache = nil
-	ctxIdx := s.sslCtx
-	if ctxIdx < 0 {
-		ctxIdx = s.id
-	}
-	sc := m.st.ssl[ctxIdx]
+	sc := m.st.ssl[s.sslIndex()]
 	sr := newSessionRun(m.ctx, s.id, time.Duration(s.sendTimeout)*time.Second)
 	s.run = sr
 	if transparent {
@@ -324,33 +291,26 @@ func (m *Modem) startOpen(s *session, sr *sessionRun, sc sslContext) {
 func cmdCCHSEND(m *Modem, c atCommand, r *reply) string {
 	switch c.form {
 	case formTest:
-		r.lines = append(r.lines, fmt.Sprintf("+CCHSEND: (0,1),(1-%d)", m.prof.maxSend))
-		return ""
+		return r.add(fmt.Sprintf("+CCHSEND: (0,1),(1-%d)", m.prof.maxSend))
 	case formRead:
-		r.lines = append(r.lines, fmt.Sprintf("+CCHSEND: 0,%d,1,%d", m.sessions[0].txPending, m.sessions[1].txPending))
-		return ""
+		return r.add(fmt.Sprintf("+CCHSEND: 0,%d,1,%d", m.sessions[0].txPending, m.sessions[1].txPending))
 	case formSet:
-	default:
-		return "ERROR"
-	}
-	args, err := parseArgs(c.args)
-	if err != nil || len(args) != 2 {
-		return "ERROR"
-	}
-	s, ok := m.sessionArg(args[0])
-	if !ok {
-		return "ERROR"
-	}
-	n, ok := intIn(args[1], 1, m.prof.maxSend)
-	if !ok || !m.st.cchStarted || s.state != sessOpen || s.transparent {
-		return "ERROR"
-	}
-	if s.txPending+n > sendBufferLimit {
-		r.pending = &pendingSend{s: s, n: n}
+		s, args, ok := m.sessionArgs(c.args, 2, 2)
+		if !ok || !m.st.cchStarted || s.state != sessOpen || s.transparent {
+			return "ERROR"
+		}
+		n, ok := intIn(args[1], 1, m.prof.maxSend)
+		if !ok {
+			return "ERROR"
+		}
+		if s.txPending+n > sendBufferLimit {
+			r.pending = &pendingSend{s: s, n: n}
+		} else {
+			r.prompt = m.sendPayload(s, n)
+		}
 		return ""
 	}
-	r.prompt = m.sendPayload(s, n)
-	return ""
+	return "ERROR"
 }
 
 // sendPayload is the payload stage of AT+CCHSEND.
@@ -390,8 +350,7 @@ func (m *Modem) servePendingSend() {
 func cmdCCHRECV(m *Modem, c atCommand, r *reply) string {
 	switch c.form {
 	case formTest:
-		r.lines = append(r.lines, "+CCHRECV: (0,1),(0-2048)")
-		return ""
+		return r.add("+CCHRECV: (0,1),(0-2048)")
 	case formRead:
 		lens := [2]int{}
 		for i, s := range m.sessions {
@@ -399,17 +358,17 @@ func cmdCCHRECV(m *Modem, c atCommand, r *reply) string {
 				lens[i] = len(s.cache)
 			}
 		}
-		r.lines = append(r.lines, fmt.Sprintf("+CCHRECV: LEN,%d,%d", lens[0], lens[1]))
-		return ""
+		return r.add(fmt.Sprintf("+CCHRECV: LEN,%d,%d", lens[0], lens[1]))
 	case formSet:
-	default:
-		return "ERROR"
+		return m.setCCHRECV(c.args, r)
 	}
-	args, err := parseArgs(c.args)
-	if err != nil || len(args) < 1 || len(args) > 2 {
-		return "ERROR"
-	}
-	s, ok := m.sessionArg(args[0])
+	return "ERROR"
+}
+
+// setCCHRECV runs AT+CCHRECV=<args>: the cached bytes, up to the limit, go
+// out in frames once the OK is queued.
+func (m *Modem) setCCHRECV(argText string, r *reply) string {
+	s, args, ok := m.sessionArgs(argText, 1, 2)
 	if !ok {
 		return "ERROR"
 	}
@@ -423,7 +382,7 @@ func cmdCCHRECV(m *Modem, c atCommand, r *reply) string {
 		}
 	}
 	if !m.st.cchStarted || s.recvMode != 1 || s.transparent || len(s.cache) == 0 {
-		r.lines = append(r.lines, fmt.Sprintf("+CCHRECV: %d,%d", s.id, cchStateError))
+		r.add(fmt.Sprintf("+CCHRECV: %d,%d", s.id, cchStateError))
 		return "ERROR"
 	}
 	n := len(s.cache)
@@ -451,27 +410,24 @@ func cmdCCHRECV(m *Modem, c atCommand, r *reply) string {
 func cmdCCHCLOSE(m *Modem, c atCommand, r *reply) string {
 	switch c.form {
 	case formTest:
-		r.lines = append(r.lines, "+CCHCLOSE: (0,1)")
-		return ""
+		return r.add("+CCHCLOSE: (0,1)")
 	case formSet:
-	default:
-		return "ERROR"
+		s, _, ok := m.sessionArgs(c.args, 1, 1)
+		if !ok || !m.st.cchStarted {
+			return "ERROR"
+		}
+		return m.closeSession(s, r)
 	}
-	args, err := parseArgs(c.args)
-	if err != nil || len(args) != 1 {
-		return "ERROR"
-	}
-	s, ok := m.sessionArg(args[0])
-	if !ok || !m.st.cchStarted {
-		return "ERROR"
-	}
+	return "ERROR"
+}
+
+// closeSession runs AT+CCHCLOSE on s: an open that is still running is
+// abandoned at once, an open session flushes its queued sends before it
+// closes; a session in any other state answers ERROR.
+func (m *Modem) closeSession(s *session, r *reply) string {
 	switch s.state {
 	case sessOpening:
-		sr := s.run
-		s.run = nil
-		sr.abort()
-		s.state = sessIdle
-		s.clearConnCfg()
+		s.toIdle()
 		transparent := s.transparent
 		s.transparent = false
 		r.after = append(r.after, func() {

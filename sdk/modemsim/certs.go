@@ -37,6 +37,13 @@ func validCertName(name string) bool {
 	return !strings.ContainsAny(name, "/\\\x00") && !strings.HasPrefix(name, ".")
 }
 
+// certNameArg parses a quoted certificate file name that validCertName
+// accepts.
+func certNameArg(a atArg) (string, bool) {
+	name, ok := quotedString(a, certNameMin, certNameMax)
+	return name, ok && validCertName(name)
+}
+
 func (s *certStore) list() ([]string, error) {
 	entries, err := os.ReadDir(s.dir)
 	if err != nil {
@@ -122,33 +129,28 @@ func displayCertName(name string) string {
 func cmdCCERTDOWN(m *Modem, c atCommand, r *reply) string {
 	switch c.form {
 	case formTest:
-		r.lines = append(r.lines, fmt.Sprintf("+CCERTDOWN: (%d-%d),(%d-%d)", certNameMin, certNameMax, certSizeMin, certSizeMax))
-		return ""
+		return r.add(fmt.Sprintf("+CCERTDOWN: (%d-%d),(%d-%d)", certNameMin, certNameMax, certSizeMin, certSizeMax))
 	case formSet:
-	default:
-		return "ERROR"
-	}
-	args, err := parseArgs(c.args)
-	if err != nil || len(args) != 2 {
-		return "ERROR"
-	}
-	name, ok := quotedString(args[0], certNameMin, certNameMax)
-	if !ok || !validCertName(name) {
-		return "ERROR"
-	}
-	n, ok := intIn(args[1], certSizeMin, certSizeMax)
-	if !ok {
-		return "ERROR"
-	}
-	r.prompt = &payloadWait{need: n, redact: true, done: func(data []byte) reply {
-		if err := m.store.write(name, data); err != nil {
-			m.log.Error("certificate download failed", "modem", m.path, "op", "certdown", "file", name, "err", err)
-			return reply{final: "ERROR"}
+		args, ok := argsIn(c.args, 2, 2)
+		if !ok {
+			return "ERROR"
 		}
-		m.log.Info("certificate file stored", "modem", m.path, "op", "certdown", "file", name, "bytes", n)
-		return reply{final: "OK"}
-	}}
-	return ""
+		name, nameOK := certNameArg(args[0])
+		n, sizeOK := intIn(args[1], certSizeMin, certSizeMax)
+		if !nameOK || !sizeOK {
+			return "ERROR"
+		}
+		r.prompt = &payloadWait{need: n, redact: true, done: func(data []byte) reply {
+			if err := m.store.write(name, data); err != nil {
+				m.log.Error("certificate download failed", "modem", m.path, "op", "certdown", "file", name, "err", err)
+				return reply{final: "ERROR"}
+			}
+			m.log.Info("certificate file stored", "modem", m.path, "op", "certdown", "file", name, "bytes", n)
+			return reply{final: "OK"}
+		}}
+		return ""
+	}
+	return "ERROR"
 }
 
 // cmdCCERTLIST lists the stored files, one "+CCERTLIST: <name>" line each.
@@ -157,18 +159,17 @@ func cmdCCERTLIST(m *Modem, c atCommand, r *reply) string {
 	case formTest:
 		return ""
 	case formExec:
-	default:
-		return "ERROR"
+		names, err := m.store.list()
+		if err != nil {
+			m.log.Error("certificate list failed", "modem", m.path, "op", "certlist", "err", err)
+			return "ERROR"
+		}
+		for _, n := range names {
+			r.add("+CCERTLIST: " + displayCertName(n))
+		}
+		return ""
 	}
-	names, err := m.store.list()
-	if err != nil {
-		m.log.Error("certificate list failed", "modem", m.path, "op", "certlist", "err", err)
-		return "ERROR"
-	}
-	for _, n := range names {
-		r.lines = append(r.lines, "+CCERTLIST: "+displayCertName(n))
-	}
-	return ""
+	return "ERROR"
 }
 
 // cmdCCERTDELE deletes a stored file; a missing file is an error.
@@ -177,20 +178,19 @@ func cmdCCERTDELE(m *Modem, c atCommand, r *reply) string {
 	case formTest:
 		return ""
 	case formSet:
-	default:
-		return "ERROR"
+		args, ok := argsIn(c.args, 1, 1)
+		if !ok {
+			return "ERROR"
+		}
+		name, ok := certNameArg(args[0])
+		if !ok || !m.store.exists(name) {
+			return "ERROR"
+		}
+		if err := m.store.remove(name); err != nil {
+			m.log.Error("certificate delete failed", "modem", m.path, "op", "certdele", "file", name, "err", err)
+			return "ERROR"
+		}
+		return ""
 	}
-	args, err := parseArgs(c.args)
-	if err != nil || len(args) != 1 {
-		return "ERROR"
-	}
-	name, ok := quotedString(args[0], certNameMin, certNameMax)
-	if !ok || !validCertName(name) || !m.store.exists(name) {
-		return "ERROR"
-	}
-	if err := m.store.remove(name); err != nil {
-		m.log.Error("certificate delete failed", "modem", m.path, "op", "certdele", "file", name, "err", err)
-		return "ERROR"
-	}
-	return ""
+	return "ERROR"
 }

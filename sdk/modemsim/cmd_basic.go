@@ -7,6 +7,52 @@ import (
 	"time"
 )
 
+// add appends lines to the response and returns "", so that a form which
+// only prints reads as one statement.
+func (r *reply) add(lines ...string) string {
+	r.lines = append(r.lines, lines...)
+	return ""
+}
+
+// argsIn parses the parameters of a set command. It reports false on a
+// syntax error or unless there are between lo and hi of them.
+func argsIn(text string, lo, hi int) ([]atArg, bool) {
+	args, err := parseArgs(text)
+	if err != nil || len(args) < lo || len(args) > hi {
+		return nil, false
+	}
+	return args, true
+}
+
+// singleInt parses the parameters of a set command that takes one
+// unquoted number, lo <= v <= hi.
+func singleInt(text string, lo, hi int) (int, bool) {
+	args, ok := argsIn(text, 1, 1)
+	if !ok {
+		return 0, false
+	}
+	return intIn(args[0], lo, hi)
+}
+
+// singleQuoted parses the parameters of a set command that takes one
+// quoted string of lo to hi bytes.
+func singleQuoted(text string, lo, hi int) (string, bool) {
+	args, ok := argsIn(text, 1, 1)
+	if !ok {
+		return "", false
+	}
+	return quotedString(args[0], lo, hi)
+}
+
+// optionalInt parses args[i] with intIn when it is given; one that is left
+// out (missing or empty) is def.
+func optionalInt(args []atArg, i, lo, hi, def int) (int, bool) {
+	if i >= len(args) || !args[i].present {
+		return def, true
+	}
+	return intIn(args[i], lo, hi)
+}
+
 // cmdEcho is ATE[<n>]: 0 (or no digit, per V.250) off, 1 on.
 func cmdEcho(m *Modem, c atCommand, r *reply) string {
 	if c.form != formExec {
@@ -82,27 +128,30 @@ func cmdCICCID(m *Modem, c atCommand, r *reply) string {
 	return ident(c, r, "+ICCID: "+m.iccid)
 }
 
-// cmdCMEE is AT+CMEE: 0 plain ERROR, 1 numeric, 2 verbose.
-func cmdCMEE(m *Modem, c atCommand, r *reply) string {
+// modeSetting serves a command whose one parameter is a mode 0-2 kept in
+// *mode (AT+CMEE, AT+CREG and its kin): the test form prints the range,
+// the read form readLine; a set form stores a valid mode or answers
+// +CME ERROR.
+func (m *Modem) modeSetting(c atCommand, r *reply, mode *int, readLine string) string {
 	switch c.form {
 	case formTest:
-		r.lines = append(r.lines, "+CMEE: (0-2)")
+		return r.add(c.name + ": (0-2)")
 	case formRead:
-		r.lines = append(r.lines, fmt.Sprintf("+CMEE: %d", m.st.cmee))
+		return r.add(readLine)
 	case formSet:
-		args, err := parseArgs(c.args)
-		if err != nil || len(args) != 1 {
-			return m.cme(cmeBadParam)
-		}
-		v, ok := intIn(args[0], 0, 2)
+		v, ok := singleInt(c.args, 0, 2)
 		if !ok {
 			return m.cme(cmeBadParam)
 		}
-		m.st.cmee = v
-	default:
-		return "ERROR"
+		*mode = v
+		return ""
 	}
-	return ""
+	return "ERROR"
+}
+
+// cmdCMEE is AT+CMEE: 0 plain ERROR, 1 numeric, 2 verbose.
+func cmdCMEE(m *Modem, c atCommand, r *reply) string {
+	return m.modeSetting(c, r, &m.st.cmee, fmt.Sprintf("+CMEE: %d", m.st.cmee))
 }
 
 // cmdCPIN is AT+CPIN. The emulated SIM has no PIN: it is READY once SIM
@@ -115,8 +164,7 @@ func cmdCPIN(m *Modem, c atCommand, r *reply) string {
 		if m.st.simBusy {
 			return m.cme(cmeSIMBusy)
 		}
-		r.lines = append(r.lines, "+CPIN: READY")
-		return ""
+		return r.add("+CPIN: READY")
 	case formSet:
 		if m.st.simBusy {
 			return m.cme(cmeSIMBusy)
@@ -133,17 +181,15 @@ const emuRSSI = 22
 func cmdCSQ(m *Modem, c atCommand, r *reply) string {
 	switch c.form {
 	case formTest:
-		r.lines = append(r.lines, "+CSQ: (0-31,99),(0-7,99)")
+		return r.add("+CSQ: (0-31,99),(0-7,99)")
 	case formExec:
+		rssi := 99
 		if m.registered() {
-			r.lines = append(r.lines, fmt.Sprintf("+CSQ: %d,99", emuRSSI))
-		} else {
-			r.lines = append(r.lines, "+CSQ: 99,99")
+			rssi = emuRSSI
 		}
-	default:
-		return "ERROR"
+		return r.add(fmt.Sprintf("+CSQ: %d,99", rssi))
 	}
-	return ""
+	return "ERROR"
 }
 
 // cmdReg serves AT+CREG, AT+CGREG and AT+CEREG with <n> 0-2.
@@ -158,31 +204,23 @@ func cmdReg(m *Modem, c atCommand, r *reply) string {
 	default:
 		n = &m.st.ceregN
 	}
-	switch c.form {
-	case formTest:
-		r.lines = append(r.lines, fmt.Sprintf("+%s: (0-2)", name))
-	case formRead:
-		r.lines = append(r.lines, m.regLine(name, *n))
-	case formSet:
-		args, err := parseArgs(c.args)
-		if err != nil || len(args) != 1 {
-			return m.cme(cmeBadParam)
-		}
-		v, ok := intIn(args[0], 0, 2)
-		if !ok {
-			return m.cme(cmeBadParam)
-		}
-		*n = v
-	default:
-		return "ERROR"
-	}
-	return ""
+	return m.modeSetting(c, r, n, m.regLine(name, *n))
 }
 
 // pdpTypes are the <PDP_type> values AT+CGDCONT accepts.
 var pdpTypes = []string{"IP", "PPP", "IPV6", "IPV4V6"}
 
 func validCID(cid int) bool { return (cid >= 1 && cid <= 24) || (cid >= 100 && cid <= 179) }
+
+// definedCIDs lists the defined PDP contexts in ascending order.
+func (m *Modem) definedCIDs() []int {
+	cids := make([]int, 0, len(m.st.pdp))
+	for cid := range m.st.pdp {
+		cids = append(cids, cid)
+	}
+	sort.Ints(cids)
+	return cids
+}
 
 // cmdCGDCONT defines PDP contexts: AT+CGDCONT=<cid>[,<type>[,<apn>[,<addr>
 // [,<d_comp>[,<h_comp>[,<ipv4_ctrl>[,<emergency>]]]]]]]; <cid> alone
@@ -191,18 +229,13 @@ func cmdCGDCONT(m *Modem, c atCommand, r *reply) string {
 	switch c.form {
 	case formTest:
 		for _, t := range pdpTypes {
-			r.lines = append(r.lines, fmt.Sprintf(`+CGDCONT: (1-24,100-179),"%s",,,(0-2),(0-4),(0-1),(0-1)`, t))
+			r.add(fmt.Sprintf(`+CGDCONT: (1-24,100-179),"%s",,,(0-2),(0-4),(0-1),(0-1)`, t))
 		}
 		return ""
 	case formRead:
-		cids := make([]int, 0, len(m.st.pdp))
-		for cid := range m.st.pdp {
-			cids = append(cids, cid)
-		}
-		sort.Ints(cids)
-		for _, cid := range cids {
+		for _, cid := range m.definedCIDs() {
 			p := m.st.pdp[cid]
-			r.lines = append(r.lines, fmt.Sprintf(`+CGDCONT: %d,"%s","%s","%s",%d,%d,%d,%d`,
+			r.add(fmt.Sprintf(`+CGDCONT: %d,"%s","%s","%s",%d,%d,%d,%d`,
 				cid, p.typ, p.apn, p.addr, p.dcomp, p.hcomp, p.ipv4Ctrl, p.emergency))
 		}
 		return ""
@@ -215,8 +248,8 @@ func cmdCGDCONT(m *Modem, c atCommand, r *reply) string {
 // setPDPContext runs AT+CGDCONT=<args>. A redefined context keeps what
 // AT+CGACT last asked of it; a bad parameter changes nothing.
 func (m *Modem) setPDPContext(argText string) string {
-	args, err := parseArgs(argText)
-	if err != nil || len(args) > 8 {
+	args, ok := argsIn(argText, 1, 8)
+	if !ok {
 		return m.cme(cmeBadParam)
 	}
 	cid, ok := intIn(args[0], 0, 1000)
@@ -259,11 +292,10 @@ func parsePDPContext(args []atArg) (*pdpContext, bool) {
 		p.typ = t
 	}
 	if len(args) > 2 && args[2].present {
-		apn, ok := quotedString(args[2], 0, 99)
-		if !ok {
+		var ok bool
+		if p.apn, ok = quotedString(args[2], 0, 99); !ok {
 			return nil, false
 		}
-		p.apn = apn
 	}
 	p.addr = "0.0.0.0"
 	if p.typ == "IPV6" || p.typ == "IPV4V6" {
@@ -283,12 +315,9 @@ func parsePDPContext(args []atArg) (*pdpContext, bool) {
 		hi  int
 	}{{&p.dcomp, 2}, {&p.hcomp, 4}, {&p.ipv4Ctrl, 1}, {&p.emergency, 1}}
 	for i, rg := range ranges {
-		if len(args) > 4+i && args[4+i].present {
-			v, ok := intIn(args[4+i], 0, rg.hi)
-			if !ok {
-				return nil, false
-			}
-			*rg.dst = v
+		var ok bool
+		if *rg.dst, ok = optionalInt(args, 4+i, 0, rg.hi, 0); !ok {
+			return nil, false
 		}
 	}
 	return p, true
@@ -300,27 +329,26 @@ func parsePDPContext(args []atArg) (*pdpContext, bool) {
 func cmdCGACT(m *Modem, c atCommand, r *reply) string {
 	switch c.form {
 	case formTest:
-		r.lines = append(r.lines, "+CGACT: (0,1)")
-		return ""
+		return r.add("+CGACT: (0,1)")
 	case formRead:
-		cids := make([]int, 0, len(m.st.pdp))
-		for cid := range m.st.pdp {
-			cids = append(cids, cid)
-		}
-		sort.Ints(cids)
-		for _, cid := range cids {
+		for _, cid := range m.definedCIDs() {
 			state := 0
 			if m.st.pdp[cid].wantActive && m.registered() {
 				state = 1
 			}
-			r.lines = append(r.lines, fmt.Sprintf("+CGACT: %d,%d", cid, state))
+			r.add(fmt.Sprintf("+CGACT: %d,%d", cid, state))
 		}
 		return ""
 	case formSet:
-	default:
-		return "ERROR"
+		return m.setCGACT(c.args)
 	}
-	args, err := parseArgs(c.args)
+	return "ERROR"
+}
+
+// setCGACT runs AT+CGACT=<args>; activation needs a ready SIM and the
+// network. A bad parameter changes nothing.
+func (m *Modem) setCGACT(argText string) string {
+	args, err := parseArgs(argText)
 	if err != nil {
 		return m.cme(cmeBadParam)
 	}
@@ -337,9 +365,7 @@ func cmdCGACT(m *Modem, c atCommand, r *reply) string {
 		cids = append(cids, cid)
 	}
 	if len(args) == 1 {
-		for cid := range m.st.pdp {
-			cids = append(cids, cid)
-		}
+		cids = m.definedCIDs()
 	}
 	if state == 1 {
 		if m.st.simBusy {
@@ -359,17 +385,15 @@ func cmdCGACT(m *Modem, c atCommand, r *reply) string {
 func cmdCGATT(m *Modem, c atCommand, r *reply) string {
 	switch c.form {
 	case formTest:
-		r.lines = append(r.lines, "+CGATT: (0,1)")
+		return r.add("+CGATT: (0,1)")
 	case formRead:
 		att := 0
 		if m.registered() {
 			att = 1
 		}
-		r.lines = append(r.lines, fmt.Sprintf("+CGATT: %d", att))
-	default:
-		return "ERROR"
+		return r.add(fmt.Sprintf("+CGATT: %d", att))
 	}
-	return ""
+	return "ERROR"
 }
 
 // cmdCCLK reads and sets the RTC: "yy/MM/dd,hh:mm:ss±zz", zz in quarter
@@ -380,26 +404,20 @@ func cmdCCLK(m *Modem, c atCommand, r *reply) string {
 	case formTest:
 		return ""
 	case formRead:
-		r.lines = append(r.lines, `+CCLK: "`+formatCCLK(m.rtcNow(), m.st.rtcTZ)+`"`)
-		return ""
+		return r.add(`+CCLK: "` + formatCCLK(m.rtcNow(), m.st.rtcTZ) + `"`)
 	case formSet:
-	default:
-		return "ERROR"
+		s, ok := singleQuoted(c.args, 17, 20)
+		if !ok {
+			return m.cme(cmeBadParam)
+		}
+		t, tz, err := parseCCLK(s)
+		if err != nil {
+			return m.cme(cmeBadParam)
+		}
+		m.st.rtcBase, m.st.rtcSetAt, m.st.rtcTZ = t, m.clock(), tz
+		return ""
 	}
-	args, err := parseArgs(c.args)
-	if err != nil || len(args) != 1 {
-		return m.cme(cmeBadParam)
-	}
-	s, ok := quotedString(args[0], 17, 20)
-	if !ok {
-		return m.cme(cmeBadParam)
-	}
-	t, tz, err := parseCCLK(s)
-	if err != nil {
-		return m.cme(cmeBadParam)
-	}
-	m.st.rtcBase, m.st.rtcSetAt, m.st.rtcTZ = t, m.clock(), tz
-	return ""
+	return "ERROR"
 }
 
 func formatCCLK(instant time.Time, tz int) string {
@@ -446,16 +464,13 @@ func cmdCPSI(m *Modem, c atCommand, r *reply) string {
 	switch c.form {
 	case formRead:
 		if m.registered() {
-			r.lines = append(r.lines, "+CPSI: LTE,Online,460-00,0x1A2B,29545444,301,EUTRAN-BAND3,1650,5,5,-94,-850,-600,15")
-		} else {
-			r.lines = append(r.lines, "+CPSI: NO SERVICE,Online")
+			return r.add("+CPSI: LTE,Online,460-00,0x1A2B,29545444,301,EUTRAN-BAND3,1650,5,5,-94,-850,-600,15")
 		}
+		return r.add("+CPSI: NO SERVICE,Online")
 	case formTest:
-		r.lines = append(r.lines, "+CPSI: (0-255)")
-	default:
-		return "ERROR"
+		return r.add("+CPSI: (0-255)")
 	}
-	return ""
+	return "ERROR"
 }
 
 // cmdCRESET answers OK and reboots once the OK is on the line.

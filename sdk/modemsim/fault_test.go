@@ -92,15 +92,8 @@ func TestFaultNetworkLossAndRestore(t *testing.T) {
 	}
 	h.waitLine("+CREG: 2")
 	h.waitLine("+CCH_RECV_CLOSED: 0,9")
-	if got := h.ok("AT+CREG?"); got[0] != "+CREG: 1,2" {
-		t.Errorf("AT+CREG? during loss = %q, want +CREG: 1,2", got)
-	}
-	if got := h.ok("AT+CSQ"); got[0] != "+CSQ: 99,99" {
-		t.Errorf("AT+CSQ during loss = %q", got)
-	}
-	if got := h.ok("AT+CPSI?"); got[0] != "+CPSI: NO SERVICE,Online" {
-		t.Errorf("AT+CPSI? during loss = %q", got)
-	}
+	checkAnswers(t, h, "during loss",
+		answer{"AT+CREG?", "+CREG: 1,2"}, answer{"AT+CSQ", "+CSQ: 99,99"}, answer{"AT+CPSI?", "+CPSI: NO SERVICE,Online"})
 	h.ok(fmt.Sprintf(`AT+CCHOPEN=0,"127.0.0.1",%d,1`, tcpServer(t, true)))
 	h.waitLine("+CCHOPEN: 0,17")
 	if err := m.Fault(Fault{Kind: FaultNetworkRestore}); err != nil {
@@ -175,17 +168,25 @@ func TestBootWithSIMBusyWindow(t *testing.T) {
 	h.waitLine("RDY")
 	h.ok("ATE0")
 	h.fails("AT+CPIN?", "+CME ERROR: SIM busy")
-	if got := h.ok("AT+CSQ"); got[0] != "+CSQ: 99,99" {
-		t.Errorf("AT+CSQ while SIM busy = %q", got)
-	}
+	checkAnswers(t, h, "while SIM busy", answer{"AT+CSQ", "+CSQ: 99,99"})
 	h.waitLine("+CPIN: READY")
 	h.waitLine("SMS DONE")
 	h.waitLine("PB DONE")
-	if got := h.ok("AT+CPIN?"); got[0] != "+CPIN: READY" {
-		t.Errorf("AT+CPIN? after the window = %q", got)
-	}
-	if got := h.ok("AT+CSQ"); got[0] != "+CSQ: 22,99" {
-		t.Errorf("AT+CSQ after the window = %q", got)
+	checkAnswers(t, h, "after the window", answer{"AT+CPIN?", "+CPIN: READY"}, answer{"AT+CSQ", "+CSQ: 22,99"})
+}
+
+// answer is a command and the first line it must answer before OK.
+type answer struct{ cmd, first string }
+
+// checkAnswers runs each command, which must succeed, and reports every one
+// whose first line is not the one wanted; when says at which point of the
+// test they ran.
+func checkAnswers(t *testing.T, h *host, when string, want ...answer) {
+	t.Helper()
+	for _, w := range want {
+		if got := h.ok(w.cmd); len(got) == 0 || got[0] != w.first {
+			t.Errorf("%s %s = %q, want %s first", w.cmd, when, got, w.first)
+		}
 	}
 }
 

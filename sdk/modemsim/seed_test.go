@@ -107,38 +107,38 @@ func reverseLine(b []byte) []byte {
 	return append(out, '\n')
 }
 
-// TestSeedSequenceUntrustedClientCertificateFailsHandshake uses a client
-// certificate from a CA the server does not trust: s_server with
-// -verify_return_error refuses it and the open ends with 15.
-func TestSeedSequenceUntrustedClientCertificateFailsHandshake(t *testing.T) {
-	ca := newTestCA(t, "seed CA")
-	rogue := newTestCA(t, "rogue CA")
-	cli := issue(t, rogue, devpki.Leaf{CommonName: "gateway-0001"})
-	srv := startSServer(t, ca.CertPEM, issue(t, ca, devpki.Leaf{CommonName: "127.0.0.1"}), "-rev")
+// TestSeedSequenceUntrustedCertificateFailsHandshake has one side present a
+// certificate from a CA the other side does not trust. s_server with
+// -verify_return_error refuses an untrusted client; authmode 2 makes the
+// modem refuse an untrusted server. Either way the open ends with 15 and
+// leaves the session closed with its CCHSSLCFG cleared.
+func TestSeedSequenceUntrustedCertificateFailsHandshake(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		untrusted string // "client" or "server": whose certificate the other CA signs
+	}{
+		{"ClientCertificateFromAnotherCA", "client"},
+		{"ServerCertificateFromAnotherCA", "server"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ca := newTestCA(t, "seed CA")
+			other := newTestCA(t, "other CA")
+			cliCA, srvCA := ca, ca
+			if tc.untrusted == "client" {
+				cliCA = other
+			} else {
+				srvCA = other
+			}
+			cli := issue(t, cliCA, devpki.Leaf{CommonName: "gateway-0001"})
+			srv := startSServer(t, ca.CertPEM, issue(t, srvCA, devpki.Leaf{CommonName: "127.0.0.1"}), "-rev")
 
-	_, h := newHostModem(t, Config{})
-	if got := runSeedSetup(t, h, seedFiles{ca.CertPEM, cli.CertPEM, cli.KeyPEM}, srv.port); got != "+CCHOPEN: 0,15" {
-		t.Fatalf("open with an untrusted client certificate: got %q, want +CCHOPEN: 0,15", got)
-	}
-	// A failed open leaves the session closed and its CCHSSLCFG cleared.
-	h.fails("AT+CCHSEND=0,4", "ERROR")
-	h.fails("AT+CCHCLOSE=0", "ERROR")
-	if got := h.ok("AT+CCHSSLCFG?"); got[0] != "+CCHSSLCFG: 0," {
-		t.Errorf("AT+CCHSSLCFG? after failed open = %q, want session 0 cleared", got)
-	}
-}
-
-// TestSeedSequenceUntrustedServerCertificateFailsHandshake gives the modem
-// a CA that did not sign the server's certificate: authmode 2 verifies the
-// server and the open ends with 15.
-func TestSeedSequenceUntrustedServerCertificateFailsHandshake(t *testing.T) {
-	ca := newTestCA(t, "seed CA")
-	other := newTestCA(t, "other CA")
-	cli := issue(t, ca, devpki.Leaf{CommonName: "gateway-0001"})
-	srv := startSServer(t, ca.CertPEM, issue(t, other, devpki.Leaf{CommonName: "127.0.0.1"}), "-rev")
-
-	_, h := newHostModem(t, Config{})
-	if got := runSeedSetup(t, h, seedFiles{ca.CertPEM, cli.CertPEM, cli.KeyPEM}, srv.port); got != "+CCHOPEN: 0,15" {
-		t.Fatalf("open against an untrusted server: got %q, want +CCHOPEN: 0,15", got)
+			_, h := newHostModem(t, Config{})
+			if got := runSeedSetup(t, h, seedFiles{ca.CertPEM, cli.CertPEM, cli.KeyPEM}, srv.port); got != "+CCHOPEN: 0,15" {
+				t.Fatalf("open with an untrusted %s certificate: got %q, want +CCHOPEN: 0,15", tc.untrusted, got)
+			}
+			h.fails("AT+CCHSEND=0,4", "ERROR")
+			h.fails("AT+CCHCLOSE=0", "ERROR")
+			checkAnswers(t, h, "after the failed open (session 0 cleared)", answer{"AT+CCHSSLCFG?", "+CCHSSLCFG: 0,"})
+		})
 	}
 }

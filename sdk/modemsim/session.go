@@ -55,6 +55,25 @@ func (s *session) clearConnCfg() {
 	s.sslCtx, s.sendTimeout = -1, 150
 }
 
+// sslIndex is the AT+CSSLCFG context the session opens with.
+func (s *session) sslIndex() int {
+	if s.sslCtx < 0 {
+		return s.id
+	}
+	return s.sslCtx
+}
+
+// toIdle aborts the session's connection attempt or connection, if any,
+// and returns the slot to idle without its per-connection configuration.
+func (s *session) toIdle() {
+	if s.run != nil {
+		s.run.abort()
+		s.run = nil
+	}
+	s.state = sessIdle
+	s.clearConnCfg()
+}
+
 // takeCache removes n delivered bytes and lets the reader go on when the
 // cache has room again.
 func (s *session) takeCache(n int) {
@@ -366,10 +385,7 @@ func (m *Modem) openFailed(sr *sessionRun, code int) {
 	if s.run != sr {
 		return
 	}
-	s.run = nil
-	sr.abort()
-	s.state = sessIdle
-	s.clearConnCfg()
+	s.toIdle()
 	if s.transparent {
 		s.transparent = false
 		m.urc("CONNECT FAIL")
@@ -438,14 +454,9 @@ func (m *Modem) sessionReadEnded(sr *sessionRun, err error) {
 // the URC waits until the bytes already received are delivered; in manual
 // mode the cache stays readable with AT+CCHRECV.
 func (m *Modem) endSession(s *session, urc string) {
-	if sr := s.run; sr != nil {
-		sr.abort()
-	}
-	s.run = nil
-	s.endPending = ""
 	wasClosing := s.state == sessClosing
-	s.state = sessIdle
-	s.clearConnCfg()
+	s.toIdle()
+	s.endPending = ""
 	s.txPending = 0
 	if wasClosing {
 		// The host already asked to close; this completes it.
@@ -491,10 +502,7 @@ func (m *Modem) sessionClosed(sr *sessionRun) {
 	if s.run != sr {
 		return
 	}
-	s.run = nil
-	sr.abort()
-	s.state = sessIdle
-	s.clearConnCfg()
+	s.toIdle()
 	s.cache = nil
 	s.closeURC = ""
 	s.txPending = 0

@@ -77,8 +77,7 @@ func addCSSLCFGLine(r *reply, i int, c sslContext) {
 func cmdCSSLCFG(m *Modem, c atCommand, r *reply) string {
 	switch c.form {
 	case formTest:
-		r.lines = append(r.lines, csslcfgTest...)
-		return ""
+		return r.add(csslcfgTest...)
 	case formRead:
 		for i, ctx := range m.st.ssl {
 			addCSSLCFGLine(r, i, ctx)
@@ -139,9 +138,7 @@ func (c sslContext) withSetting(key string, v atArg) (sslContext, bool) {
 		c.enableSNI, ok = oneOf(v, 0, 1)
 	case "cacert", "clientcert", "clientkey":
 		var name string
-		name, ok = quotedString(v, certNameMin, certNameMax)
-		ok = ok && validCertName(name)
-		if ok {
+		if name, ok = certNameArg(v); ok {
 			switch key {
 			case "cacert":
 				c.caCert = name

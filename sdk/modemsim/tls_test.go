@@ -129,6 +129,7 @@ func newTLSMatrix(t *testing.T) *tlsMatrix {
 
 // versions: sslversion picks the protocol versions offered.
 func (m *tlsMatrix) versions(t *testing.T) {
+	t.Helper()
 	e := m.e
 	t.Run("sslversion 4 negotiates TLS 1.2, never 1.3", func(t *testing.T) {
 		e.ctx0()
@@ -162,6 +163,7 @@ func (m *tlsMatrix) versions(t *testing.T) {
 // serverVerification: authmode, enableSNI and ignorelocaltime decide what
 // of the server's certificate is checked.
 func (m *tlsMatrix) serverVerification(t *testing.T) {
+	t.Helper()
 	e, plain := m.e, m.plain
 	t.Run("authmode 0 verifies nothing", func(t *testing.T) {
 		e.ctx0()
@@ -220,6 +222,7 @@ func (m *tlsMatrix) serverVerification(t *testing.T) {
 
 // clientCertificates: authmodes 2 and 3 present the client certificate.
 func (m *tlsMatrix) clientCertificates(t *testing.T) {
+	t.Helper()
 	e := m.e
 	t.Run("authmode 2 presents the client certificate", func(t *testing.T) {
 		e.ctx0(append(m.files, `"authmode",0,2`)...)
@@ -246,6 +249,7 @@ func (m *tlsMatrix) clientCertificates(t *testing.T) {
 // openFailures: a cipher suite the server cannot use, a name DNS cannot
 // resolve.
 func (m *tlsMatrix) openFailures(t *testing.T) {
+	t.Helper()
 	e := m.e
 	t.Run("ciphersuites 0x002F offers only TLS_RSA_WITH_AES_128_CBC_SHA", func(t *testing.T) {
 		e.ctx0(`"ciphersuites",0,0x002F`)

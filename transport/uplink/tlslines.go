@@ -126,6 +126,14 @@ func (t *TLSLines) Send(ctx context.Context, msg Message) error {
 	}
 	if err := c.write(ctx, payload); err != nil {
 		t.drop(c)
+		select {
+		case <-t.closed:
+			// Close cut the write short: t.closed is closed before
+			// Close closes the connection, so it is seen here.
+			return fmt.Errorf("tls_lines uplink to %s: closed while writing %d readings (%v): %w",
+				t.cfg.Addr, len(msg.IDs), err, ErrClosed)
+		default:
+		}
 		if ctx.Err() != nil {
 			err = ctx.Err()
 		}

@@ -2,6 +2,7 @@ package uplink
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -92,9 +93,7 @@ func TestTLSLinesAtMostOnceReachesOpensslServer(t *testing.T) {
 	if got := out.String(); got != want.String() {
 		t.Fatalf("s_server received:\n%q\nwant:\n%q", got, want.String())
 	}
-	if d := dials.Load(); d != 1 {
-		t.Errorf("dialled %d times for 3 messages, want 1 (the connection is kept)", d)
-	}
+	checkDials(t, &dials, 1, "3 messages share the connection")
 }
 
 // lineServer is a Go TLS peer requiring client certificates; handle runs
@@ -169,21 +168,33 @@ func ackLines(c net.Conn, s *lineServer, ack func(id string) bool, noise bool) {
 	}
 }
 
-func newAckedLines(t *testing.T, pki *testPKI, s *lineServer, dials *atomic.Int32) *TLSLines {
+// newAckedLines starts a lineServer that runs handle for each connection,
+// and an acking TLSLines uplink to it whose dials are counted. The uplink is
+// closed when the test ends.
+func newAckedLines(t *testing.T, handle func(n int, c net.Conn, s *lineServer)) (*TLSLines, *lineServer, *atomic.Int32) {
 	t.Helper()
+	pki := newTestPKI(t)
+	s := startLineServer(t, pki, handle)
+	dials := new(atomic.Int32)
 	log, _ := testutil.Logger(t)
 	u := NewTLSLines(TLSLinesConfig{Addr: s.addr, Ack: true}, tlsDial(s.addr, pki.clientTLS(pki.client), dials), log)
 	t.Cleanup(func() { u.Close() })
-	return u
+	return u, s, dials
+}
+
+// checkDials reports an error unless the uplink dialled want times; why
+// says what the count shows.
+func checkDials(t *testing.T, dials *atomic.Int32, want int32, why string) {
+	t.Helper()
+	if d := dials.Load(); d != want {
+		t.Errorf("dialled %d times, want %d: %s", d, want, why)
+	}
 }
 
 func TestTLSLinesReturnsOnceEveryIDIsAcked(t *testing.T) {
-	pki := newTestPKI(t)
-	s := startLineServer(t, pki, func(_ int, c net.Conn, s *lineServer) {
+	u, s, dials := newAckedLines(t, func(_ int, c net.Conn, s *lineServer) {
 		ackLines(c, s, func(string) bool { return true }, true)
 	})
-	var dials atomic.Int32
-	u := newAckedLines(t, pki, s, &dials)
 	var sent []string
 	for i := range 3 {
 		msg := readingLines(fmt.Sprintf("r%d-1", i), fmt.Sprintf("r%d-2", i), fmt.Sprintf("r%d-3", i))
@@ -205,18 +216,13 @@ func TestTLSLinesReturnsOnceEveryIDIsAcked(t *testing.T) {
 			t.Fatalf("line %d never arrived", i)
 		}
 	}
-	if d := dials.Load(); d != 1 {
-		t.Errorf("dialled %d times for 3 messages, want 1", d)
-	}
+	checkDials(t, dials, 1, "3 messages share the connection")
 }
 
 func TestTLSLinesFailsByContextWhenSomeIDsAreNotAcked(t *testing.T) {
-	pki := newTestPKI(t)
-	s := startLineServer(t, pki, func(_ int, c net.Conn, s *lineServer) {
+	u, _, dials := newAckedLines(t, func(_ int, c net.Conn, s *lineServer) {
 		ackLines(c, s, func(id string) bool { return !strings.HasPrefix(id, "skip-") }, false)
 	})
-	var dials atomic.Int32
-	u := newAckedLines(t, pki, s, &dials)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
 	err := u.Send(ctx, readingLines("a1", "skip-2", "a3"))
@@ -231,14 +237,11 @@ func TestTLSLinesFailsByContextWhenSomeIDsAreNotAcked(t *testing.T) {
 	if err := u.Send(ctx, readingLines("b1", "b2")); err != nil {
 		t.Fatalf("Send after a partly acked message: %v", err)
 	}
-	if d := dials.Load(); d != 1 {
-		t.Errorf("dialled %d times, want 1: a missing ack is no reason to drop the connection", d)
-	}
+	checkDials(t, dials, 1, "a missing ack is no reason to drop the connection")
 }
 
 func TestTLSLinesPeerClosingMidMessageFailsSendThenRedials(t *testing.T) {
-	pki := newTestPKI(t)
-	s := startLineServer(t, pki, func(n int, c net.Conn, s *lineServer) {
+	u, _, dials := newAckedLines(t, func(n int, c net.Conn, s *lineServer) {
 		if n == 1 {
 			// Take one line, ack it, and hang up on the rest.
 			line, _ := bufio.NewReader(c).ReadString('\n')
@@ -248,8 +251,6 @@ func TestTLSLinesPeerClosingMidMessageFailsSendThenRedials(t *testing.T) {
 		}
 		ackLines(c, s, func(string) bool { return true }, false)
 	})
-	var dials atomic.Int32
-	u := newAckedLines(t, pki, s, &dials)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -263,16 +264,13 @@ func TestTLSLinesPeerClosingMidMessageFailsSendThenRedials(t *testing.T) {
 	if err := u.Send(ctx, readingLines("c1", "c2", "c3")); err != nil {
 		t.Fatalf("retry on a fresh connection: %v", err)
 	}
-	if d := dials.Load(); d != 2 {
-		t.Errorf("dialled %d times, want 2", d)
-	}
+	checkDials(t, dials, 2, "the retry needs a fresh connection")
 }
 
 // A peer that closes an idle connection costs at most one failed Send:
 // the one after it dials again.
 func TestTLSLinesRecoversFromAnIdleClose(t *testing.T) {
-	pki := newTestPKI(t)
-	s := startLineServer(t, pki, func(n int, c net.Conn, s *lineServer) {
+	u, _, dials := newAckedLines(t, func(n int, c net.Conn, s *lineServer) {
 		sc := bufio.NewScanner(c)
 		if n == 1 && sc.Scan() {
 			s.received <- sc.Text()
@@ -281,8 +279,6 @@ func TestTLSLinesRecoversFromAnIdleClose(t *testing.T) {
 		}
 		ackLines(c, s, func(string) bool { return true }, false)
 	})
-	var dials atomic.Int32
-	u := newAckedLines(t, pki, s, &dials)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := u.Send(ctx, readingLines("i1")); err != nil {
@@ -298,9 +294,7 @@ func TestTLSLinesRecoversFromAnIdleClose(t *testing.T) {
 	if err != nil {
 		t.Fatalf("two Sends after an idle close both failed: %v", err)
 	}
-	if d := dials.Load(); d != 2 {
-		t.Errorf("dialled %d times, want 2", d)
-	}
+	checkDials(t, dials, 2, "the idle close costs one connection")
 }
 
 func TestTLSLinesRefusesMalformedMessagesWithoutDialling(t *testing.T) {
@@ -330,17 +324,47 @@ func TestTLSLinesRefusesMalformedMessagesWithoutDialling(t *testing.T) {
 }
 
 func TestTLSLinesCloseEndsAWaitingSend(t *testing.T) {
-	pki := newTestPKI(t)
-	s := startLineServer(t, pki, func(_ int, c net.Conn, s *lineServer) {
+	u, s, _ := newAckedLines(t, func(_ int, c net.Conn, s *lineServer) {
 		ackLines(c, s, func(string) bool { return false }, false) // reads, never acks
 	})
-	u := newAckedLines(t, pki, s, nil)
 	done := make(chan error, 1)
 	go func() { done <- u.Send(context.Background(), readingLines("z1")) }()
 	select {
 	case <-s.received: // the line is out: the Send waits for its ack
 	case <-time.After(10 * time.Second):
 		t.Fatal("the line never arrived")
+	}
+	closeEndsSends(t, u, done)
+}
+
+// A Close that lands while Send is writing (the peer reads nothing, so the
+// write cannot finish) must end that Send with an error wrapping
+// ErrClosed, as for a Send waiting for its acks, not with the raw "use of
+// closed network connection" of the cut write.
+func TestTLSLinesCloseDuringAWriteEndsTheSendWithErrClosed(t *testing.T) {
+	pki := newTestPKI(t)
+	writing := make(chan struct{})
+	release := make(chan struct{})
+	s := startLineServer(t, pki, func(_ int, c net.Conn, _ *lineServer) {
+		// One byte proves the write has begun; then read no more.
+		if _, err := c.Read(make([]byte, 1)); err == nil {
+			close(writing)
+		}
+		<-release
+	})
+	t.Cleanup(func() { close(release) }) // runs before the server's cleanup
+	log, _ := testutil.Logger(t)
+	u := NewTLSLines(TLSLinesConfig{Addr: s.addr}, tlsDial(s.addr, pki.clientTLS(pki.client), nil), log)
+	t.Cleanup(func() { u.Close() })
+	// Far more than the socket buffers on both sides hold: the write is
+	// still going on when Close comes.
+	big := Message{Payload: append(bytes.Repeat([]byte("x"), 64<<20), '\n'), IDs: []string{"big"}}
+	done := make(chan error, 1)
+	go func() { done <- u.Send(context.Background(), big) }()
+	select {
+	case <-writing:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the write never began")
 	}
 	closeEndsSends(t, u, done)
 }
@@ -368,7 +392,5 @@ func TestTLSLinesAckTimeoutDropsTheConnection(t *testing.T) {
 	if err := u.Send(ctx, readingLines("a1", "a2")); err != nil {
 		t.Fatalf("Send after an ack timeout: %v", err)
 	}
-	if d := dials.Load(); d != 2 {
-		t.Errorf("dialled %d times, want 2: an ack timeout drops the connection", d)
-	}
+	checkDials(t, &dials, 2, "an ack timeout drops the connection")
 }

@@ -73,6 +73,18 @@ var kindNames = map[Kind]string{
 	ModemData: "<data", Pause: "~", Hangup: "hangup", End: "end", Action: "@",
 }
 
+// directiveKinds reads kindNames backwards for parseStep. Comments and
+// actions are left out: they have a syntax of their own.
+var directiveKinds = func() map[string]Kind {
+	m := map[string]Kind{}
+	for k, name := range kindNames {
+		if k != Comment && k != Action {
+			m[name] = k
+		}
+	}
+	return m
+}()
+
 func (k Kind) String() string {
 	if n, ok := kindNames[k]; ok {
 		return n
@@ -299,27 +311,11 @@ func parseStep(word, arg string) (Step, error) {
 		return Step{Kind: Action, Name: name, Text: arg}, nil
 	}
 	dir, count, hasCount := strings.Cut(word, "*")
-	var st Step
-	switch dir {
-	case ">":
-		st.Kind = HostLine
-	case ">>":
-		st.Kind = HostBytes
-	case "<":
-		st.Kind = ModemLine
-	case "<<":
-		st.Kind = ModemBytes
-	case "<data":
-		st.Kind = ModemData
-	case "~":
-		st.Kind = Pause
-	case "hangup":
-		st.Kind = Hangup
-	case "end":
-		st.Kind = End
-	default:
+	kind, ok := directiveKinds[dir]
+	if !ok {
 		return Step{}, fmt.Errorf("unknown directive %q (want >, >>, <, <<, <data, ~, hangup, end, include or @action)", word)
 	}
+	st := Step{Kind: kind}
 	if st.Side() != 0 {
 		st.Repeat = 1
 	}
