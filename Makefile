@@ -12,7 +12,7 @@ PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.0
 TOOLS := $(CURDIR)/.tools
 
-.PHONY: all build test deps demo proto bench vet fmt-check clean package
+.PHONY: all build test deps demo proto bench vet fmt-check clean package package-test
 
 all: build
 
@@ -33,9 +33,10 @@ fmt-check:
 vet:
 	$(GO) vet $(PKGS)
 
-# test runs the whole suite: formatting, vet, unit, golden, fuzz seed corpora
-# and the integration tests against real openssl and mosquitto peers.
-test: deps fmt-check vet build
+# test runs the whole suite: formatting, vet, the packages (package-test),
+# unit, golden, fuzz seed corpora and the integration tests against real
+# openssl and mosquitto peers.
+test: deps fmt-check vet build package-test
 	$(GO) test -race -count=1 -timeout 25m $(PKGS)
 
 # bench runs every benchmark once and prints each figure as a ratio to the
@@ -51,11 +52,19 @@ demo: deps build
 proto:
 	@scripts/proto.sh
 
-# package builds dist/cellgate_<VERSION>_<arch>.deb with nfpm (pinned).
-VERSION ?= 0.0.0-dev
-package: build
-	@mkdir -p dist
-	GOARCH=$$($(GO) env GOARCH) VERSION=$(VERSION) $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2 package -f packaging/nfpm.yaml -p deb -t dist/
+# package builds the release packages into dist/: a .deb and an .rpm for
+# linux amd64, arm64 and armhf, with static, stripped, reproducible binaries
+# stamped with the version (the VERSION file, or VERSION=x.y.z make
+# package), and prints their sizes (scripts/package.sh; nfpm pinned, built
+# for the host into .tools/).
+package:
+	@scripts/package.sh
+
+# package-test builds the packages and proves them: inspected, run under
+# qemu-user, installed on this machine as root, upgraded, removed and
+# purged (scripts/package-test.sh).
+package-test: deps
+	@scripts/package-test.sh
 
 clean:
-	rm -rf $(BIN) $(TOOLS)
+	rm -rf $(BIN) $(TOOLS) dist

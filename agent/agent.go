@@ -38,6 +38,21 @@ type Options struct {
 	// Ready, when set, is called once the inputs listen, with their
 	// addresses (tests bind port 0 and need to know where).
 	Ready func(Addrs)
+	// Started, when set, is called once per run, from the run's own
+	// goroutine, when the agent takes readings: the spool is open, the
+	// inputs listen and the plugin process has answered its handshake. It
+	// does not wait for the modem to register or the upstream to answer,
+	// so a gateway offline at boot still starts (`cellgate run` sends
+	// systemd READY=1 here).
+	Started func()
+	// Alive, when set, is called by the agent's health loop every
+	// AliveInterval (and once when the run begins), each time after the
+	// loop has read every part's state (the spool's counters under its
+	// lock, the plugin host's, the forwarder's). A part that wedges holding
+	// its state, or a run that has ended, stops the calls (`cellgate run`
+	// sends systemd WATCHDOG=1 here). AliveInterval must then be positive.
+	Alive         func()
+	AliveInterval time.Duration
 }
 
 // Addrs are where the inputs listen.
@@ -62,6 +77,12 @@ type Agent struct {
 	host   *pluginhost.Host
 	uplink uplink.Uplink
 	fw     *forwarder
+
+	// onStarted, onAlive and aliveEvery are Options.Started, Alive and
+	// AliveInterval, for run.
+	onStarted  func()
+	onAlive    func()
+	aliveEvery time.Duration
 
 	// closers undo what newAgent built, in build order; stop runs them
 	// backwards.
@@ -95,6 +116,10 @@ func newAgent(ctx context.Context, cfg *config.Config, opts Options) (a *Agent, 
 	if a.log == nil {
 		a.log = slog.Default()
 	}
+	if opts.Alive != nil && opts.AliveInterval <= 0 {
+		return nil, fmt.Errorf("agent options: AliveInterval %v with Alive set", opts.AliveInterval)
+	}
+	a.onStarted, a.onAlive, a.aliveEvery = opts.Started, opts.Alive, opts.AliveInterval
 	defer func() {
 		if err != nil {
 			a.stop()
@@ -154,7 +179,42 @@ func (a *Agent) run(ctx context.Context) error {
 	}
 	part("plugin host", a.watchHost)
 	part("forwarder", a.fw.run)
+	if a.onStarted != nil {
+		part("readiness", a.reportStarted)
+	}
+	if a.onAlive != nil {
+		part("health", a.reportAlive)
+	}
 	return g.Wait()
+}
+
+// reportStarted calls Options.Started once the plugin process has answered
+// go-plugin's handshake; the spool is open and the inputs listen since
+// newAgent. A host that stops for good first is watchHost's to report.
+func (a *Agent) reportStarted(ctx context.Context) error {
+	if a.host.WaitLaunched(ctx) == nil {
+		a.onStarted()
+	}
+	return nil
+}
+
+// reportAlive is the agent's health loop: now and every aliveEvery it reads
+// every part's state, as GET /v1/status does, then calls Options.Alive. A
+// part stuck holding its state (a spool in a hung fsync) stops the calls,
+// and the service manager's watchdog restarts the agent. The network being
+// down is not a failure here: readings keep going to the spool.
+func (a *Agent) reportAlive(ctx context.Context) error {
+	tick := time.NewTicker(a.aliveEvery)
+	defer tick.Stop()
+	for {
+		_ = a.status()
+		a.onAlive()
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
 }
 
 // watchHost ends the run when the plugin host stopped for good (a plugin

@@ -7,6 +7,13 @@ need=()
 command -v openssl   >/dev/null 2>&1 || need+=(openssl)
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 command -v protoc    >/dev/null 2>&1 || need+=(protobuf-compiler)
+# make package-test: run the arm64 and armhf binaries (qemu-user), read the
+# .rpm packages (rpm), check the unit (systemd-analyze, in systemd) and the
+# udev rule (udevadm, in udev).
+command -v qemu-aarch64 >/dev/null 2>&1 && command -v qemu-arm >/dev/null 2>&1 || need+=(qemu-user)
+command -v rpm             >/dev/null 2>&1 || need+=(rpm)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+command -v udevadm         >/dev/null 2>&1 || need+=(udev)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

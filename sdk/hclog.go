@@ -5,6 +5,7 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 )
@@ -70,15 +71,34 @@ func (h *slogHCLog) log(level slog.Level, msg string, args []any) {
 	if !h.l.Enabled(ctx, level) {
 		return
 	}
-	// hclog passes a lone trailing value for a malformed pair; slog would
-	// turn it into !BADKEY, which is what we want to see in that case.
-	all := make([]any, 0, len(h.implied)+len(args)+2)
+	when, args := lineTime(args)
+	r := slog.NewRecord(when, level, msg, 0)
 	if h.name != "" {
-		all = append(all, "logger", h.name)
+		r.AddAttrs(slog.String("logger", h.name))
 	}
-	all = append(all, h.implied...)
-	all = append(all, args...)
-	h.l.Log(ctx, level, msg, all...)
+	// hclog passes a lone trailing value for a malformed pair; slog turns
+	// it into !BADKEY, which is what we want to see in that case.
+	r.Add(h.implied...)
+	r.Add(args...)
+	_ = h.l.Handler().Handle(ctx, r)
+}
+
+// lineTime returns when a record happened and its attributes. go-plugin
+// re-logs each line a plugin wrote with the line's @timestamp appended as a
+// last "timestamp" pair (in hclog.TimeFormat); that time becomes the
+// record's own, so the line carries one time key, the plugin's, instead of
+// the handler's "time" beside a "timestamp". Any other record happens now.
+func lineTime(args []any) (time.Time, []any) {
+	if n := len(args); n >= 2 {
+		if k, ok := args[n-2].(string); ok && k == "timestamp" {
+			if v, ok := args[n-1].(string); ok {
+				if t, err := time.Parse(hclog.TimeFormat, v); err == nil {
+					return t, args[:n-2]
+				}
+			}
+		}
+	}
+	return time.Now(), args
 }
 
 func (h *slogHCLog) Trace(msg string, args ...any) { h.log(levelTrace, msg, args) }

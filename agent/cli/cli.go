@@ -12,6 +12,9 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+
+	"github.com/cellgate/cellgate/internal/buildinfo"
+	"github.com/cellgate/cellgate/internal/logging"
 )
 
 // Env is what a command may touch of the outside world; tests fill it in.
@@ -48,7 +51,7 @@ Usage:
                         [--tls modem|host] [--sni NAME] [--insecure] HOST:PORT
   cellgate config check [--config FILE]
   cellgate status       [--config FILE | --addr HOST:PORT] [--json]
-  cellgate version
+  cellgate version       (or --version: version, commit, date, Go, platform)
 `
 
 // Main runs the command line args (without the program name) and returns the
@@ -69,7 +72,7 @@ func Main(args []string, env Env) int {
 	if errors.As(err, &ee) {
 		code = ee.code
 	}
-	fmt.Fprintf(env.Stderr, "cellgate: %s\n", oneLine(err.Error()))
+	printErr(env.Stderr, "cellgate: "+oneLine(err.Error()))
 	return code
 }
 
@@ -83,8 +86,8 @@ func run(ctx context.Context, args []string, env Env) error {
 	switch args[0] {
 	case "modem":
 		return modemCmd(ctx, args[1:], env)
-	case "version":
-		fmt.Fprintln(env.Stdout, "cellgate", Version)
+	case "version", "--version":
+		fmt.Fprintln(env.Stdout, buildinfo.Get())
 		return nil
 	case "help", "-h", "--help":
 		fmt.Fprint(env.Stdout, usage)
@@ -101,20 +104,28 @@ func run(ctx context.Context, args []string, env Env) error {
 // (run, config) so each command lives beside its own code.
 var extraCommands = map[string]func(context.Context, []string, Env) error{}
 
-// Version is set at build time with -ldflags "-X …/agent/cli.Version=…".
-var Version = "dev"
-
 // oneLine folds a multi-line message so the reason stays on one line, as
 // scripts that read stderr expect.
 func oneLine(s string) string {
 	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " ")), " ")
 }
 
-// newLogger returns the CLI's logger: text on stderr at level.
+// printErr writes msg and a newline to w. On the journal's stream every
+// line is marked as an error ("<3>"), so `journalctl -p err` shows why
+// cellgate stopped, not only what it logged before.
+func printErr(w io.Writer, msg string) {
+	if toJournal(w) {
+		msg = "<3>" + strings.ReplaceAll(msg, "\n", "\n<3>")
+	}
+	fmt.Fprintln(w, msg)
+}
+
+// newLogger returns the CLI's logger: text on w at level, with syslog
+// priority prefixes when w is the journal.
 func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, usageError("--log-level %q: want debug, info, warn or error", level)
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+	return slog.New(logging.NewHandler(w, logging.Options{Level: l, Journal: toJournal(w)})), nil
 }

@@ -263,6 +263,26 @@ func (h *Host) Ready(ctx context.Context) error {
 	return err
 }
 
+// WaitLaunched returns nil once a plugin process has answered go-plugin's
+// handshake (the modem may still be coming up), ctx's error if it ends
+// first, or the host's final error if it stopped for good before that.
+func (h *Host) WaitLaunched(ctx context.Context) error {
+	for {
+		s := h.state.Load()
+		switch {
+		case s.pid != 0:
+			return nil
+		case s.final != nil:
+			return s.final
+		}
+		select {
+		case <-s.changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
 // IsReady says whether a plugin is up with the modem open (and provisioned,
 // when a bundle is configured) now, without waiting.
 func (h *Host) IsReady() bool {
