@@ -45,6 +45,20 @@ bench:
 	@mkdir -p $(BIN); set -o pipefail; $(GO) test -run '^$$' -bench . -benchmem -count 1 $(PKGS) | tee $(BIN)/bench.txt
 	@awk -f scripts/bench-ratios.awk $(BIN)/bench.txt
 
+# fuzz runs every fuzz target of the module's packages for FUZZTIME each
+# (default 10s), one after another: go test fuzzes one target per run. New
+# failing inputs land in the package's testdata/fuzz, which `make test`
+# (plain go test) then runs with the seed corpora.
+FUZZTIME ?= 10s
+.PHONY: fuzz
+fuzz:
+	@set -e; for dir in $$($(GO) list -f '{{.Dir}}' $(PKGS)); do \
+		for target in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$dir/*_test.go 2>/dev/null); do \
+			echo "fuzz $${dir#$(CURDIR)/} $$target for $(FUZZTIME)"; \
+			$(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$dir; \
+		done; \
+	done
+
 # demo runs until Ctrl-C; DEMO_FLAGS passes options (e.g. -rate 20 -v).
 demo: deps build
 	@$(BIN)/cellgate-demo -bin $(BIN) $(DEMO_FLAGS)

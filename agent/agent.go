@@ -19,11 +19,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/cellgate/cellgate/agent/config"
+	"github.com/cellgate/cellgate/agent/input"
 	"github.com/cellgate/cellgate/agent/pluginhost"
 	"github.com/cellgate/cellgate/agent/spool"
 	"github.com/cellgate/cellgate/transport/uplink"
@@ -53,6 +55,10 @@ type Options struct {
 	// sends systemd WATCHDOG=1 here). AliveInterval must then be positive.
 	Alive         func()
 	AliveInterval time.Duration
+	// LogLevel, when set, is the level of Logger's handler: the agent sets
+	// it when a remote configuration changes log.level, so the change
+	// takes effect at once. Without it log.level applies at the next start.
+	LogLevel *slog.LevelVar
 }
 
 // Addrs are where the inputs listen.
@@ -68,15 +74,35 @@ const stopTimeout = 20 * time.Second
 
 // Agent is one cellgate: every part built, none running until run.
 type Agent struct {
+	// cfg is the configuration the agent started with. What a remote
+	// configuration cannot change (device_id, modem, plugins, tls,
+	// remote_config, the uplink's kind) is read from it; current() is the
+	// configuration in effect.
 	cfg     *config.Config
 	log     *slog.Logger
 	started time.Time
 
 	spool  *spool.Spool
-	inputs []*inputPart
+	inputs []*inputPart // guarded by mu: reconfigure replaces them
 	host   *pluginhost.Host
-	uplink uplink.Uplink
+	uplink uplink.Uplink // guarded by mu: reconfigure replaces it
 	fw     *forwarder
+	// remote is the remote configuration; nil when it is off.
+	remote *remoteConfig
+
+	// mu guards live, inputs and uplink, which reconfigure (on the remote
+	// configuration's goroutine) replaces while the surfaces read them.
+	mu   sync.Mutex
+	live *config.Config
+	// retired is what the inputs reconfigure stopped counted, by name, to
+	// carry into the ones that replace them.
+	retired map[string]input.Stats
+	// logLevel is Options.LogLevel.
+	logLevel *slog.LevelVar
+	// group and gctx are the run's errgroup and its context, for the parts
+	// reconfigure starts (a moved input).
+	group *errgroup.Group
+	gctx  context.Context
 
 	// onStarted, onAlive and aliveEvery are Options.Started, Alive and
 	// AliveInterval, for run.
@@ -112,7 +138,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 // (started: bringing a modem up takes minutes), the uplink over it, and the
 // forwarder between spool and uplink. On failure it releases what it built.
 func newAgent(ctx context.Context, cfg *config.Config, opts Options) (a *Agent, err error) {
-	a = &Agent{cfg: cfg, log: opts.Logger, started: time.Now()}
+	a = &Agent{cfg: cfg, live: cfg, log: opts.Logger, started: time.Now(), logLevel: opts.LogLevel}
 	if a.log == nil {
 		a.log = slog.Default()
 	}
@@ -146,9 +172,13 @@ func newAgent(ctx context.Context, cfg *config.Config, opts Options) (a *Agent, 
 	if a.uplink, err = newUplink(ctx, cfg, a.host, a.log.With("part", "uplink")); err != nil {
 		return nil, err
 	}
-	a.onStop("uplink", func(context.Context) error { return a.uplink.Close() })
+	a.onStop("uplink", func(context.Context) error { return a.currentUplink().Close() })
 
 	if a.fw, err = newForwarder(cfg, a.spool, a.uplink, a.log.With("part", "forwarder")); err != nil {
+		return nil, err
+	}
+
+	if a.remote, err = newRemoteConfig(a, a.log.With("part", "remote config")); err != nil {
 		return nil, err
 	}
 	return a, nil
@@ -159,26 +189,22 @@ func (a *Agent) onStop(name string, close func(ctx context.Context) error) {
 	a.closers = append(a.closers, closer{name, close})
 }
 
-// run runs the inputs, the plugin host's watch and the forwarder until ctx
-// ends or one of them fails, then stops the agent.
+// run runs the inputs, the plugin host's watch, the forwarder and the
+// remote configuration until ctx ends or one of them fails, then stops the
+// agent.
 func (a *Agent) run(ctx context.Context) error {
 	defer a.stop()
 	g, gctx := errgroup.WithContext(ctx)
-	part := func(name string, run func(ctx context.Context) error) {
-		g.Go(func() error {
-			// An error after the run began to end (a request cut at
-			// shutdown) is not why the run ended.
-			if err := run(gctx); err != nil && gctx.Err() == nil {
-				return fmt.Errorf("%s: %w", name, err)
-			}
-			return nil
-		})
-	}
+	a.group, a.gctx = g, gctx
+	part := a.goPart
 	for _, in := range a.inputs {
-		part(in.name+" input", in.run)
+		a.startInput(in)
 	}
 	part("plugin host", a.watchHost)
 	part("forwarder", a.fw.run)
+	if a.remote != nil {
+		part("remote config", a.remote.run)
+	}
 	if a.onStarted != nil {
 		part("readiness", a.reportStarted)
 	}
@@ -186,6 +212,50 @@ func (a *Agent) run(ctx context.Context) error {
 		part("health", a.reportAlive)
 	}
 	return g.Wait()
+}
+
+// goPart runs a part in the run's errgroup; its error ends the run.
+func (a *Agent) goPart(name string, run func(ctx context.Context) error) {
+	a.group.Go(func() error {
+		// An error after the run began to end (a request cut at
+		// shutdown) is not why the run ended.
+		if err := run(a.gctx); err != nil && a.gctx.Err() == nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		return nil
+	})
+}
+
+// startInput runs an input in the run's errgroup under a context of its
+// own, so that reconfigure can stop it alone (stopInput).
+func (a *Agent) startInput(in *inputPart) {
+	ctx, cancel := context.WithCancel(a.gctx)
+	in.cancel, in.done = cancel, make(chan struct{})
+	a.group.Go(func() error {
+		defer close(in.done)
+		err := in.run(ctx)
+		switch {
+		case err == nil || a.gctx.Err() != nil:
+			return nil
+		case ctx.Err() != nil:
+			// Stopped by reconfigure: requests cut after the grace are
+			// worth a line, not the end of the run.
+			a.log.Warn(in.name+" input stopped for a reconfiguration", "err", err)
+			return nil
+		}
+		return fmt.Errorf("%s input: %w", in.name, err)
+	})
+}
+
+// stopInput stops an input startInput runs and waits until it returned:
+// its listener is closed and the readings it answered are on disk.
+func stopInput(in *inputPart) {
+	if in.cancel == nil {
+		in.close()
+		return
+	}
+	in.cancel()
+	<-in.done
 }
 
 // reportStarted calls Options.Started once the plugin process has answered

@@ -46,44 +46,102 @@ func openSpool(cfg config.Spool, log *slog.Logger) (*spool.Spool, error) {
 type inputPart struct {
 	name  string
 	run   func(ctx context.Context) error
-	stats func() input.Stats
+	stats func() input.Stats // counting the inputs of this name it replaced
+	// close releases the input's socket; harmless after run returned.
+	close func() error
+
+	// cancel and done are set by startInput: stopInput cancels the input's
+	// run and waits for it to return.
+	cancel context.CancelFunc
+	done   chan struct{}
 }
+
+// The inputs, in build order, by the name their metrics carry.
+const (
+	inputHTTP     = "http"
+	inputDatagram = "datagram"
+	inputDemo     = "demo"
+)
+
+var inputKinds = []string{inputHTTP, inputDatagram, inputDemo}
 
 // buildInputs binds the configured inputs (HTTP, datagram, demo) to the
 // spool. The HTTP input's listener also serves the agent's own surfaces
-// (status, metrics).
+// (status, metrics, remote configuration).
 func (a *Agent) buildInputs() (Addrs, error) {
 	var addrs Addrs
-	in := a.cfg.Inputs
-	log := a.log
-	if l := in.HTTP.Listen; l != "" {
-		ln, err := net.Listen("tcp", l)
+	a.onStop("inputs", a.closeInputs)
+	for _, kind := range inputKinds {
+		p, addr, err := a.buildInput(kind, a.cfg.Inputs)
 		if err != nil {
-			return addrs, fmt.Errorf("inputs.http.listen %s: %w", l, err)
+			return addrs, err
 		}
-		a.onStop("http listener", func(context.Context) error { return ln.Close() })
-		addrs.HTTP = ln.Addr()
-		h := input.NewHTTP(in.HTTP, a.spool, log, time.Now)
-		a.mountSurfaces(h)
-		a.inputs = append(a.inputs, &inputPart{"http", func(ctx context.Context) error { return h.Serve(ctx, ln) }, h.Stats})
-	}
-	if l := in.UDP.Listen; l != "" {
-		d, err := input.NewDatagram(l, a.spool, log, time.Now)
-		if err != nil {
-			return addrs, fmt.Errorf("inputs.udp.listen %s: %w", l, err)
+		if p == nil {
+			continue
 		}
-		a.onStop("datagram socket", func(context.Context) error { return d.Close() })
-		addrs.UDP = d.Addr()
-		a.inputs = append(a.inputs, &inputPart{"datagram", d.Serve, d.Stats})
-	}
-	if r := in.Demo.Rate; r > 0 {
-		demo, err := input.NewDemo(r, a.spool, log)
-		if err != nil {
-			return addrs, fmt.Errorf("inputs.demo.rate: %w", err)
+		a.inputs = append(a.inputs, p)
+		switch kind {
+		case inputHTTP:
+			addrs.HTTP = addr
+		case inputDatagram:
+			addrs.UDP = addr
 		}
-		a.inputs = append(a.inputs, &inputPart{"demo", demo.Run, demo.Stats})
 	}
 	return addrs, nil
+}
+
+// buildInput binds one input as in says, or returns nil when in turns it
+// off. Its listener or socket is open on return: readings are accepted as
+// soon as it runs.
+func (a *Agent) buildInput(kind string, in config.Inputs) (*inputPart, net.Addr, error) {
+	log := a.log
+	switch kind {
+	case inputHTTP:
+		l := in.HTTP.Listen
+		if l == "" {
+			return nil, nil, nil
+		}
+		ln, err := net.Listen("tcp", l)
+		if err != nil {
+			return nil, nil, fmt.Errorf("inputs.http.listen %s: %w", l, err)
+		}
+		h := input.NewHTTP(in.HTTP, a.spool, log, time.Now)
+		a.mountSurfaces(h)
+		return &inputPart{name: kind, run: func(ctx context.Context) error { return h.Serve(ctx, ln) }, stats: h.Stats, close: ln.Close}, ln.Addr(), nil
+	case inputDatagram:
+		l := in.UDP.Listen
+		if l == "" {
+			return nil, nil, nil
+		}
+		d, err := input.NewDatagram(l, a.spool, log, time.Now)
+		if err != nil {
+			return nil, nil, fmt.Errorf("inputs.udp.listen %s: %w", l, err)
+		}
+		return &inputPart{name: kind, run: d.Serve, stats: d.Stats, close: d.Close}, d.Addr(), nil
+	case inputDemo:
+		if in.Demo.Rate <= 0 {
+			return nil, nil, nil
+		}
+		demo, err := input.NewDemo(in.Demo.Rate, a.spool, log)
+		if err != nil {
+			return nil, nil, fmt.Errorf("inputs.demo.rate: %w", err)
+		}
+		return &inputPart{name: kind, run: demo.Run, stats: demo.Stats, close: func() error { return nil }}, nil, nil
+	}
+	return nil, nil, fmt.Errorf("bug: no input %q", kind)
+}
+
+// closeInputs releases the sockets of the inputs there are now.
+func (a *Agent) closeInputs(context.Context) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var errs []error
+	for _, in := range a.inputs {
+		if err := in.close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, fmt.Errorf("%s input: %w", in.name, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // startHost starts the plugin supervisor for the configured modem, with
@@ -104,7 +162,11 @@ func startHost(ctx context.Context, cfg *config.Config, executable string, log *
 		Model:  cfg.Modem.Model,
 		Dirs:   dirs,
 		SHA256: sum,
-		Modem:  sdk.ModemConfig{Port: cfg.Modem.Port, Baud: cfg.Modem.Baud, APN: cfg.Modem.APN, Model: cfg.Modem.Model},
+		Modem: sdk.ModemConfig{
+			Port: cfg.Modem.Port, Baud: cfg.Modem.Baud, APN: cfg.Modem.APN, Model: cfg.Modem.Model,
+			// Passed as they are: the plugin alone knows what they mean.
+			Options: cfg.Modem.Options,
+		},
 		Logger: log,
 	}
 	if cfg.TLS.Mode == config.TLSModeModem {
@@ -192,9 +254,12 @@ func newForwarder(cfg *config.Config, sp *spool.Spool, up uplink.Uplink, log *sl
 	if err != nil {
 		return nil, fmt.Errorf("uplink.batch.encoding: %w", err)
 	}
-	return &forwarder{
+	f := &forwarder{
+		holds: make(chan holdRequest), acked: &notifier{},
 		spool: sp, uplink: up, enc: enc, lines: cfg.Uplink.TLSLines != nil,
 		deviceID: cfg.DeviceID, batch: cfg.Uplink.Batch,
 		deadDir: filepath.Join(cfg.Spool.Dir, "refused"), log: log,
-	}, nil
+	}
+	f.refusedMax.Store(int64(cfg.Spool.RefusedMaxBytes))
+	return f, nil
 }

@@ -3,6 +3,7 @@ package agent
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -27,6 +32,11 @@ const maxBatchBytes = 256 << 10
 // forwarder moves readings from the spool to the uplink, one batch at a
 // time and in spool order, and acks a batch in the spool only after the
 // upstream acknowledged it. It is the only reader of the spool.
+//
+// Its fields are owned by run's goroutine, except the counters (atomic,
+// read by the status surfaces) and acked: reconfigure changes uplink, enc
+// and batch only while the forwarder holds (see hold), the hold's channels
+// handing them over.
 type forwarder struct {
 	spool    *spool.Spool
 	uplink   uplink.Uplink
@@ -35,22 +45,111 @@ type forwarder struct {
 	deviceID string
 	batch    config.Batch
 	// deadDir keeps batches the upstream refused for good, as JSON lines,
-	// so an operator can inspect and replay them.
-	deadDir string
-	log     *slog.Logger
+	// so an operator can inspect and replay them; refusedMax bounds it
+	// (spool.refused_max_bytes; 0: no bound), oldest files out first. It is
+	// atomic so that a reconfiguration can change it while batches flow.
+	deadDir    string
+	refusedMax atomic.Int64
+	log        *slog.Logger
+
+	// holds carries reconfigure's requests to stop between batches, and
+	// grace is how long a batch being sent then has (0: holdGrace).
+	holds chan holdRequest
+	grace time.Duration
+	// cursor is the last sequence number sent and acknowledged, kept
+	// across holds.
+	cursor uint64
 
 	// sent counts batches and readings acknowledged upstream, and lastAck
 	// is when (unix ns); read by the status endpoint.
 	sentBatches, sentReadings atomic.Int64
 	lastAck                   atomic.Int64
+	// acked wakes those waiting for the next acknowledgement upstream (the
+	// remote configuration's confirm window); nil: nobody waits.
+	acked *notifier
 }
 
+// holdRequest asks the forwarder to stop between batches: it closes held
+// once no batch is in flight, then waits for release.
+type holdRequest struct {
+	held, release chan struct{}
+}
+
+// holdGrace is how long a batch being sent when a hold comes in has to be
+// acknowledged before it is abandoned (it stays in the spool and is sent
+// again after the hold).
+const holdGrace = 5 * time.Second
+
+// hold stops the forwarder between batches and returns the function that
+// lets it go on (call it exactly once). A batch being collected is put
+// back (nothing of it was sent); a batch being sent gets holdGrace to be
+// acknowledged, and is acked in the spool if it is, so that it is not sent
+// twice; otherwise its send is abandoned and it stays in the spool. hold
+// fails only when ctx ends first.
+func (f *forwarder) hold(ctx context.Context) (release func(), err error) {
+	r := holdRequest{held: make(chan struct{}), release: make(chan struct{})}
+	select {
+	case f.holds <- r:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	select {
+	case <-r.held:
+		return sync.OnceFunc(func() { close(r.release) }), nil
+	case <-ctx.Done():
+		close(r.release) // the forwarder goes on as soon as it holds
+		return nil, ctx.Err()
+	}
+}
+
+// run sends batches until ctx ends, holding when asked to.
 func (f *forwarder) run(ctx context.Context) error {
-	var cursor uint64
 	for {
-		recs, err := f.collect(ctx, cursor)
+		r, err := f.runUntilHeld(ctx)
+		if err != nil || r == nil {
+			return err
+		}
+		close(r.held)
+		select {
+		case <-r.release:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// runUntilHeld sends batches until ctx ends (it returns nil, nil) or a
+// hold request comes in (it returns the request, with no batch in flight).
+func (f *forwarder) runUntilHeld(ctx context.Context) (*holdRequest, error) {
+	drain, stop := context.WithCancel(ctx)
+	defer stop()
+	got := make(chan holdRequest, 1)
+	go func() {
+		select {
+		case r := <-f.holds:
+			got <- r
+			stop()
+		case <-drain.Done():
+		}
+	}()
+	err := f.batches(ctx, drain)
+	stop()
+	if err != nil || ctx.Err() != nil {
+		return nil, err
+	}
+	r := <-got // drain ended and ctx did not: a hold came in
+	return &r, nil
+}
+
+// batches sends batches until drain ends. drain ends with ctx, or early
+// for a hold; then a batch being collected is dropped and one being sent
+// finishes within holdGrace or is abandoned.
+func (f *forwarder) batches(ctx, drain context.Context) error {
+	for {
+		cursor := f.cursor
+		recs, err := f.collect(drain, cursor)
 		if err != nil {
-			if ctx.Err() != nil {
+			if drain.Err() != nil {
 				return nil
 			}
 			return fmt.Errorf("read spool: %w", err)
@@ -70,7 +169,9 @@ func (f *forwarder) run(ctx context.Context) error {
 			if aerr := f.spool.Ack(r.Seq); aerr != nil {
 				return fmt.Errorf("ack unusable spool record %d: %w", r.Seq, aerr)
 			}
-			f.log.Error("spool record is not a usable reading; kept it aside", "seq", r.Seq, "file", file, "err", err)
+			f.log.Error("spool record is not a usable reading; kept it aside", "seq", r.Seq, "file", file,
+				"cause", string(spool.CauseDamaged), "readings", 1, "err", err)
+			f.countDropped(spool.CauseDamaged, 1)
 			recs = append(recs[:bad.Index:bad.Index], recs[bad.Index+1:]...)
 			if len(recs) == 0 {
 				break
@@ -78,15 +179,16 @@ func (f *forwarder) run(ctx context.Context) error {
 			msg, err = f.message(recs)
 		}
 		if len(recs) == 0 {
-			cursor = through
+			f.cursor = through
 			continue
 		}
 		if err != nil {
 			return err
 		}
-		if err := f.send(ctx, msg, len(recs)); err != nil {
-			if ctx.Err() != nil {
-				return nil
+		refused := false
+		if err := f.send(ctx, drain, msg, len(recs)); err != nil {
+			if drain.Err() != nil {
+				return nil // abandoned: the batch stays in the spool
 			}
 			var perm *uplink.PermanentError
 			if !errors.As(err, &perm) {
@@ -96,7 +198,9 @@ func (f *forwarder) run(ctx context.Context) error {
 			if derr != nil {
 				return fmt.Errorf("upstream refused a batch (%v) and it could not be kept: %w", err, derr)
 			}
-			f.log.Error("upstream refused a batch for good; kept it aside", "readings", len(recs), "file", file, "err", err)
+			f.log.Error("upstream refused a batch for good; kept it aside", "readings", len(recs), "file", file,
+				"cause", string(spool.CauseRefusedUpstream), "err", err)
+			refused = true
 		}
 		seqs := make([]uint64, len(recs))
 		for i, r := range recs {
@@ -105,11 +209,15 @@ func (f *forwarder) run(ctx context.Context) error {
 		if err := f.spool.Ack(seqs...); err != nil {
 			return fmt.Errorf("ack %d readings in the spool: %w", len(seqs), err)
 		}
-		cursor = recs[len(recs)-1].Seq
+		if refused {
+			f.countDropped(spool.CauseRefusedUpstream, len(recs))
+		}
+		f.cursor = recs[len(recs)-1].Seq
 		f.sentBatches.Add(1)
 		f.sentReadings.Add(int64(len(recs)))
 		f.lastAck.Store(time.Now().UnixNano())
-		f.log.Debug("batch acknowledged", "readings", len(recs), "bytes", len(msg.Payload), "through_seq", cursor)
+		f.acked.notify()
+		f.log.Debug("batch acknowledged", "readings", len(recs), "bytes", len(msg.Payload), "through_seq", f.cursor)
 	}
 }
 
@@ -186,13 +294,18 @@ func (f *forwarder) message(recs []spool.Record) (uplink.Message, error) {
 // send retries a batch with capped exponential backoff until the upstream
 // acknowledges it or ctx ends. A *uplink.PermanentError (the upstream
 // refuses this batch for good) is returned at once, so the caller can set
-// the batch aside instead of blocking the gateway forever.
-func (f *forwarder) send(ctx context.Context, m uplink.Message, n int) error {
+// the batch aside instead of blocking the gateway forever. When drain ends
+// (a hold), no new attempt starts and the attempt under way gets
+// holdGrace; an acknowledgement within it is still a success.
+func (f *forwarder) send(ctx, drain context.Context, m uplink.Message, n int) error {
 	// 1 s doubling to 1 min, each wait shortened by up to a quarter so that
 	// gateways that lost the upstream together do not return in step.
 	retry := backoff.Policy{Initial: time.Second, Max: time.Minute, Multiplier: 2, Jitter: 0.25}
 	for attempt := 1; ; attempt++ {
-		err := f.uplink.Send(ctx, m)
+		if drain.Err() != nil {
+			return drain.Err()
+		}
+		err := f.sendOnce(ctx, drain, m)
 		if err == nil {
 			return nil
 		}
@@ -208,14 +321,85 @@ func (f *forwarder) send(ctx context.Context, m uplink.Message, n int) error {
 			wait = after // the upstream said when to come back
 		}
 		f.log.Warn("send failed; will retry", "attempt", attempt, "readings", n, "retry_in", wait, "err", err)
-		if err := backoff.Sleep(ctx, wait); err != nil {
+		if err := backoff.Sleep(drain, wait); err != nil {
 			return err
 		}
 	}
 }
 
+// sendOnce is one Send, cut holdGrace after drain ends.
+func (f *forwarder) sendOnce(ctx, drain context.Context, m uplink.Message) error {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(drain, func() {
+		t := time.NewTimer(cmp.Or(f.grace, holdGrace))
+		defer t.Stop()
+		select {
+		case <-t.C:
+			cancel()
+		case <-sctx.Done():
+		}
+	})
+	defer stop()
+	return f.uplink.Send(sctx, m)
+}
+
+// setBatch takes new batching settings; call it only while the forwarder
+// holds.
+func (f *forwarder) setBatch(b config.Batch) error {
+	enc, err := reading.NewEncoder(b.Encoding)
+	if err != nil {
+		return fmt.Errorf("uplink.batch.encoding: %w", err)
+	}
+	f.enc, f.batch = enc, b
+	return nil
+}
+
+// notifier wakes every waiter at each event: wait returns a channel that
+// the next notify closes.
+type notifier struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+func (n *notifier) wait() <-chan struct{} {
+	if n == nil {
+		return nil
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.ch == nil {
+		n.ch = make(chan struct{})
+	}
+	return n.ch
+}
+
+func (n *notifier) notify() {
+	if n == nil {
+		return
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.ch != nil {
+		close(n.ch)
+		n.ch = nil
+	}
+}
+
+// countDropped adds n readings the forwarder set aside and acknowledged in
+// the spool, which will never be delivered, to the spool's drop counts
+// (kept on disk; /v1/status and /metrics show them by cause). Each reading
+// is counted once, here, after its ack: removing its file from refused/
+// later does not count it again.
+func (f *forwarder) countDropped(cause spool.Cause, n int) {
+	if err := f.spool.CountDropped(cause, uint64(n)); err != nil {
+		f.log.Error("could not count dropped readings", "cause", string(cause), "readings", n, "err", err)
+	}
+}
+
 // deadLetter writes recs as JSON lines to a new file in deadDir, synced
-// before the caller acks them in the spool.
+// before the caller acks them in the spool, then brings deadDir back under
+// refusedMax.
 func (f *forwarder) deadLetter(recs []spool.Record) (string, error) {
 	if err := os.MkdirAll(f.deadDir, 0o750); err != nil {
 		return "", err
@@ -251,5 +435,94 @@ func (f *forwarder) deadLetter(recs []spool.Record) (string, error) {
 	if err := dir.Sync(); err != nil {
 		return "", err
 	}
+	f.trimRefused(name)
 	return name, nil
+}
+
+// refusedFile is one file of deadDir, as trimRefused sees it.
+type refusedFile struct {
+	name  string
+	first uint64 // the first sequence number in the name: files sort by age
+	size  int64
+}
+
+// trimRefused removes the oldest files of deadDir (by the first sequence
+// number in their names, which the spool never reuses) until the refused
+// batches take at most refusedMax bytes. The file just written (keep) stays
+// whatever its size; files not named refused-<first>-<last>.ndjson are the
+// operator's and stay too. The readings removed were counted as dropped
+// when they were set aside; their removal is logged at WARN with their
+// number. Failures are logged: the bound is enforced again at the next
+// refusal.
+func (f *forwarder) trimRefused(keep string) {
+	limit := f.refusedMax.Load()
+	if limit <= 0 {
+		return
+	}
+	entries, err := os.ReadDir(f.deadDir)
+	if err != nil {
+		f.log.Error("refused batches: list the directory to bound it", "dir", f.deadDir, "err", err)
+		return
+	}
+	var files []refusedFile
+	var total int64
+	for _, e := range entries {
+		first, ok := parseRefusedName(e.Name())
+		if !ok || !e.Type().IsRegular() {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil {
+			continue // removed meanwhile
+		}
+		files = append(files, refusedFile{e.Name(), first, info.Size()})
+		total += info.Size()
+	}
+	slices.SortFunc(files, func(a, b refusedFile) int { return cmp.Compare(a.first, b.first) })
+	var removed []string
+	readings := 0
+	for _, rf := range files {
+		if total <= limit {
+			break
+		}
+		path := filepath.Join(f.deadDir, rf.name)
+		if path == keep {
+			continue
+		}
+		data, err := os.ReadFile(path)
+		if err == nil {
+			err = os.Remove(path)
+		}
+		if err != nil {
+			f.log.Error("refused batches: remove the oldest file to bound the directory", "file", path, "err", err)
+			continue
+		}
+		total -= rf.size
+		readings += bytes.Count(data, []byte{'\n'})
+		removed = append(removed, rf.name)
+	}
+	if len(removed) > 0 {
+		f.log.Warn("refused batches over spool.refused_max_bytes: removed the oldest files (their readings were counted as dropped when refused)",
+			"files", removed, "readings", readings, "cause", string(spool.CauseRefusedUpstream),
+			"refused_max_bytes", limit, "kept_bytes", total)
+	}
+}
+
+// parseRefusedName returns the first sequence number in the name of a
+// file deadLetter writes, refused-<first>-<last>.ndjson.
+func parseRefusedName(name string) (uint64, bool) {
+	rest, ok := strings.CutPrefix(name, "refused-")
+	if !ok {
+		return 0, false
+	}
+	if rest, ok = strings.CutSuffix(rest, ".ndjson"); !ok {
+		return 0, false
+	}
+	a, b, ok := strings.Cut(rest, "-")
+	if !ok {
+		return 0, false
+	}
+	first, err1 := strconv.ParseUint(a, 10, 64)
+	_, err2 := strconv.ParseUint(b, 10, 64)
+	return first, err1 == nil && err2 == nil
 }

@@ -159,7 +159,8 @@ func (w *world) expectStatus(n int) {
 	var st struct {
 		ModemReady bool `json:"modem_ready"`
 		Spool      struct {
-			Pending int `json:"pending_readings"`
+			Pending int            `json:"pending_readings"`
+			Dropped map[string]int `json:"dropped"`
 		} `json:"spool"`
 		Uplink struct {
 			Acked int `json:"acked_readings"`
@@ -176,6 +177,9 @@ func (w *world) expectStatus(n int) {
 		}
 		return st.ModemReady && st.Spool.Pending == 0 && st.Uplink.Acked >= n
 	})
+	if d := st.Spool.Dropped; len(d) != 3 || d["damaged"] != 0 || d["drop_oldest"] != 0 || d["refused_upstream"] != 0 {
+		w.t.Fatalf("status spool.dropped = %v, want the three causes at 0", d)
+	}
 	human, err := exec.Command(filepath.Join(bin, "cellgate"), "status", "--addr", addr).Output()
 	if err != nil || !strings.Contains(string(human), "0 readings pending") {
 		w.t.Fatalf("cellgate status: %v\n%s", err, human)
@@ -189,6 +193,9 @@ func (w *world) expectStatus(n int) {
 	for _, want := range []string{
 		fmt.Sprintf(`cellgate_uplink_acked_readings_total{device="it-gw"} %d`, st.Uplink.Acked),
 		`cellgate_spool_pending_readings{device="it-gw"} 0`,
+		`cellgate_spool_dropped_readings_total{cause="damaged",device="it-gw"} 0`,
+		`cellgate_spool_dropped_readings_total{cause="drop_oldest",device="it-gw"} 0`,
+		`cellgate_spool_dropped_readings_total{cause="refused_upstream",device="it-gw"} 0`,
 		`cellgate_modem_ready{device="it-gw"} 1`,
 		fmt.Sprintf(`cellgate_input_accepted_readings_total{device="it-gw",input="http"} %d`, n),
 	} {
@@ -359,7 +366,10 @@ type mosquitto struct {
 	out  *testutil.SyncBuffer
 }
 
-func startMosquitto(t *testing.T, dir string, port int) *mosquitto {
+// startMosquitto runs mosquitto on port (0: a free one) with the PKI in
+// dir, requiring client certificates; extra lines go at the end of its
+// configuration (an acl_file).
+func startMosquitto(t *testing.T, dir string, port int, extra ...string) *mosquitto {
 	t.Helper()
 	bin, err := exec.LookPath("mosquitto")
 	if err != nil {
@@ -389,6 +399,9 @@ log_dest stderr
 log_type error
 log_type warning
 `, userLine, port, filepath.Join(dir, "ca.pem"), filepath.Join(dir, "server.pem"), filepath.Join(dir, "server.key"), dir)
+	for _, l := range extra {
+		text += l + "\n"
+	}
 	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -445,6 +458,7 @@ type subscriber struct {
 	mu    sync.Mutex
 	seen  map[string]int
 	total int
+	sizes []int // readings per message, in arrival order
 	cm    *autopaho.ConnectionManager
 }
 
@@ -487,6 +501,7 @@ func newSubscriber(t *testing.T, p *plugintest.PKI, addr string) *subscriber {
 					s.seen[r.ID]++
 					s.total++
 				}
+				s.sizes = append(s.sizes, len(batch.Readings))
 				s.mu.Unlock()
 				return true, nil
 			}},

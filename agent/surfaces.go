@@ -16,6 +16,7 @@ import (
 func (a *Agent) mountSurfaces(h *input.HTTP) {
 	h.Handle("/v1/status", http.HandlerFunc(a.serveStatus))
 	h.Handle("/metrics", newMetrics(a).handler())
+	h.Handle("/v1/config", http.HandlerFunc(a.serveConfig)) // remoteconfig.go
 }
 
 // serveStatus answers GET /v1/status with the agent's Status as JSON.

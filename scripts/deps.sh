@@ -7,6 +7,8 @@ need=()
 command -v openssl   >/dev/null 2>&1 || need+=(openssl)
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 command -v protoc    >/dev/null 2>&1 || need+=(protobuf-compiler)
+# The remote configuration tests run the Python signer of docs/remote-config.md.
+/usr/bin/python3 -c 'import cryptography' >/dev/null 2>&1 || need+=(python3-cryptography)
 # make package-test: run the arm64 and armhf binaries (qemu-user), read the
 # .rpm packages (rpm), check the unit (systemd-analyze, in systemd) and the
 # udev rule (udevadm, in udev).

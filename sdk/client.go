@@ -26,6 +26,8 @@ type client struct {
 	exited <-chan struct{}
 	// window is the per-session send window in bytes.
 	window int
+	// protocol is the go-plugin protocol version negotiated at launch.
+	protocol int
 }
 
 var _ SecureTransport = (*client)(nil)
@@ -73,8 +75,8 @@ func (c *client) ping(ctx context.Context) error {
 	if err != nil {
 		return c.callError(ctx, "Ping", err)
 	}
-	if v := resp.GetProtocolVersion(); v != int32(Handshake.ProtocolVersion) {
-		return fmt.Errorf("plugin Ping: plugin serves protocol version %d, host speaks %d", v, Handshake.ProtocolVersion)
+	if v := resp.GetProtocolVersion(); v != int32(c.protocol) {
+		return fmt.Errorf("plugin Ping: plugin serves protocol version %d, launch negotiated %d", v, c.protocol)
 	}
 	return nil
 }

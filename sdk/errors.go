@@ -20,108 +20,183 @@ var ErrPluginExited = errors.New("plugin process exited")
 // report the conventional error.
 var ErrSessionClosed = fmt.Errorf("session closed: %w", net.ErrClosed)
 
-// ModemError is a command the modem refused: a final result of ERROR or
-// +CME ERROR, carrying the modem's words.
+// ModemError is a request the modem refused: a command answered with an
+// error result, or a step the modem's answers made impossible (SIM missing,
+// registration denied). It carries the modem's own words, quoted by the
+// driver: the sdk adds none of a vendor's.
 type ModemError struct {
-	// Op is the step or command that failed, e.g. "AT+CPIN?" or "sim ready".
+	// Op is the step or command that failed, e.g. "AT+CPIN?" or "check SIM".
 	Op string
-	// Code is the numeric CME error code when the modem gave one, -1 when it
-	// gave text only or a bare ERROR.
+	// Code is the modem's error number when it gave one (a 3GPP CME code,
+	// a vendor's own), -1 when it gave none.
 	Code int
-	// Text is the modem's words after "+CME ERROR: " (e.g. "SIM not
-	// inserted"), or empty for a bare ERROR.
+	// Text is the modem's words as the driver quotes them, e.g.
+	// "+CME ERROR: SIM not inserted", or a bare "ERROR"; empty when there
+	// were none.
 	Text string
 }
 
-// Error reads like "AT+CPIN?: +CME ERROR: SIM not inserted", or ends in
-// "ERROR" for a bare refusal.
+// Error reads like "AT+CPIN?: +CME ERROR: SIM not inserted (code 10)": Op,
+// then Text, then Code unless Text already ends with it. Without Text it
+// reads "AT+CPIN?: modem error 10", or "AT+CPIN?: refused by the modem".
 func (e *ModemError) Error() string {
+	code := strconv.Itoa(e.Code)
 	switch {
-	case e.Text != "" && e.Code >= 0 && e.Text != strconv.Itoa(e.Code):
-		return fmt.Sprintf("%s: +CME ERROR: %s (code %d)", e.Op, e.Text, e.Code)
+	case e.Text != "" && e.Code >= 0 && !strings.HasSuffix(e.Text, code):
+		return fmt.Sprintf("%s: %s (code %d)", e.Op, e.Text, e.Code)
 	case e.Text != "":
-		return fmt.Sprintf("%s: +CME ERROR: %s", e.Op, e.Text)
+		return e.Op + ": " + e.Text
 	case e.Code >= 0:
-		return fmt.Sprintf("%s: +CME ERROR: %d", e.Op, e.Code)
+		return fmt.Sprintf("%s: modem error %d", e.Op, e.Code)
 	}
-	return e.Op + ": ERROR"
+	return e.Op + ": refused by the modem"
 }
 
-// CCHError is a non-zero <err> from the modem's SSL (CCH) service, e.g.
-// "+CCHOPEN: 0,15" for a refused handshake.
-type CCHError struct {
-	// Op is the CCH command without its prefix in lower case ("open",
-	// "send", "recv", "close", "start", "stop"), or another short word for
-	// a URC.
+// NetKind is why a network operation of the modem failed, in terms that fit
+// any modem. Drivers map their vendor's codes to it; the agent's retry
+// policy and logs read it, never the vendor's code. The zero value is
+// NetOther, which is also what a kind unknown to this build arrives as.
+type NetKind int
+
+const (
+	// NetOther is a failure none of the kinds below describes.
+	NetOther NetKind = iota
+	// NetDNS: the host name did not resolve.
+	NetDNS
+	// NetConnect: the connection could not be made (refused, unreachable,
+	// no socket available).
+	NetConnect
+	// NetHandshake: the TLS handshake failed, e.g. the server's certificate
+	// is not signed by the provisioned CA, or the server refused the
+	// client's.
+	NetHandshake
+	// NetCertificate: a certificate problem the modem names as such: the
+	// TLS profile has no usable certificates, or the peer's certificate was
+	// refused and the modem says so rather than reporting a handshake
+	// failure. Treat it like NetHandshake where the difference does not
+	// matter.
+	NetCertificate
+	// NetPeerClosed: the peer closed the connection.
+	NetPeerClosed
+	// NetTimeout: the modem's network stack gave up waiting (connect,
+	// handshake or send).
+	NetTimeout
+	// NetBusy: no free session, or the service is busy; try again later.
+	NetBusy
+	// NetNoNetwork: the modem has no packet data network.
+	NetNoNetwork
+	// NetSendFailed: data could not be sent on an open connection.
+	NetSendFailed
+	// NetState: the session or the service is not in a state that allows
+	// the operation (not open, already closed, not started).
+	NetState
+	// NetInvalid: the modem refused the operation's parameters.
+	NetInvalid
+)
+
+// netKindNames are NetKind's names for logs, in snake case.
+var netKindNames = [...]string{
+	NetOther:       "other",
+	NetDNS:         "dns",
+	NetConnect:     "connect",
+	NetHandshake:   "handshake",
+	NetCertificate: "certificate",
+	NetPeerClosed:  "peer_closed",
+	NetTimeout:     "timeout",
+	NetBusy:        "busy",
+	NetNoNetwork:   "no_network",
+	NetSendFailed:  "send_failed",
+	NetState:       "state",
+	NetInvalid:     "invalid",
+}
+
+// netKindPhrases say what each kind means, for a NetError without the
+// modem's words.
+var netKindPhrases = [...]string{
+	NetOther:       "network operation failed",
+	NetDNS:         "host name did not resolve",
+	NetConnect:     "connection failed",
+	NetHandshake:   "TLS handshake failed",
+	NetCertificate: "certificate refused or missing",
+	NetPeerClosed:  "closed by the peer",
+	NetTimeout:     "timed out",
+	NetBusy:        "busy",
+	NetNoNetwork:   "no packet data network",
+	NetSendFailed:  "send failed",
+	NetState:       "not possible in this state",
+	NetInvalid:     "invalid parameter",
+}
+
+// known reports whether k is one of the kinds above.
+func (k NetKind) known() bool { return k >= 0 && int(k) < len(netKindNames) }
+
+// String returns the kind's name in snake case ("handshake",
+// "peer_closed"), as used in logs.
+func (k NetKind) String() string {
+	if k.known() {
+		return netKindNames[k]
+	}
+	return fmt.Sprintf("NetKind(%d)", int(k))
+}
+
+// NetError is a network operation the modem could not do: a connection it
+// could not open, a handshake that failed, a send or close it reported as
+// failed. Kind says why in neutral terms; Vendor, Code and Text carry the
+// modem's own, so a log line quotes the modem, e.g. "open session 0:
+// +CCHOPEN: 0,15 (handshake error)".
+type NetError struct {
+	// Op is the operation: "open" (or "dial"), "send", "recv", "close",
+	// "start", "stop", or another short word of the driver's.
 	Op string
-	// Session is the session id, or -1 for service-wide results (CCHSTART,
-	// CCHSTOP).
+	// Session is the session id, or -1 when the failure is not one
+	// session's (a service start or stop, a Dial refused before a session
+	// existed).
 	Session int
-	// Code is the <err> value; see CCHMeaning.
+	// Kind is the neutral class of the failure.
+	Kind NetKind
+	// Vendor names who defined Code, e.g. "simcom" or "quectel"; empty when
+	// there is no vendor code.
+	Vendor string
+	// Code is the vendor's error number; meaningful when Vendor is set.
 	Code int
+	// Text is the modem's words as the driver quotes them, e.g.
+	// "+CCHOPEN: 0,15 (handshake error)"; empty when there were none.
+	Text string
 }
 
-// Error reads like "open session 0: +CCHOPEN: 0,15 (handshake error)".
-func (e *CCHError) Error() string {
-	meaning := strings.ToLower(CCHMeaning(e.Code))
-	cmd := cchCommands[e.Op]
-	switch {
-	case cmd != "" && e.Session >= 0:
-		return fmt.Sprintf("%s session %d: %s: %d,%d (%s)", e.Op, e.Session, cmd, e.Session, e.Code, meaning)
-	case cmd != "":
-		return fmt.Sprintf("%s: %s: %d (%s)", e.Op, cmd, e.Code, meaning)
-	case e.Session >= 0:
-		return fmt.Sprintf("%s session %d: error %d (%s)", e.Op, e.Session, e.Code, meaning)
+// Error reads "<Op> session <Session>: <Text>", without the session part
+// when Session is -1. Without Text it names the kind and the vendor's code:
+// "open session 0: TLS handshake failed (simcom code 15)".
+func (e *NetError) Error() string {
+	where := e.Op
+	if e.Session >= 0 {
+		where = fmt.Sprintf("%s session %d", e.Op, e.Session)
 	}
-	return fmt.Sprintf("%s: error %d (%s)", e.Op, e.Code, meaning)
-}
-
-// cchCommands maps CCHError.Op to the result line the modem printed, so the
-// message quotes the modem rather than paraphrasing it.
-var cchCommands = map[string]string{
-	"open":  "+CCHOPEN",
-	"send":  "+CCHSEND",
-	"recv":  "+CCHRECV",
-	"close": "+CCHCLOSE",
-	"start": "+CCHSTART",
-	"stop":  "+CCHSTOP",
-}
-
-// Meaning returns CCHMeaning(e.Code).
-func (e *CCHError) Meaning() string { return CCHMeaning(e.Code) }
-
-// cchMeanings is the <err> table of the SIM7500/SIM7600 AT manual V3.00
-// §10.3 (identical in the A76XX SSL application note).
-var cchMeanings = [...]string{
-	0:  "Operation succeeded",
-	1:  "Alerting state (reserved)",
-	2:  "Unknown error",
-	3:  "Busy",
-	4:  "Peer closed",
-	5:  "Operation timeout",
-	6:  "Transfer failed",
-	7:  "Memory error",
-	8:  "Invalid parameter",
-	9:  "Network error",
-	10: "Open session error",
-	11: "State error",
-	12: "Create socket error",
-	13: "Get DNS error",
-	14: "Connect socket error",
-	15: "Handshake error",
-	16: "Close socket error",
-	17: "Nonet",
-	18: "Send data timeout",
-	19: "Not set certificates",
-}
-
-// CCHMeaning returns the manual's meaning of a CCH <err> code, e.g.
-// "Handshake error" for 15, or "unknown CCH error code N" outside 0-19.
-func CCHMeaning(code int) string {
-	if code >= 0 && code < len(cchMeanings) {
-		return cchMeanings[code]
+	if e.Text != "" {
+		return where + ": " + e.Text
 	}
-	return fmt.Sprintf("unknown CCH error code %d", code)
+	what := netKindPhrases[NetOther]
+	if e.Kind.known() {
+		what = netKindPhrases[e.Kind]
+	}
+	if e.Vendor != "" {
+		return fmt.Sprintf("%s: %s (%s code %d)", where, what, e.Vendor, e.Code)
+	}
+	return where + ": " + what
+}
+
+// Timeout reports whether the modem gave up waiting (Kind NetTimeout), so
+// callers testing for net.Error-style timeouts recognise it.
+func (e *NetError) Timeout() bool { return e.Kind == NetTimeout }
+
+// NetKindOf returns the Kind of the first *NetError in err's chain, and
+// false when there is none.
+func NetKindOf(err error) (NetKind, bool) {
+	var ne *NetError
+	if errors.As(err, &ne) {
+		return ne.Kind, true
+	}
+	return NetOther, false
 }
 
 // SerialError is a failure of the serial port itself: it could not be
@@ -142,9 +217,9 @@ func (e *SerialError) Error() string {
 }
 
 // TimeoutError is a modem that did not answer in time: no final result, no
-// deferred URC, no registration within the bound.
+// deferred result, no registration within the bound.
 type TimeoutError struct {
-	// Op is what was awaited, e.g. "AT+CCHOPEN result" or "registration".
+	// Op is what was awaited, e.g. "open session 0" or "registration".
 	Op string
 	// After is how long was waited.
 	After time.Duration
@@ -162,9 +237,9 @@ func (e *TimeoutError) Error() string {
 // recognise it.
 func (e *TimeoutError) Timeout() bool { return true }
 
-// BundleError is a credential bundle refused before any AT command was sent:
-// bad PEM, key and certificate that do not match, an expired certificate, a
-// file over the modem's size limit.
+// BundleError is a credential bundle refused before anything reached the
+// modem: bad PEM, key and certificate that do not match, an expired
+// certificate, a file over the modem's size limit.
 type BundleError struct {
 	// Field is "ca", "cert", "key", "key_password", "profile" or
 	// "tls_version".
@@ -178,11 +253,27 @@ func (e *BundleError) Error() string {
 	return fmt.Sprintf("bundle %s: %s", e.Field, e.Reason)
 }
 
+// OptionError is a ModemConfig.Options entry the plugin refuses: a key it
+// does not know, or a value it cannot use. Retrying cannot fix it; the
+// agent stops and names the key (its config key is modem.options.<Key>).
+type OptionError struct {
+	// Key is the option's name.
+	Key string
+	// Reason says what is wrong with it, and what the plugin accepts.
+	Reason string
+}
+
+// Error reads like "modem option negotiate_time: "5s" is out of range (want
+// 10s to 5m0s)".
+func (e *OptionError) Error() string {
+	return fmt.Sprintf("modem option %s: %s", e.Key, e.Reason)
+}
+
 // ModelMismatchError is a plugin started against a modem of another model.
 type ModelMismatchError struct {
 	// Want is the model the plugin drives (or the config asked for).
 	Want string
-	// Got is what the modem reported (AT+CGMM / ATI).
+	// Got is what the modem reported as its model.
 	Got string
 }
 
@@ -196,7 +287,9 @@ func (e *ModelMismatchError) Error() string {
 // above: its Message is the plugin's Error() text, and Op the method that
 // failed.
 type PluginError struct {
-	Op      string
+	// Op is the SecureTransport method, e.g. "Provision".
+	Op string
+	// Message is the plugin's error text.
 	Message string
 }
 
@@ -209,8 +302,10 @@ func (e *PluginError) Error() string {
 // ended after part of p was already handed to the plugin: those Sent bytes
 // will be delivered (or the session fails), the rest were not sent.
 type PartialSendError struct {
+	// Sent is how many bytes of p went to the plugin.
 	Sent int
-	Err  error
+	// Err is why the rest did not, typically ctx.Err().
+	Err error
 }
 
 // Error reads like "sent 4096 bytes before: context deadline exceeded".

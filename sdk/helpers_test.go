@@ -28,6 +28,9 @@ import (
 func TestMain(m *testing.M) {
 	switch {
 	case os.Getenv(envPlugin) == "double":
+		if v := os.Getenv(envContract); v != "" {
+			sdk.SetContractVersion(v)
+		}
 		sdk.Serve(newDouble())
 		os.Exit(0)
 	case os.Getenv(envHost) == "1":
@@ -44,9 +47,10 @@ func TestMain(m *testing.M) {
 // the requests themselves.
 //
 // ModemConfig.Options["fail"] makes Open fail with one typed error (modem,
-// modem-bare, cch, serial, timeout, untyped) or hang until its ctx ends
-// (hang); Options["check"] = "fields" makes Open fail unless the config
-// arrived equal to fieldsConfig.
+// modem-bare, net, net-future, option, serial, timeout, untyped) or hang
+// until its ctx ends (hang); Options["check"] = "fields" makes Open fail
+// unless the config arrived equal to fieldsConfig. envContract, when set,
+// is the contract version the plugin process speaks.
 //
 // Dial hosts:
 //
@@ -55,16 +59,17 @@ func TestMain(m *testing.M) {
 //	gated       Send waits for a grant from the test's control socket
 //	idle        Send discards, Recv waits for Close
 //	slowdial    Dial reports "dial-waiting", waits for ctx, reports "dial-canceled"
-//	fail-dial   Dial fails with CCH error 15
+//	fail-dial   Dial fails with a handshake NetError
 //	fail-send   Send fails with a SerialError
-//	fail-recv   Recv returns "x", then a CCH error
+//	fail-recv   Recv returns "x", then a no-network NetError
 //	fail-close  Close fails with a TimeoutError
 //
 // Stop reports "stopped" on the control socket when there is one.
 const (
-	envPlugin  = "SDK_TEST_PLUGIN"
-	envControl = "SDK_TEST_CONTROL"
-	echoMask   = 0xA5
+	envPlugin   = "SDK_TEST_PLUGIN"
+	envControl  = "SDK_TEST_CONTROL"
+	envContract = "SDK_TEST_CONTRACT"
+	echoMask    = 0xA5
 )
 
 // doubleInfo is what the double's Open reports: every field set, so the
@@ -115,11 +120,16 @@ func openFault(ctx context.Context, cfg sdk.ModemConfig) error {
 	case "":
 		return nil
 	case "modem":
-		return fmt.Errorf("double: sim ready: %w", &sdk.ModemError{Op: "AT+CPIN?", Code: 10, Text: "SIM not inserted"})
+		return fmt.Errorf("double: sim ready: %w", &sdk.ModemError{Op: "AT+CPIN?", Code: 10, Text: "+CME ERROR: SIM not inserted"})
 	case "modem-bare":
 		return &sdk.ModemError{Op: "AT+CGACT=1,1", Code: -1}
-	case "cch":
-		return &sdk.CCHError{Op: "start", Session: -1, Code: 17}
+	case "net":
+		return &sdk.NetError{Op: "start", Session: -1, Kind: sdk.NetNoNetwork, Vendor: "double", Code: 17, Text: "+XSTART: 17 (no network)"}
+	case "net-future":
+		// A kind from a newer sdk than the agent's.
+		return &sdk.NetError{Op: "start", Session: -1, Kind: sdk.NetKind(99), Vendor: "double", Code: 99}
+	case "option":
+		return &sdk.OptionError{Key: "speed", Reason: `"warp" is not one of fast, slow`}
 	case "serial":
 		return fmt.Errorf("double: %w", &sdk.SerialError{Op: "open", Port: cfg.Port, Err: "no such file or directory"})
 	case "timeout":
@@ -145,7 +155,7 @@ func dialHost(ctx context.Context, s *sdktest.Session, ctl *pluginControl) (sdkt
 		}}, nil
 	case "events":
 		s.Deliver([]byte("hello"))
-		s.Disconnect(sdk.SessionEvent{Kind: sdk.EventPeerClosed, Code: 4, Detail: fmt.Sprintf("+CCH_PEER_CLOSED: %d", s.ID())})
+		s.Disconnect(sdk.SessionEvent{Kind: sdk.EventPeerClosed, Code: 4, Detail: fmt.Sprintf("+XPEERCLOSED: %d", s.ID())})
 		return sdktest.SessionConfig{}, nil
 	case "gated":
 		if err := ctl.connect(); err != nil {
@@ -165,21 +175,22 @@ func dialHost(ctx context.Context, s *sdktest.Session, ctl *pluginControl) (sdkt
 		_ = ctl.report("dial-canceled")
 		return sdktest.SessionConfig{}, fmt.Errorf("double: dial: %w", ctx.Err())
 	case "fail-dial":
-		return sdktest.SessionConfig{}, fmt.Errorf("double: dial %s:%d: %w", req.Host, req.Port, &sdk.CCHError{Op: "open", Session: s.ID(), Code: 15})
+		return sdktest.SessionConfig{}, fmt.Errorf("double: dial %s:%d: %w", req.Host, req.Port,
+			&sdk.NetError{Op: "open", Session: s.ID(), Kind: sdk.NetHandshake, Vendor: "double", Code: 15, Text: "+XOPEN: 0,15 (handshake error)"})
 	case "fail-send":
 		return sdktest.SessionConfig{Send: func(context.Context, []byte) error {
-			return fmt.Errorf("double: AT+CCHSEND: %w", &sdk.SerialError{Op: "write", Port: "/dev/ttyDOUBLE", Err: "input/output error"})
+			return fmt.Errorf("double: send: %w", &sdk.SerialError{Op: "write", Port: "/dev/ttyDOUBLE", Err: "input/output error"})
 		}}, nil
 	case "fail-recv":
 		s.Deliver([]byte("x"))
-		s.FailRecv(fmt.Errorf("double: +CCH_RECV_CLOSED: %w", &sdk.CCHError{Op: "recv", Session: s.ID(), Code: 9}))
+		s.FailRecv(fmt.Errorf("double: receive closed: %w", &sdk.NetError{Op: "recv", Session: s.ID(), Kind: sdk.NetNoNetwork, Vendor: "double", Code: 9}))
 		return sdktest.SessionConfig{}, nil
 	case "fail-close":
 		return sdktest.SessionConfig{Close: func(context.Context) error {
-			return &sdk.TimeoutError{Op: "AT+CCHCLOSE result", After: 5 * time.Second}
+			return &sdk.TimeoutError{Op: "close result", After: 5 * time.Second}
 		}}, nil
 	}
-	return sdktest.SessionConfig{}, &sdk.CCHError{Op: "open", Session: s.ID(), Code: 13}
+	return sdktest.SessionConfig{}, &sdk.NetError{Op: "open", Session: s.ID(), Kind: sdk.NetDNS, Vendor: "double", Code: 13}
 }
 
 // pluginControl is the plugin's end of the control socket (see control): it

@@ -49,6 +49,7 @@ type LaunchConfig struct {
 type Plugin struct {
 	path      string
 	pid       int
+	contract  version // negotiated at launch
 	client    *plugin.Client
 	transport *client
 }
@@ -56,7 +57,9 @@ type Plugin struct {
 // ChecksumError is a plugin binary whose SHA-256 is not the configured one;
 // Launch refuses to start it.
 type ChecksumError struct {
+	// Path is the plugin binary.
 	Path string
+	// Want is the configured SHA-256, Got the binary's.
 	Want []byte
 	Got  []byte
 }
@@ -68,8 +71,10 @@ func (e *ChecksumError) Error() string {
 
 // Launch starts the plugin binary cfg.Path with go-plugin (gRPC only,
 // AutoMTLS), after checking its SHA-256 when cfg.SHA256 is set, and returns
-// when the handshake is done. A missing or non-executable binary, a checksum
-// mismatch (*ChecksumError), a failed handshake and ctx ending all return an
+// when the handshake is done: the contract version is negotiated then (see
+// Handshake and Plugin.ContractVersion). A missing or non-executable binary,
+// a checksum mismatch (*ChecksumError), a plugin of another major contract
+// version (*ContractError), a failed handshake and ctx ending all return an
 // error naming the binary; nothing keeps running then.
 func Launch(ctx context.Context, cfg LaunchConfig) (*Plugin, error) {
 	path, err := checkBinary(cfg.Path)
@@ -97,13 +102,18 @@ func Launch(ctx context.Context, cfg LaunchConfig) (*Plugin, error) {
 				return nil, err
 			}
 		}
+		if ce := contractMismatch(path, err); ce != nil {
+			return nil, ce
+		}
 		return nil, fmt.Errorf("launch plugin %s: %w", path, err)
 	}
-	p := &Plugin{path: path, client: pc, transport: t}
+	// go-plugin accepted one of the versions offered, all of this major.
+	negotiated, _ := versionOfProtocol(pc.NegotiatedVersion())
+	p := &Plugin{path: path, contract: negotiated, client: pc, transport: t}
 	if rc := pc.ReattachConfig(); rc != nil {
 		p.pid = rc.Pid
 	}
-	log.Info("plugin started", "plugin", filepath.Base(path), "pid", p.pid)
+	log.Info("plugin started", "plugin", filepath.Base(path), "pid", p.pid, "contract", negotiated.String())
 	return p, nil
 }
 
@@ -169,8 +179,10 @@ func newClientConfig(ctx context.Context, path string, cfg LaunchConfig, log *sl
 	setParentDeathSignal(cmd)
 
 	return &plugin.ClientConfig{
-		HandshakeConfig:  Handshake,
-		Plugins:          plugin.PluginSet{PluginName: &grpcPlugin{window: window}},
+		HandshakeConfig: handshake(),
+		VersionedPlugins: versionedPlugins(func(protocol int) *grpcPlugin {
+			return &grpcPlugin{window: window, protocol: protocol}
+		}),
 		Cmd:              cmd,
 		SkipHostEnv:      true, // cmd.Env already holds it, under cfg.Env
 		SecureConfig:     secure,
@@ -276,6 +288,11 @@ func (p *Plugin) Path() string { return p.path }
 
 // PID returns the plugin's process id (0 if unknown).
 func (p *Plugin) PID() int { return p.pid }
+
+// ContractVersion returns the contract version negotiated at launch: the
+// highest minor version of this agent's major that both sides speak, e.g.
+// "1.0" for a plugin built against sdk 1.0 run by a 1.2 agent.
+func (p *Plugin) ContractVersion() string { return p.contract.String() }
 
 // Ping checks, bounded by ctx, that the plugin process answers RPCs and
 // speaks this protocol version. It does not touch the modem.

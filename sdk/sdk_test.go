@@ -86,14 +86,20 @@ func TestTypedErrorsCrossTheBoundary(t *testing.T) {
 		message string
 	}{
 		{"modem error wrapped", open("modem"), new(*sdk.ModemError),
-			&sdk.ModemError{Op: "AT+CPIN?", Code: 10, Text: "SIM not inserted"},
+			&sdk.ModemError{Op: "AT+CPIN?", Code: 10, Text: "+CME ERROR: SIM not inserted"},
 			"plugin Open: double: sim ready: AT+CPIN?: +CME ERROR: SIM not inserted (code 10)"},
-		{"bare ERROR", open("modem-bare"), new(*sdk.ModemError),
+		{"modem error without words", open("modem-bare"), new(*sdk.ModemError),
 			&sdk.ModemError{Op: "AT+CGACT=1,1", Code: -1},
-			"plugin Open: AT+CGACT=1,1: ERROR"},
-		{"CCH service error", open("cch"), new(*sdk.CCHError),
-			&sdk.CCHError{Op: "start", Session: -1, Code: 17},
-			"plugin Open: start: +CCHSTART: 17 (nonet)"},
+			"plugin Open: AT+CGACT=1,1: refused by the modem"},
+		{"network error with the vendor's words", open("net"), new(*sdk.NetError),
+			&sdk.NetError{Op: "start", Session: -1, Kind: sdk.NetNoNetwork, Vendor: "double", Code: 17, Text: "+XSTART: 17 (no network)"},
+			"plugin Open: start: +XSTART: 17 (no network)"},
+		{"network error of a kind this side does not know", open("net-future"), new(*sdk.NetError),
+			&sdk.NetError{Op: "start", Session: -1, Kind: sdk.NetOther, Vendor: "double", Code: 99},
+			"plugin Open: start: network operation failed (double code 99)"},
+		{"option refused", open("option"), new(*sdk.OptionError),
+			&sdk.OptionError{Key: "speed", Reason: `"warp" is not one of fast, slow`},
+			`plugin Open: modem option speed: "warp" is not one of fast, slow`},
 		{"serial error", open("serial"), new(*sdk.SerialError),
 			&sdk.SerialError{Op: "open", Port: "/dev/ttyUSB9", Err: "no such file or directory"},
 			"plugin Open: double: serial port /dev/ttyUSB9: open: no such file or directory"},
@@ -118,9 +124,9 @@ func TestTypedErrorsCrossTheBoundary(t *testing.T) {
 		{"handshake refused at dial", func() error {
 			_, err := tr.Dial(ctx, sdk.DialRequest{Host: "fail-dial", Port: 8883})
 			return err
-		}, new(*sdk.CCHError),
-			&sdk.CCHError{Op: "open", Session: 0, Code: 15},
-			"plugin Dial: double: dial fail-dial:8883: open session 0: +CCHOPEN: 0,15 (handshake error)"},
+		}, new(*sdk.NetError),
+			&sdk.NetError{Op: "open", Session: 0, Kind: sdk.NetHandshake, Vendor: "double", Code: 15, Text: "+XOPEN: 0,15 (handshake error)"},
+			"plugin Dial: double: dial fail-dial:8883: open session 0: +XOPEN: 0,15 (handshake error)"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) { checkTypedError(t, tc.call(), tc.target, tc.want, tc.message) })
@@ -157,9 +163,9 @@ func sessionErrorsCrossTheBoundary(t *testing.T, ctx context.Context, p *sdk.Plu
 		t.Fatalf("first Recv = %+v, %v; want data x", f, err)
 	}
 	_, err := recvFail.Recv(ctx)
-	var cch *sdk.CCHError
-	if !errors.As(err, &cch) || *cch != (sdk.CCHError{Op: "recv", Session: recvFail.ID(), Code: 9}) {
-		t.Fatalf("Recv error = %v, want CCH recv error 9 on session %d", err, recvFail.ID())
+	var ne *sdk.NetError
+	if !errors.As(err, &ne) || *ne != (sdk.NetError{Op: "recv", Session: recvFail.ID(), Kind: sdk.NetNoNetwork, Vendor: "double", Code: 9}) {
+		t.Fatalf("Recv error = %v, want a no-network NetError on session %d", err, recvFail.ID())
 	}
 	if _, again := recvFail.Recv(ctx); again == nil || again.Error() != err.Error() {
 		t.Fatalf("Recv after the end = %v, want the same error again", again)
@@ -183,7 +189,7 @@ func sessionErrorsCrossTheBoundary(t *testing.T, ctx context.Context, p *sdk.Plu
 	closeFail := dial(t, ctx, p, "fail-close")
 	var terr *sdk.TimeoutError
 	err = closeFail.Close(ctx)
-	if !errors.As(err, &terr) || *terr != (sdk.TimeoutError{Op: "AT+CCHCLOSE result", After: 5 * time.Second}) {
+	if !errors.As(err, &terr) || *terr != (sdk.TimeoutError{Op: "close result", After: 5 * time.Second}) {
 		t.Fatalf("Close error = %v, want the plugin's TimeoutError", err)
 	}
 	if again := closeFail.Close(ctx); again != err {
@@ -191,35 +197,51 @@ func sessionErrorsCrossTheBoundary(t *testing.T, ctx context.Context, p *sdk.Plu
 	}
 }
 
+// TestErrorMessagesQuoteTheModem: the sdk adds no vendor's words; a
+// message is the operation and the modem's words as the driver quoted
+// them, or the neutral kind and the vendor's code when there were none.
 func TestErrorMessagesQuoteTheModem(t *testing.T) {
 	for _, tc := range []struct {
 		err  error
 		want string
 	}{
-		{&sdk.CCHError{Op: "open", Session: 0, Code: 15}, "open session 0: +CCHOPEN: 0,15 (handshake error)"},
-		{&sdk.CCHError{Op: "send", Session: 1, Code: 18}, "send session 1: +CCHSEND: 1,18 (send data timeout)"},
-		{&sdk.CCHError{Op: "peer", Session: 1, Code: 4}, "peer session 1: error 4 (peer closed)"},
-		{&sdk.CCHError{Op: "open", Session: 0, Code: 42}, "open session 0: +CCHOPEN: 0,42 (unknown cch error code 42)"},
-		{&sdk.ModemError{Op: "AT+CPIN?", Code: -1, Text: "SIM busy"}, "AT+CPIN?: +CME ERROR: SIM busy"},
-		{&sdk.ModemError{Op: "AT+CPIN?", Code: 10, Text: "10"}, "AT+CPIN?: +CME ERROR: 10"},
-		{&sdk.ModemError{Op: "AT+CPIN?", Code: 10}, "AT+CPIN?: +CME ERROR: 10"},
+		{&sdk.NetError{Op: "open", Session: 0, Kind: sdk.NetHandshake, Vendor: "simcom", Code: 15, Text: "+CCHOPEN: 0,15 (handshake error)"},
+			"open session 0: +CCHOPEN: 0,15 (handshake error)"},
+		{&sdk.NetError{Op: "open", Session: 1, Kind: sdk.NetHandshake, Vendor: "simcom", Code: 15}, "open session 1: TLS handshake failed (simcom code 15)"},
+		{&sdk.NetError{Op: "start", Session: -1, Kind: sdk.NetNoNetwork}, "start: no packet data network"},
+		{&sdk.NetError{Op: "dial", Session: -1, Kind: sdk.NetKind(42), Vendor: "acme", Code: 7}, "dial: network operation failed (acme code 7)"},
+		{&sdk.ModemError{Op: "AT+CPIN?", Code: -1, Text: "+CME ERROR: SIM busy"}, "AT+CPIN?: +CME ERROR: SIM busy"},
+		{&sdk.ModemError{Op: "AT+CPIN?", Code: 10, Text: "+CME ERROR: 10"}, "AT+CPIN?: +CME ERROR: 10"},
+		{&sdk.ModemError{Op: "AT+CPIN?", Code: 10, Text: "+CME ERROR: SIM not inserted"}, "AT+CPIN?: +CME ERROR: SIM not inserted (code 10)"},
+		{&sdk.ModemError{Op: "AT+CPIN?", Code: 10}, "AT+CPIN?: modem error 10"},
+		{&sdk.ModemError{Op: "AT+CGACT=1,1", Code: -1, Text: "ERROR"}, "AT+CGACT=1,1: ERROR"},
 		{&sdk.BundleError{Field: "key", Reason: "does not match the certificate"}, "bundle key: does not match the certificate"},
+		{&sdk.OptionError{Key: "negotiate_time", Reason: "want a duration"}, "modem option negotiate_time: want a duration"},
 	} {
 		if got := tc.err.Error(); got != tc.want {
 			t.Errorf("%#v.Error() = %q, want %q", tc.err, got, tc.want)
 		}
 	}
-	want := []string{"Operation succeeded", "Alerting state (reserved)", "Unknown error", "Busy", "Peer closed",
-		"Operation timeout", "Transfer failed", "Memory error", "Invalid parameter", "Network error",
-		"Open session error", "State error", "Create socket error", "Get DNS error", "Connect socket error",
-		"Handshake error", "Close socket error", "Nonet", "Send data timeout", "Not set certificates"}
-	for code, w := range want {
-		if got := sdk.CCHMeaning(code); got != w {
-			t.Errorf("CCHMeaning(%d) = %q, want %q", code, got, w)
+}
+
+func TestNetKindsHaveNames(t *testing.T) {
+	names := map[string]bool{}
+	for k := sdk.NetOther; k <= sdk.NetInvalid; k++ {
+		name := k.String()
+		if name == "" || strings.HasPrefix(name, "NetKind(") || names[name] {
+			t.Errorf("NetKind %d has name %q: want a unique snake-case name", int(k), name)
 		}
+		names[name] = true
 	}
-	if got := sdk.CCHMeaning(20); got != "unknown CCH error code 20" {
-		t.Errorf("CCHMeaning(20) = %q", got)
+	if got := sdk.NetKind(sdk.NetInvalid + 1).String(); got != fmt.Sprintf("NetKind(%d)", int(sdk.NetInvalid+1)) {
+		t.Errorf("an unknown kind's name = %q", got)
+	}
+	err := fmt.Errorf("dial broker: %w", &sdk.NetError{Op: "open", Session: 0, Kind: sdk.NetTimeout})
+	if kind, ok := sdk.NetKindOf(err); !ok || kind != sdk.NetTimeout {
+		t.Errorf("NetKindOf = %v, %v; want timeout, true", kind, ok)
+	}
+	if _, ok := sdk.NetKindOf(errors.New("plain")); ok {
+		t.Error("NetKindOf found a kind in an untyped error")
 	}
 }
 
@@ -232,7 +254,7 @@ func TestEventsThenEOF(t *testing.T) {
 		t.Fatalf("first Recv = %+v, %v; want data hello", f, err)
 	}
 	f, err = s.Recv(ctx)
-	want := sdk.SessionEvent{Kind: sdk.EventPeerClosed, Code: 4, Detail: fmt.Sprintf("+CCH_PEER_CLOSED: %d", s.ID())}
+	want := sdk.SessionEvent{Kind: sdk.EventPeerClosed, Code: 4, Detail: fmt.Sprintf("+XPEERCLOSED: %d", s.ID())}
 	if err != nil || f.Event == nil || *f.Event != want || f.Data != nil {
 		t.Fatalf("second Recv = %+v, %v; want event %+v", f, err, want)
 	}
@@ -306,11 +328,10 @@ func TestTwoSessionsAtOnce(t *testing.T) {
 	if ids := []int{a.ID(), b.ID()}; !(ids[0] == 0 && ids[1] == 1 || ids[0] == 1 && ids[1] == 0) {
 		t.Fatalf("session ids %v, want 0 and 1", ids)
 	}
-	// The double, like a SIMCom module, has two sessions only.
+	// The double, like many modems, has two sessions only.
 	_, err := p.Transport().Dial(ctx, sdk.DialRequest{Host: "echo", Port: 1})
-	var cch *sdk.CCHError
-	if !errors.As(err, &cch) || cch.Code != 3 {
-		t.Fatalf("third Dial = %v, want CCH error 3 (busy)", err)
+	if kind, ok := sdk.NetKindOf(err); !ok || kind != sdk.NetBusy {
+		t.Fatalf("third Dial = %v, want a NetError of kind busy", err)
 	}
 	errs := make(chan error, 2)
 	for i, s := range []sdk.Session{a, b} {

@@ -20,13 +20,24 @@ import (
 const PluginName = "secure_transport"
 
 // Handshake is the go-plugin handshake shared by the agent and every plugin.
-// ProtocolVersion changes whenever the wire contract in sdk/proto changes
-// incompatibly; the magic cookie only tells a plugin binary run by hand that
-// it is not meant to be (it is not a security measure: checksums are).
+// Its ProtocolVersion is ContractVersion as one number, major*1000 + minor
+// (1.0 is 1000). Launch and Serve each offer every minor version of their
+// major up to their own (go-plugin's VersionedPlugins), and go-plugin
+// settles on the highest both offer; a plugin of another major version is
+// refused with a *ContractError. The magic cookie only tells a plugin binary
+// run by hand that it is not meant to be (it is not a security measure:
+// checksums are).
 var Handshake = plugin.HandshakeConfig{
-	ProtocolVersion:  1,
+	ProtocolVersion:  uint(contract.protocol()),
 	MagicCookieKey:   "CELLGATE_PLUGIN",
 	MagicCookieValue: "VRTxh9fSUUDIvu7J0tZsNogIjJkhwjKT",
+}
+
+// handshake is Handshake for the contract this process speaks.
+func handshake() plugin.HandshakeConfig {
+	h := Handshake
+	h.ProtocolVersion = uint(contract.protocol())
+	return h
 }
 
 // LogLevelEnv is the environment variable through which Launch tells the
@@ -46,9 +57,10 @@ var pluginStderr = os.Stderr
 
 // Serve runs impl as a cellgate plugin and returns when the agent shut the
 // plugin down; call it from main and return afterwards. Nothing may be
-// written to stdout before Serve: stdout carries go-plugin's handshake. Logs
-// go to stderr as hclog JSON (use NewLogger), which the agent bridges into
-// its own log.
+// written to stdout before Serve: stdout carries go-plugin's handshake, in
+// which Serve offers every minor version of ContractVersion's major up to
+// its own (see Handshake). Logs go to stderr as hclog JSON (use NewLogger),
+// which the agent bridges into its own log.
 //
 // After the agent disconnects, and on SIGTERM (which Launch arranges to be
 // sent on Linux when the agent dies), Serve calls impl.Stop so the modem's
@@ -86,8 +98,10 @@ func Serve(impl SecureTransport) {
 	}()
 
 	plugin.Serve(&plugin.ServeConfig{
-		HandshakeConfig: Handshake,
-		Plugins:         plugin.PluginSet{PluginName: &grpcPlugin{impl: impl, log: log}},
+		HandshakeConfig: handshake(),
+		VersionedPlugins: versionedPlugins(func(protocol int) *grpcPlugin {
+			return &grpcPlugin{impl: impl, log: log, protocol: protocol}
+		}),
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
 			return grpc.NewServer(opts...)
 		},
@@ -150,19 +164,31 @@ func levelFromEnv() slog.Level {
 }
 
 // grpcPlugin is the go-plugin adapter: it registers the service in the
-// plugin and builds the client in the agent.
+// plugin and builds the client in the agent. There is one per protocol
+// version offered, so the side that go-plugin picks knows the version.
 type grpcPlugin struct {
 	plugin.NetRPCUnsupportedPlugin
-	impl   SecureTransport // plugin side only
-	log    *slog.Logger    // plugin side only
-	window int             // agent side only
+	impl     SecureTransport // plugin side only
+	log      *slog.Logger    // plugin side only
+	window   int             // agent side only
+	protocol int             // the go-plugin protocol version this instance serves
+}
+
+// versionedPlugins is the go-plugin plugin set of every protocol version
+// this process offers, with the adapter that adapter makes for it.
+func versionedPlugins(adapter func(protocol int) *grpcPlugin) map[int]plugin.PluginSet {
+	sets := map[int]plugin.PluginSet{}
+	for _, v := range contract.protocols() {
+		sets[v] = plugin.PluginSet{PluginName: adapter(v)}
+	}
+	return sets
 }
 
 func (p *grpcPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
-	pb.RegisterSecureTransportServer(s, &server{impl: p.impl, log: p.log})
+	pb.RegisterSecureTransportServer(s, &server{impl: p.impl, log: p.log, protocol: p.protocol})
 	return nil
 }
 
 func (p *grpcPlugin) GRPCClient(doneCtx context.Context, _ *plugin.GRPCBroker, conn *grpc.ClientConn) (any, error) {
-	return &client{rpc: pb.NewSecureTransportClient(conn), exited: doneCtx.Done(), window: p.window}, nil
+	return &client{rpc: pb.NewSecureTransportClient(conn), exited: doneCtx.Done(), window: p.window, protocol: p.protocol}, nil
 }

@@ -29,6 +29,8 @@ type server struct {
 	pb.UnimplementedSecureTransportServer
 	impl SecureTransport
 	log  *slog.Logger
+	// protocol is the go-plugin protocol version negotiated at launch.
+	protocol int
 }
 
 func (s *server) Open(ctx context.Context, req *pb.OpenRequest) (*pb.OpenResponse, error) {
@@ -70,7 +72,7 @@ func (s *server) Stop(ctx context.Context, _ *pb.StopRequest) (*pb.StopResponse,
 }
 
 func (s *server) Ping(context.Context, *pb.PingRequest) (*pb.PingResponse, error) {
-	return &pb.PingResponse{ProtocolVersion: int32(Handshake.ProtocolVersion)}, nil
+	return &pb.PingResponse{ProtocolVersion: int32(s.protocol)}, nil
 }
 
 // Session serves one modem session; see the proto for the frame protocol.

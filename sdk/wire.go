@@ -140,6 +140,19 @@ func eventFromPB(e *pb.SessionEvent) *SessionEvent {
 	return &SessionEvent{Kind: EventKind(e.GetKind()), Code: int(e.GetCode()), Detail: e.GetDetail()}
 }
 
+// netKindToPB and netKindFromPB map NetKind to the wire, where the numbers
+// are the same. A kind is sent as it is, so a newer plugin's kinds reach an
+// agent that knows them; a kind the receiver does not know arrives as
+// NetOther.
+func netKindToPB(k NetKind) pb.NetKind { return pb.NetKind(k) }
+
+func netKindFromPB(k pb.NetKind) NetKind {
+	if nk := NetKind(k); nk.known() {
+		return nk
+	}
+	return NetOther
+}
+
 // typedCause returns the outermost error in err's tree that is one of the
 // contract's typed errors, so a plugin that wraps errors with context still
 // sends the type the caller cares about.
@@ -148,7 +161,7 @@ func typedCause(err error) error {
 		return nil
 	}
 	switch err.(type) {
-	case *ModemError, *CCHError, *SerialError, *TimeoutError, *BundleError, *ModelMismatchError:
+	case *ModemError, *NetError, *SerialError, *TimeoutError, *BundleError, *OptionError, *ModelMismatchError:
 		return err
 	}
 	switch u := err.(type) {
@@ -170,14 +183,17 @@ func errorDetail(err error) *pb.ErrorDetail {
 	switch t := typedCause(err).(type) {
 	case *ModemError:
 		d.Kind, d.Op, d.Code, d.Text = pb.ErrorKind_ERROR_KIND_MODEM, t.Op, int32(t.Code), t.Text
-	case *CCHError:
-		d.Kind, d.Op, d.Session, d.Code = pb.ErrorKind_ERROR_KIND_CCH, t.Op, int32(t.Session), int32(t.Code)
+	case *NetError:
+		d.Kind, d.Op, d.Session, d.NetKind = pb.ErrorKind_ERROR_KIND_NET, t.Op, int32(t.Session), netKindToPB(t.Kind)
+		d.Vendor, d.Code, d.Text = t.Vendor, int32(t.Code), t.Text
 	case *SerialError:
 		d.Kind, d.Op, d.Port, d.Err = pb.ErrorKind_ERROR_KIND_SERIAL, t.Op, t.Port, t.Err
 	case *TimeoutError:
 		d.Kind, d.Op, d.AfterNanos = pb.ErrorKind_ERROR_KIND_TIMEOUT, t.Op, int64(t.After)
 	case *BundleError:
 		d.Kind, d.Field, d.Reason = pb.ErrorKind_ERROR_KIND_BUNDLE, t.Field, t.Reason
+	case *OptionError:
+		d.Kind, d.Key, d.Reason = pb.ErrorKind_ERROR_KIND_OPTION, t.Key, t.Reason
 	case *ModelMismatchError:
 		d.Kind, d.Want, d.Got = pb.ErrorKind_ERROR_KIND_MODEL_MISMATCH, t.Want, t.Got
 	default:
@@ -198,14 +214,17 @@ func errorFromDetail(op string, d *pb.ErrorDetail) error {
 	switch d.GetKind() {
 	case pb.ErrorKind_ERROR_KIND_MODEM:
 		typed = &ModemError{Op: d.GetOp(), Code: int(d.GetCode()), Text: d.GetText()}
-	case pb.ErrorKind_ERROR_KIND_CCH:
-		typed = &CCHError{Op: d.GetOp(), Session: int(d.GetSession()), Code: int(d.GetCode())}
+	case pb.ErrorKind_ERROR_KIND_NET:
+		typed = &NetError{Op: d.GetOp(), Session: int(d.GetSession()), Kind: netKindFromPB(d.GetNetKind()),
+			Vendor: d.GetVendor(), Code: int(d.GetCode()), Text: d.GetText()}
 	case pb.ErrorKind_ERROR_KIND_SERIAL:
 		typed = &SerialError{Op: d.GetOp(), Port: d.GetPort(), Err: d.GetErr()}
 	case pb.ErrorKind_ERROR_KIND_TIMEOUT:
 		typed = &TimeoutError{Op: d.GetOp(), After: time.Duration(d.GetAfterNanos())}
 	case pb.ErrorKind_ERROR_KIND_BUNDLE:
 		typed = &BundleError{Field: d.GetField(), Reason: d.GetReason()}
+	case pb.ErrorKind_ERROR_KIND_OPTION:
+		typed = &OptionError{Key: d.GetKey(), Reason: d.GetReason()}
 	case pb.ErrorKind_ERROR_KIND_MODEL_MISMATCH:
 		typed = &ModelMismatchError{Want: d.GetWant(), Got: d.GetGot()}
 	case pb.ErrorKind_ERROR_KIND_CANCELED:
@@ -213,6 +232,8 @@ func errorFromDetail(op string, d *pb.ErrorDetail) error {
 	case pb.ErrorKind_ERROR_KIND_DEADLINE_EXCEEDED:
 		typed = context.DeadlineExceeded
 	default:
+		// An unspecified kind, or one a newer sdk added: the message is
+		// all this side can use.
 		return &PluginError{Op: op, Message: d.GetMessage()}
 	}
 	if d.GetMessage() == "" || d.GetMessage() == typed.Error() {
@@ -227,7 +248,7 @@ func statusFromError(err error) error {
 	d := errorDetail(err)
 	code := codes.Unknown
 	switch d.Kind {
-	case pb.ErrorKind_ERROR_KIND_BUNDLE:
+	case pb.ErrorKind_ERROR_KIND_BUNDLE, pb.ErrorKind_ERROR_KIND_OPTION:
 		code = codes.InvalidArgument
 	case pb.ErrorKind_ERROR_KIND_MODEL_MISMATCH:
 		code = codes.FailedPrecondition

@@ -31,8 +31,9 @@ import (
 // deadline may have sent a prefix of its bytes; as with a TCP conn, the
 // stream is then only good for closing.
 //
-// Half-close: a CCH session has no half-close, so CloseWrite is not offered.
-// Close ends the session (AT+CCHCLOSE) and unblocks pending Reads and Writes.
+// Half-close: a modem session has no half-close, so CloseWrite is not
+// offered. Close ends the session on the modem and unblocks pending Reads
+// and Writes.
 type Conn struct {
 	sess   sdk.Session
 	local  net.Addr
@@ -54,7 +55,7 @@ type Conn struct {
 
 	closeOnce sync.Once
 	closeErr  error
-	// CloseTimeout bounds the AT+CCHCLOSE exchange in Close.
+	// closeTimeout bounds the plugin's Session.Close in Close.
 	closeTimeout time.Duration
 }
 

@@ -41,7 +41,7 @@ func (s *pipeSession) Send(ctx context.Context, p []byte) error {
 		case <-s.closed:
 			return sdk.ErrSessionClosed
 		case <-s.peer.closed:
-			return &sdk.CCHError{Op: "send", Session: s.id, Code: 4}
+			return &sdk.NetError{Op: "send", Session: s.id, Kind: sdk.NetPeerClosed}
 		case <-ctx.Done():
 			return ctx.Err()
 		}

@@ -221,6 +221,20 @@ func TestTamperedPluginRefused(t *testing.T) {
 	}
 }
 
+// TestPluginOptions: --option reaches the plugin as modem.options would;
+// one it knows is used, one it does not know is refused in its words.
+func TestPluginOptions(t *testing.T) {
+	m := startModem(t)
+	_, errOut, code := cellgate(t, "", "modem", "info", "--model", "sim7600", "--port", m.Path(), "--option", "negotiate_time=45s")
+	if code != 0 {
+		t.Fatalf("modem info --option negotiate_time=45s: exit %d, stderr %q", code, errOut)
+	}
+	_, errOut, code = cellgate(t, "", "modem", "info", "--model", "sim7600", "--port", m.Path(), "--option", "negotiate_tme=45s")
+	if code == 0 || !strings.Contains(errOut, "modem option negotiate_tme: ") {
+		t.Fatalf("modem info --option negotiate_tme=45s: exit %d, stderr %q; want the plugin's refusal of the option", code, errOut)
+	}
+}
+
 func TestUsageErrors(t *testing.T) {
 	for _, c := range []struct {
 		args []string

@@ -31,6 +31,7 @@ type modemFlags struct {
 	pluginSum string
 	logLevel  string
 	timeout   time.Duration
+	options   map[string]string
 }
 
 func (m *modemFlags) register(fs *pflag.FlagSet) {
@@ -42,6 +43,7 @@ func (m *modemFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&m.pluginSum, "plugin-sha256", "", "expected SHA-256 of the plugin binary, hex; the plugin is refused when it differs")
 	fs.StringVar(&m.logLevel, "log-level", "warn", "log level on stderr: debug, info, warn, error")
 	fs.DurationVar(&m.timeout, "timeout", 3*time.Minute, "bound on bringing the modem up (registration included)")
+	fs.StringToStringVar(&m.options, "option", nil, "a setting of the plugin, KEY=VALUE, as modem.options holds them in the config (repeatable)")
 }
 
 func (m *modemFlags) check() error {
@@ -90,7 +92,7 @@ func (m *modemFlags) start(ctx context.Context, env Env) (*modemSession, error) 
 	}
 	octx, cancel := context.WithTimeout(ctx, m.timeout)
 	defer cancel()
-	info, err := p.Transport().Open(octx, sdk.ModemConfig{Port: m.port, Baud: m.baud, APN: m.apn, Model: m.model})
+	info, err := p.Transport().Open(octx, sdk.ModemConfig{Port: m.port, Baud: m.baud, APN: m.apn, Model: m.model, Options: m.options})
 	if err != nil {
 		p.Kill(context.Background())
 		return nil, fmt.Errorf("open modem on %s: %w", m.port, err)
@@ -98,7 +100,8 @@ func (m *modemFlags) start(ctx context.Context, env Env) (*modemSession, error) 
 	return &modemSession{plugin: p, info: info}, nil
 }
 
-// close stops the modem (sessions closed, CCH stopped) and ends the plugin.
+// close stops the modem (sessions closed, its network service stopped) and
+// ends the plugin.
 func (s *modemSession) close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()

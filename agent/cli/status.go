@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"github.com/cellgate/cellgate/agent"
 	"github.com/cellgate/cellgate/agent/config"
 )
@@ -27,41 +29,15 @@ func statusCmd(ctx context.Context, args []string, env Env) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *addr == "" {
-		cfg, _, err := loadConfig(fs)
-		if err != nil {
-			fmt.Fprintln(env.Stderr, err)
-			return &exitError{code: 1, err: fmt.Errorf("configuration is not valid: pass --addr")}
-		}
-		if cfg.Inputs.HTTP.Listen == "" {
-			return usageError("the HTTP input is off (inputs.http.listen is empty): nothing to ask")
-		}
-		*addr = cfg.Inputs.HTTP.Listen
-	}
-	host, port, err := net.SplitHostPort(*addr)
+	base, err := agentURL(fs, *addr, env)
 	if err != nil {
-		return usageError("--addr %q: %v", *addr, err)
-	}
-	if host == "" || host == "0.0.0.0" || host == "::" {
-		host = "127.0.0.1"
+		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(host, port)+"/v1/status", nil)
+	body, err := getStatus(ctx, base)
 	if err != nil {
 		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("is the agent running? %w", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("agent answered %s: %s", resp.Status, body)
 	}
 	if *asJSON {
 		fmt.Fprintln(env.Stdout, string(body))
@@ -85,5 +61,81 @@ func statusCmd(ctx context.Context, args []string, env Env) error {
 	fmt.Fprintf(env.Stdout, "device:   %s (up %s)\nmodem:    %s\nplugin:   pid %d, %d restarts\nspool:    %d readings pending (%d bytes), %d dropped\nuplink:   %s, %d readings in %d batches acknowledged, last %s\n",
 		st.DeviceID, st.Uptime, modem, st.PluginPID, st.PluginRestarts, st.Spool.Pending, st.Spool.PendingBytes, st.Spool.Dropped,
 		st.Uplink.Kind, st.Uplink.AckedReadings, st.Uplink.AckedBatches, last)
+	if rc := st.RemoteConfig; rc != nil {
+		printRemoteStatus(env.Stdout, rc)
+	}
 	return nil
+}
+
+// agentURL is the base URL of the running agent's HTTP input: --addr, or
+// inputs.http.listen from the configuration, on loopback when it listens
+// on every address.
+func agentURL(fs *pflag.FlagSet, addr string, env Env) (string, error) {
+	if addr == "" {
+		cfg, _, err := loadConfig(fs)
+		if err != nil {
+			fmt.Fprintln(env.Stderr, err)
+			return "", &exitError{code: 1, err: fmt.Errorf("configuration is not valid: pass --addr")}
+		}
+		if cfg.Inputs.HTTP.Listen == "" {
+			return "", usageError("the HTTP input is off (inputs.http.listen is empty): nothing to ask")
+		}
+		addr = cfg.Inputs.HTTP.Listen
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", usageError("--addr %q: %v", addr, err)
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port), nil
+}
+
+// getStatus reads GET /v1/status of the agent at base.
+func getStatus(ctx context.Context, base string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/status", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("is the agent running? %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("agent answered %s: %s", resp.Status, body)
+	}
+	return body, nil
+}
+
+// printRemoteStatus writes the remote configuration lines of `cellgate
+// status`.
+func printRemoteStatus(w io.Writer, rc *agent.RemoteConfigStatus) {
+	committed := "none committed"
+	if rc.CommittedVersion > 0 {
+		committed = fmt.Sprintf("version %d (key %s)", rc.CommittedVersion, rc.KeyID)
+		if rc.CommittedAt != nil {
+			committed += ", committed " + rc.CommittedAt.Local().Format(time.RFC3339)
+		}
+	}
+	fmt.Fprintf(w, "remote:   %s\n", committed)
+	if p := rc.Pending; p != nil {
+		by := ""
+		if p.ConfirmBy != nil {
+			by = ", rolled back at " + p.ConfirmBy.Local().Format(time.RFC3339) + " unless healthy"
+		}
+		fmt.Fprintf(w, "          pending version %d (key %s) since %s%s\n", p.Version, p.KeyID, p.Since.Local().Format(time.RFC3339), by)
+	}
+	if l := rc.Last; l != nil {
+		line := fmt.Sprintf("last push: version %d %s at %s", l.Version, l.State, l.At.Local().Format(time.RFC3339))
+		if l.Reason != "" {
+			line += " (" + l.Reason + ")"
+		}
+		fmt.Fprintf(w, "          %s\n", line)
+	}
 }

@@ -40,9 +40,14 @@ type Config struct {
 	Spool    Spool   `koanf:"spool"`
 	Uplink   Uplink  `koanf:"uplink"`
 	Log      Log     `koanf:"log"`
+	// RemoteConfig says whether and how the configuration may be changed
+	// by signed pushes (see docs/remote-config.md).
+	RemoteConfig RemoteConfig `koanf:"remote_config"`
 
-	// source is unexported so that no layer can set it through a key.
+	// source and opts are unexported so that no layer can set them
+	// through a key.
 	source Source
+	opts   LoadOptions
 }
 
 // Source says where a Config came from, for `cellgate config check` and logs.
@@ -68,6 +73,10 @@ type Modem struct {
 	Baud int `koanf:"baud"`
 	// APN is the packet data access point; empty leaves the modem's own.
 	APN string `koanf:"apn"`
+	// Options are the modem plugin's own settings, passed to it verbatim
+	// (sdk.ModemConfig.Options). Each plugin documents the keys it reads
+	// and refuses any other, which stops the agent.
+	Options map[string]string `koanf:"options"`
 }
 
 // Plugins says where modem plugins live and how they are verified.
@@ -136,6 +145,9 @@ type Spool struct {
 	MaxBytes ByteSize `koanf:"max_bytes"`
 	// WhenFull is WhenFullReject (refuse new readings) or WhenFullDropOldest.
 	WhenFull string `koanf:"when_full"`
+	// RefusedMaxBytes bounds <dir>/refused/, where batches the upstream
+	// refused for good are kept: past it, the oldest files go first.
+	RefusedMaxBytes ByteSize `koanf:"refused_max_bytes"`
 }
 
 // The spool policies when full.
@@ -244,8 +256,50 @@ func (l Log) SlogLevel() slog.Level {
 	return slog.LevelInfo
 }
 
+// RemoteConfig is the policy for signed remote configuration. Its keys
+// are read from the local layers only: an overlay can never set them, and
+// TrustedKeys only the file (see NeverRemote).
+type RemoteConfig struct {
+	// Enabled lets the agent accept pushes (over MQTT on
+	// uplink.mqtt.config_topic, or by `cellgate config apply`).
+	Enabled bool `koanf:"enabled"`
+	// TrustedKeys maps a key ID to a base64 (standard, padded) raw 32-byte
+	// Ed25519 public key. Only the configuration file may set it.
+	TrustedKeys map[string]string `koanf:"trusted_keys"`
+	// Allow lists the key paths a push may set: a key (uplink.mqtt.topic)
+	// or every key of a section (uplink.batch.*). NeverRemote wins over it.
+	Allow []string `koanf:"allow"`
+	// Confirm is how long an applied push has to prove the uplink healthy
+	// before it is rolled back.
+	Confirm time.Duration `koanf:"confirm"`
+	// Dir holds the accepted overlay (remote.yaml) and the remote
+	// configuration's state; it must be writable by the agent.
+	Dir string `koanf:"dir"`
+}
+
+// NeverRemote are the top-level keys no overlay may set, whatever
+// remote_config.allow says: the gateway's identity, its modem and plugins,
+// its TLS credentials, and the remote configuration's own rules. Load
+// refuses them in every overlay.
+var NeverRemote = []string{"device_id", "modem", "plugins", "tls", "remote_config"}
+
+// DefaultRemoteAllow is the default of remote_config.allow.
+var DefaultRemoteAllow = []string{"inputs.*", "uplink.batch.*", "uplink.mqtt.topic", "uplink.mqtt.keepalive", "spool.max_bytes", "spool.when_full", "log.*"}
+
+// The remote configuration topics' defaults, filled in when
+// remote_config.enabled is true and the uplink is MQTT.
+const (
+	DefaultConfigTopic = "cellgate/{device_id}/config"
+	DefaultStatusTopic = "cellgate/{device_id}/config/status"
+)
+
 // Source reports where c was loaded from.
 func (c *Config) Source() Source { return c.source }
+
+// LoadOptions returns the options c was loaded with, so that a caller can
+// load the same layers again with another overlay (a remote push being
+// validated). The maps and FlagSet in them are shared, and only read.
+func (c *Config) LoadOptions() LoadOptions { return c.opts }
 
 // Defaults returns a fresh copy of the built-in defaults layer as a nested
 // map of key to value, in the form a YAML file would give. device_id has no
@@ -255,10 +309,11 @@ func (c *Config) Source() Source { return c.source }
 func Defaults() map[string]any {
 	return map[string]any{
 		"modem": map[string]any{
-			"model": "sim7600",
-			"port":  "/dev/ttyUSB2",
-			"baud":  115200,
-			"apn":   "",
+			"model":   "sim7600",
+			"port":    "/dev/ttyUSB2",
+			"baud":    115200,
+			"apn":     "",
+			"options": map[string]any{},
 		},
 		"plugins": map[string]any{
 			"dir":    "/usr/lib/cellgate/plugins",
@@ -281,6 +336,8 @@ func Defaults() map[string]any {
 			"dir":       "/var/lib/cellgate/spool",
 			"max_bytes": "256MiB",
 			"when_full": WhenFullReject,
+			// refused_max_bytes: see Spool.RefusedMaxBytes.
+			"refused_max_bytes": "64MiB",
 		},
 		"uplink": map[string]any{
 			"batch": map[string]any{
@@ -293,7 +350,22 @@ func Defaults() map[string]any {
 			"level":  "info",
 			"format": "text",
 		},
+		"remote_config": map[string]any{
+			"enabled":      false,
+			"trusted_keys": map[string]any{},
+			"allow":        toAnySlice(DefaultRemoteAllow),
+			"confirm":      "60s",
+			"dir":          "/var/lib/cellgate",
+		},
 	}
+}
+
+func toAnySlice(s []string) []any {
+	out := make([]any, len(s))
+	for i, v := range s {
+		out[i] = v
+	}
+	return out
 }
 
 // uplinkDefaults returns the defaults of one uplink section, applied only

@@ -71,32 +71,34 @@ func TestLayerPrecedence(t *testing.T) {
 			name = "defaults"
 		}
 		t.Run(name, func(t *testing.T) {
-			want := "/dev/ttyUSB2" // the default
+			// spool.dir: a key every layer may set (an overlay may not set
+			// modem.*, see NeverRemote).
+			want := "/var/lib/cellgate/spool" // the default
 			yamlText := minimalYAML
 			opts := LoadOptions{Flags: pflag.NewFlagSet("t", pflag.ContinueOnError)}
 			BindFlags(opts.Flags)
 			var args []string
 			for _, l := range present {
-				port := "/dev/tty-" + l
+				dir := "/srv/spool-" + l
 				switch l {
 				case "file":
-					yamlText += "modem: {port: " + port + "}\n"
+					yamlText += "spool: {dir: " + dir + "}\n"
 				case "overlay":
-					opts.Overlay = map[string]any{"modem": map[string]any{"port": port}}
+					opts.Overlay = map[string]any{"spool": map[string]any{"dir": dir}}
 				case "env":
-					opts.Env = []string{"CELLGATE_MODEM__PORT=" + port}
+					opts.Env = []string{"CELLGATE_SPOOL__DIR=" + dir}
 				case "flag":
-					args = []string{"--modem.port", port}
+					args = []string{"--spool.dir", dir}
 				}
-				want = port // later layers are listed later
+				want = dir // later layers are listed later
 			}
 			if err := opts.Flags.Parse(args); err != nil {
 				t.Fatal(err)
 			}
 			opts.File, opts.FileExplicit = writeFile(t, t.TempDir(), "cellgate.yaml", yamlText), true
 			cfg, _ := mustLoad(t, opts)
-			if cfg.Modem.Port != want {
-				t.Errorf("modem.port = %q, want %q", cfg.Modem.Port, want)
+			if cfg.Spool.Dir != want {
+				t.Errorf("spool.dir = %q, want %q", cfg.Spool.Dir, want)
 			}
 		})
 	}
@@ -376,6 +378,7 @@ func TestYAMLRoundTrips(t *testing.T) {
 	}
 	second, _ := mustLoad(t, LoadOptions{File: writeFile(t, dir, "b.yaml", string(out)), FileExplicit: true})
 	first.source, second.source = Source{}, Source{}
+	first.opts, second.opts = LoadOptions{}, LoadOptions{}
 	if !reflect.DeepEqual(first, second) {
 		t.Errorf("round trip changed the config:\n%s\nfirst  %+v\nsecond %+v", out, first, second)
 	}

@@ -140,6 +140,9 @@ func convert(v any, to reflect.Type) (any, error) {
 		}
 		return nil, mismatch(v, "a section of names and values")
 	}
+	if isStringList(to) {
+		return toStringList(v)
+	}
 	switch to.Kind() {
 	case reflect.String:
 		if s, ok := v.(string); ok {
@@ -162,6 +165,31 @@ func convert(v any, to reflect.Type) (any, error) {
 	// A schema field of another type would be a programming error here;
 	// saying so beats a panic in an operator's face.
 	return nil, fmt.Errorf("has a type (%s) the configuration loader cannot decode", to)
+}
+
+// toStringList converts a list of text values (YAML [a, b]) to []string.
+func toStringList(v any) (any, error) {
+	var items []any
+	switch l := v.(type) {
+	case []any:
+		items = l
+	case []string:
+		return append([]string{}, l...), nil
+	default:
+		return nil, mismatch(v, "a list of text values, such as [a, b]")
+	}
+	out := make([]string, len(items))
+	for i, item := range items {
+		s, ok := item.(string)
+		if !ok {
+			return nil, fmt.Errorf("item %d: %w", i+1, mismatch(item, "text (put the value in quotes)"))
+		}
+		if !utf8.ValidString(s) {
+			return nil, fmt.Errorf("item %d is not valid UTF-8", i+1)
+		}
+		out[i] = s
+	}
+	return out, nil
 }
 
 func firstN(s []string, n int) []string {
@@ -301,6 +329,16 @@ func show(v any) string {
 func parseText(text string, to reflect.Type) (any, error) {
 	if to == nil || to == byteSizeType || to == durationType {
 		return text, nil
+	}
+	if isStringList(to) {
+		// A list in one variable: comma-separated items.
+		items := []any{}
+		for _, item := range strings.Split(text, ",") {
+			if item = strings.TrimSpace(item); item != "" {
+				items = append(items, item)
+			}
+		}
+		return items, nil
 	}
 	switch to.Kind() {
 	case reflect.Int:

@@ -118,6 +118,7 @@ func checkRoundTrip(t *testing.T, dir string, cfg *Config) {
 		t.Fatalf("the rendered config does not load:\n%s\n%v", out, err)
 	}
 	cfg.source, cfg2.source = Source{}, Source{}
+	cfg.opts, cfg2.opts = LoadOptions{}, LoadOptions{}
 	if !reflect.DeepEqual(cfg, cfg2) {
 		t.Fatalf("round trip changed the config:\n%s\nfirst  %+v\nsecond %+v", out, cfg, cfg2)
 	}

@@ -25,7 +25,8 @@ func TestMain(m *testing.M) {
 //	cellgate.yaml  the file (absent: the default file is missing)
 //	env            KEY=VALUE lines (optional)
 //	flags          command-line arguments, one per line (optional)
-//	overlay.yaml   the remote overlay (optional)
+//	overlay.yaml   the remote overlay, as a map (optional)
+//	remote.yaml    the remote overlay, as YAML text with lines (optional)
 //
 // and its expected outcome: init.err (the exact error text) or
 // effective.yaml (the redacted effective configuration), plus warnings
@@ -117,6 +118,9 @@ func caseOptions(t *testing.T, dir string) LoadOptions {
 		if err := yaml.Unmarshal(b, &opts.Overlay); err != nil {
 			t.Fatalf("parse overlay: %v", err)
 		}
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "remote.yaml")); err == nil {
+		opts.OverlayYAML, opts.OverlayName = b, filepath.Join(dir, "remote.yaml")
 	}
 	return opts
 }

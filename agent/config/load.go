@@ -38,8 +38,16 @@ type LoadOptions struct {
 	Flags *pflag.FlagSet
 	// Overlay is the accepted remote configuration: a nested map of keys as
 	// a YAML or JSON document decodes to. It is checked as strictly as the
-	// file; which keys may be set remotely is the caller's policy.
+	// file; which keys may be set remotely is the caller's policy, except
+	// for NeverRemote, which no overlay may set.
 	Overlay map[string]any
+	// OverlayYAML is the accepted remote configuration as YAML text, used
+	// in place of Overlay when not nil. Its problems are reported as
+	// OverlayName:line, like the file's.
+	OverlayYAML []byte
+	// OverlayName names OverlayYAML in problems: the file it was read from
+	// (remote.yaml), or the push it came in. Empty means "remote overlay".
+	OverlayName string
 }
 
 const overlaySource = "remote overlay"
@@ -84,10 +92,23 @@ func Load(opts LoadOptions) (*Config, []Warning, error) {
 		layers = append(layers, ld.checkLayer(doc.values, at))
 	}
 
-	if opts.Overlay != nil {
+	switch {
+	case opts.OverlayYAML != nil:
+		name := opts.OverlayName
+		if name == "" {
+			name = overlaySource
+		}
+		doc, problems := parseFile(name, opts.OverlayYAML)
+		if problems != nil {
+			return nil, nil, &Errors{Problems: sortProblems(problems)}
+		}
+		ld.source.Overlay = true
+		at := func(p string) location { return location{layer: layerOverlay, file: name, line: doc.lines[p]} }
+		layers = append(layers, ld.checkLayer(ld.overlayOnly(doc.values, at), at))
+	case opts.Overlay != nil:
 		ld.source.Overlay = true
 		at := func(string) location { return location{layer: layerOverlay, source: overlaySource} }
-		layers = append(layers, ld.checkLayer(confmapCopy(opts.Overlay), at))
+		layers = append(layers, ld.checkLayer(ld.overlayOnly(confmapCopy(opts.Overlay), at), at))
 	}
 
 	if m, at := ld.readEnv(opts.Env); m != nil {
@@ -107,8 +128,27 @@ func Load(opts LoadOptions) (*Config, []Warning, error) {
 	}
 	normalize(cfg, ld.fileDir)
 	cfg.source = ld.source
+	cfg.opts = opts
 	return cfg, v.warnings, nil
 }
+
+// overlayOnly drops from an overlay the keys no overlay may set
+// (NeverRemote), each reported where the overlay set it.
+func (ld *loader) overlayOnly(m map[string]any, at func(string) location) map[string]any {
+	for _, key := range NeverRemote {
+		if _, ok := m[key]; ok {
+			ld.add(at(key), key, "may never be set by remote configuration; set it in the configuration file")
+			ld.bad[key] = true
+			delete(m, key)
+		}
+	}
+	return m
+}
+
+// fileOnly are the keys only the configuration file may set: the keys
+// trusted to sign remote configuration, which an environment variable set
+// by whoever can start a process must not be able to add.
+const fileOnly = "remote_config.trusted_keys"
 
 // loader holds the state of one Load.
 type loader struct {
@@ -187,6 +227,11 @@ func (ld *loader) readEnv(environ []string) (map[string]any, func(string) locati
 		segs := strings.Split(strings.ToLower(strings.TrimPrefix(name, EnvPrefix)), "__")
 		if !slices.ContainsFunc(segs, func(s string) bool { return !envSegmentRE.MatchString(s) }) {
 			path := strings.Join(segs, ".")
+			if path == fileOnly || strings.HasPrefix(path, fileOnly+".") {
+				ld.add(loc, path, "can be set only in the configuration file")
+				ld.bad[path] = true
+				continue
+			}
 			t, _ := typeAt(segs)
 			value, err := parseText(text, t)
 			if err != nil {

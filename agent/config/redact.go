@@ -56,6 +56,8 @@ func tree(v reflect.Value, hide bool) []entry {
 				sub = []entry{}
 			}
 			val = sub
+		case fv.Kind() == reflect.Slice:
+			val = append([]string{}, fv.Interface().([]string)...)
 		case fv.Kind() == reflect.String:
 			s := fv.String()
 			if hide && f.Tag.Get("redact") == "url" {
@@ -93,6 +95,11 @@ func toNode(es []entry) *yaml.Node {
 			if len(x) == 0 {
 				v.Style = yaml.FlowStyle
 			}
+		case []string:
+			v = &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Style: yaml.FlowStyle}
+			for _, item := range x {
+				v.Content = append(v.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: item})
+			}
 		case string:
 			v = &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: x}
 		case int:
@@ -113,7 +120,7 @@ func toNode(es []entry) *yaml.Node {
 }
 
 // Redacted returns the effective configuration as a nested map of keys to
-// strings, ints, floats and bools, with sizes and durations written as in
+// strings, ints, floats, bools and lists of strings, with sizes and durations written as in
 // the file (256MiB, 2s). Passwords and tokens inside URLs are replaced by
 // RedactionMark; paths to key material are shown, since they are not secret.
 func (c *Config) Redacted() map[string]any {

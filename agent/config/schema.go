@@ -56,6 +56,12 @@ func isStringMap(t reflect.Type) bool {
 	return t.Kind() == reflect.Map && t.Key().Kind() == reflect.String
 }
 
+// isStringList reports whether t is a list of text values such as
+// remote_config.allow.
+func isStringList(t reflect.Type) bool {
+	return t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.String
+}
+
 // typeAt returns the Go type of the key at path, or false when no such key
 // exists in the schema. Inside a free-form map every name is a key.
 func typeAt(path []string) (reflect.Type, bool) {

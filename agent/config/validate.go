@@ -82,11 +82,12 @@ func orList(items []string) string {
 }
 
 var (
-	deviceIDRE  = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
-	sha256RE    = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
-	apnRE       = regexp.MustCompile(`^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*$`)
-	hostLabelRE = regexp.MustCompile(`^[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$`)
-	placeRE     = regexp.MustCompile(`\{[^{}]*\}`)
+	deviceIDRE   = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+	sha256RE     = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
+	apnRE        = regexp.MustCompile(`^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*$`)
+	optionNameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+	hostLabelRE  = regexp.MustCompile(`^[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$`)
+	placeRE      = regexp.MustCompile(`\{[^{}]*\}`)
 )
 
 // standardBauds are the rates SIMCom modules accept with AT+IPR and Linux
@@ -102,7 +103,7 @@ func (v *validator) validate(c *Config) {
 	}
 	for path, value := range map[string]string{
 		"modem.port": c.Modem.Port, "plugins.dir": c.Plugins.Dir, "spool.dir": c.Spool.Dir,
-		"tls.ca": c.TLS.CA, "tls.cert": c.TLS.Cert, "tls.key": c.TLS.Key,
+		"tls.ca": c.TLS.CA, "tls.cert": c.TLS.Cert, "tls.key": c.TLS.Key, "remote_config.dir": c.RemoteConfig.Dir,
 	} {
 		if strings.IndexFunc(value, unicode.IsControl) >= 0 {
 			v.failf(path, "%s contains a control character; a path cannot", show(value))
@@ -116,6 +117,7 @@ func (v *validator) validate(c *Config) {
 	v.uplink(c.Uplink)
 	v.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	v.oneOf("log.format", c.Log.Format, "text", "json")
+	v.remoteConfig(c.RemoteConfig, c.Uplink.MQTT)
 }
 
 func (v *validator) modem(m Modem) {
@@ -139,6 +141,19 @@ func (v *validator) modem(m Modem) {
 	// grammar could break out of the quotes.
 	if m.APN != "" && (len(m.APN) > 100 || !apnRE.MatchString(m.APN)) {
 		v.failf("modem.apn", "%q is not an APN (want labels of letters, digits and '-' separated by '.', at most 100 characters)", m.APN)
+	}
+	// The plugin judges what its options mean; only their shape is the
+	// agent's business.
+	for _, name := range sortedMapKeys(m.Options) {
+		path, value := "modem.options."+name, m.Options[name]
+		switch {
+		case !optionNameRE.MatchString(name):
+			v.failf(path, "%q is not an option name (want 1 to 64 letters, digits, '_' or '-')", name)
+		case len(value) > 256:
+			v.failf(path, "the value is %d characters long, more than 256", len(value))
+		case strings.IndexFunc(value, unicode.IsControl) >= 0:
+			v.failf(path, "%s contains a control character", show(value))
+		}
 	}
 }
 
@@ -181,7 +196,7 @@ func (v *validator) tls(t TLS) {
 }
 
 func (v *validator) inputs(in Inputs) {
-	v.listen("inputs.http.listen", in.HTTP.Listen)
+	v.listen("inputs.http.listen", in.HTTP.Listen, httpExposure)
 	if in.HTTP.MaxBody < KiB || in.HTTP.MaxBody > 64*MiB {
 		v.failf("inputs.http.max_body", "%s is out of range (want 1KiB to 64MiB)", in.HTTP.MaxBody)
 	}
@@ -191,8 +206,16 @@ func (v *validator) inputs(in Inputs) {
 	}
 }
 
-// listen checks a host:port to listen on; empty disables the input.
-func (v *validator) listen(path, addr string) {
+// What a listener beyond loopback lets other machines do, for its warning.
+// The HTTP input's listener also serves the agent's status and metrics.
+const (
+	datagramExposure = "other machines can send readings"
+	httpExposure     = datagramExposure + ", and read the agent's status (/v1/status: modem IMEI, SIM ICCID, operator, signal, spool and uplink state) and metrics (/metrics)"
+)
+
+// listen checks a host:port to listen on; empty disables the input. A
+// listener beyond loopback gets a warning saying what it exposes.
+func (v *validator) listen(path, addr, exposure string) {
 	if addr == "" {
 		return
 	}
@@ -204,7 +227,7 @@ func (v *validator) listen(path, addr string) {
 	if ip := net.ParseIP(host); host == "localhost" || (ip != nil && ip.IsLoopback()) {
 		return
 	}
-	v.warn(path, "%s listens beyond loopback: other machines can send readings", addr)
+	v.warn(path, "%s listens beyond loopback: %s", addr, exposure)
 }
 
 // datagramListen accepts what the datagram input binds: host:port or
@@ -216,7 +239,7 @@ func (v *validator) datagramListen(path, addr string) {
 		}
 		return
 	}
-	v.listen(path, strings.TrimPrefix(addr, "udp:"))
+	v.listen(path, strings.TrimPrefix(addr, "udp:"), datagramExposure)
 }
 
 func validPort(s string, zeroOK bool) bool {
@@ -249,6 +272,11 @@ func (v *validator) spool(s Spool) {
 		v.failf("spool.max_bytes", "%s is out of range (want at least 64KiB)", s.MaxBytes)
 	}
 	v.oneOf("spool.when_full", s.WhenFull, WhenFullReject, WhenFullDropOldest)
+	// A refused batch is at most a few hundred KiB: 1MiB always keeps the
+	// newest one whole.
+	if s.RefusedMaxBytes < MiB {
+		v.failf("spool.refused_max_bytes", "%s is out of range (want at least 1MiB)", s.RefusedMaxBytes)
+	}
 }
 
 func (v *validator) uplink(u Uplink) {
@@ -318,15 +346,6 @@ func (v *validator) mqtt(m MQTT) {
 	}
 	v.seconds(p+"session_expiry", m.SessionExpiry, 1<<32-1)
 	v.seconds(p+"keepalive", m.KeepAlive, 65535)
-	// Remote configuration is designed (signed, versioned, allow-listed,
-	// commit-confirmed) but not built yet: a topic set here would be a
-	// promise the agent does not keep, so it is refused rather than
-	// silently ignored.
-	for _, k := range []struct{ key, val string }{{"config_topic", m.ConfigTopic}, {"status_topic", m.StatusTopic}} {
-		if k.val != "" {
-			v.failf(p+k.key, "remote configuration is not available in this version of cellgate; leave it empty")
-		}
-	}
 }
 
 // seconds checks an MQTT interval, which goes on the wire in whole seconds.
@@ -400,12 +419,20 @@ func normalize(c *Config, fileDir string) {
 		if m.ClientID == "" {
 			m.ClientID = c.DeviceID
 		}
+		if c.RemoteConfig.Enabled {
+			if m.ConfigTopic == "" {
+				m.ConfigTopic = DefaultConfigTopic
+			}
+			if m.StatusTopic == "" {
+				m.StatusTopic = DefaultStatusTopic
+			}
+		}
 		expand := strings.NewReplacer("{device_id}", c.DeviceID)
 		m.Topic = expand.Replace(m.Topic)
 		m.ConfigTopic = expand.Replace(m.ConfigTopic)
 		m.StatusTopic = expand.Replace(m.StatusTopic)
 	}
-	for _, p := range []*string{&c.TLS.CA, &c.TLS.Cert, &c.TLS.Key, &c.Plugins.Dir, &c.Spool.Dir} {
+	for _, p := range []*string{&c.TLS.CA, &c.TLS.Cert, &c.TLS.Key, &c.Plugins.Dir, &c.Spool.Dir, &c.RemoteConfig.Dir} {
 		if *p != "" && !filepath.IsAbs(*p) && fileDir != "" {
 			*p = filepath.Join(fileDir, *p)
 		}

@@ -51,8 +51,8 @@ const (
 // Readings are appended in the order their datagrams arrived; readings that
 // arrive while an append is in progress are appended together in the next
 // one. When the sink fails, the readings are lost: they are logged and
-// counted in Stats.Failed. Senders that need to know their readings are
-// stored use the HTTP ingest.
+// counted in Stats.Rejected under the sink's reason. Senders that need to
+// know their readings are stored use the HTTP ingest.
 type Datagram struct {
 	conn   net.PacketConn
 	unix   string // socket path, removed by Close; "" for UDP
@@ -149,8 +149,9 @@ func removeStaleSocket(path string) error {
 // Addr returns the bound address (useful after binding port 0).
 func (d *Datagram) Addr() net.Addr { return d.conn.LocalAddr() }
 
-// Stats returns the ingest's counters: Accepted counts readings, Rejected
-// bad lines and oversized datagrams, Failed readings the sink refused.
+// Stats returns the ingest's counters: readings accepted, and readings
+// refused by reason (bad lines, oversized datagrams, readings the sink
+// refused).
 func (d *Datagram) Stats() Stats { return d.stats.snapshot() }
 
 // Close closes the socket and removes a Unix socket's file. Serve calls it
@@ -208,7 +209,7 @@ func (d *Datagram) Serve(ctx context.Context) error {
 			break
 		}
 		if truncated {
-			d.stats.rejected.Add(1)
+			d.stats.reject(ReasonTooLarge, 1)
 			d.badLog.log(ctx, d.log, slog.LevelWarn, "datagram dropped: larger than the limit", "from", from, "limit", maxDatagram)
 			continue
 		}
@@ -272,7 +273,7 @@ func (d *Datagram) parse(ctx context.Context, data []byte, from string) parsedDa
 				continue
 			}
 		}
-		d.stats.rejected.Add(1)
+		d.stats.reject(ReasonBadReading, readingsRefused(err, 0))
 		d.badLog.log(ctx, d.log, slog.LevelWarn, "bad reading line dropped", "from", from, "line", lineNo, "err", err)
 	}
 	return p
@@ -302,7 +303,7 @@ func (d *Datagram) appendLoop(ctx context.Context, queue <-chan parsedDatagram) 
 		_, err := d.sink.Append(actx, batch...)
 		cancel()
 		if err != nil {
-			d.stats.failed.Add(uint64(len(batch)))
+			d.stats.reject(sinkReason(err), len(batch))
 			d.errLog.log(ctx, d.log, slog.LevelWarn, "readings lost: the spool refused them", "readings", len(batch), "datagrams", senders, "err", err)
 			continue
 		}

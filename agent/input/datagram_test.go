@@ -77,7 +77,7 @@ func TestDatagramUDPStoresGoodLinesAndLogsBadOnes(t *testing.T) {
 			}
 			testutil.Eventually(t, waitLimit, "4 readings and 2 rejected lines", func() bool {
 				st := d.Stats()
-				return st.Accepted == 4 && st.Rejected == 2
+				return st.Accepted == 4 && st.ByReason[ReasonBadReading] == 2
 			})
 			stop()
 			stored := storedReadings(t, sp, dir)
@@ -144,7 +144,7 @@ func TestDatagramUnixSocket(t *testing.T) {
 	sendTo(t, "unixgram", d.Addr(), huge)
 	testutil.Eventually(t, waitLimit, "2 readings and the oversized datagram", func() bool {
 		st := d.Stats()
-		return st.Accepted == 2 && st.Rejected == 1
+		return st.Accepted == 2 && st.ByReason[ReasonTooLarge] == 1
 	})
 	if !strings.Contains(logs.String(), "larger than the limit") || !strings.Contains(logs.String(), "from=(unnamed)") {
 		t.Errorf("log:\n%s", logs.String())
@@ -225,8 +225,8 @@ func TestDatagramSinkFailureIsCountedAndLogged(t *testing.T) {
 	}
 	serveDatagram(t, d)
 	sendTo(t, "udp", d.Addr(), `{"sensor":"t1","value":1}`+"\n"+`{"sensor":"t1","value":2}`)
-	testutil.Eventually(t, waitLimit, "2 failed readings", func() bool { return d.Stats().Failed == 2 })
-	if st := d.Stats(); st.Accepted != 0 || st.Rejected != 0 {
+	testutil.Eventually(t, waitLimit, "2 lost readings", func() bool { return d.Stats().ByReason[ReasonSpoolFull] == 2 })
+	if st := d.Stats(); st.Accepted != 0 || totalRejected(st) != 2 {
 		t.Errorf("Stats = %+v", st)
 	}
 	if !strings.Contains(logs.String(), "readings lost") || !strings.Contains(logs.String(), "spool: full") {

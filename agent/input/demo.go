@@ -69,14 +69,14 @@ func RunDemo(ctx context.Context, rate float64, sink Sink, log *slog.Logger) err
 	return d.Run(ctx)
 }
 
-// Stats returns the generator's counters: Accepted and Failed count
-// readings.
+// Stats returns the generator's counters: readings accepted, and readings
+// the sink refused (dropped) by reason.
 func (d *Demo) Stats() Stats { return d.stats.snapshot() }
 
 // Run generates readings until ctx ends, then returns nil once the batch
 // being appended, if any, is stored. Each tick appends the readings due
 // since the last one as one batch. When the sink
-// fails the readings are dropped, counted in Stats.Failed and logged (at
+// fails the readings are dropped, counted in Stats.Rejected and logged (at
 // most 10 lines per 10 s), and generation goes on; a backlog of more than a
 // second's worth (after a slow append) is skipped rather than burst. Run
 // must not be called twice at once.
@@ -118,7 +118,7 @@ func (d *Demo) Run(ctx context.Context) error {
 		_, err := d.sink.Append(actx, payloads...)
 		cancel()
 		if err != nil {
-			d.stats.failed.Add(uint64(n))
+			d.stats.reject(sinkReason(err), n)
 			d.errLog.log(ctx, d.log, slog.LevelWarn, "demo readings dropped: the spool refused them", "readings", n, "err", err)
 			continue
 		}

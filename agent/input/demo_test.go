@@ -120,7 +120,7 @@ func TestDemoKeepsGoingWhenTheSinkFails(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
-	testutil.Eventually(t, waitLimit, "50 failed demo readings", func() bool { return d.Stats().Failed >= 50 })
+	testutil.Eventually(t, waitLimit, "50 dropped demo readings", func() bool { return d.Stats().ByReason[ReasonUnavailable] >= 50 })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Run = %v", err)

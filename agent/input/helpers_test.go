@@ -3,6 +3,7 @@ package input
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"testing"
 	"time"
@@ -70,6 +71,19 @@ func storedReadings(t *testing.T, s *spool.Spool, dir string) []reading.Reading 
 // waitLimit bounds every wait for a condition in these tests; the machine
 // is shared and slow, so it only bounds a failure.
 const waitLimit = 20 * time.Second
+
+// totalRejected adds up the readings st counts as rejected or failed, for
+// every reason, checking that the totals and the split by reason agree.
+func totalRejected(st Stats) uint64 {
+	var n uint64
+	for _, v := range st.ByReason {
+		n += v
+	}
+	if n != st.Rejected+st.Failed {
+		panic(fmt.Sprintf("Stats %+v: reasons add up to %d", st, n))
+	}
+	return n
+}
 
 // quiet is the logger of tests that do not look at the log.
 var quiet = slog.New(slog.DiscardHandler)

@@ -6,33 +6,47 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"mime"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"golang.org/x/sync/semaphore"
+
 	"github.com/cellgate/cellgate/agent/config"
 	"github.com/cellgate/cellgate/agent/reading"
-	"github.com/cellgate/cellgate/agent/spool"
 )
 
-// HTTP server limits and timeouts. A gateway is small: the number of
-// request bodies held at once is bounded, and slow or stuck clients are cut.
+// HTTP server limits and timeouts. A gateway is small: the memory the
+// readings of requests in progress take is bounded, and slow or stuck
+// clients are cut.
 const (
 	// DefaultMaxBody applies when config.HTTPInput.MaxBody is 0.
 	DefaultMaxBody = 1 << 20
-	// maxConcurrentIngest bounds the requests being read, parsed and
-	// appended at once (so memory for bodies is at most this × MaxBody);
-	// more wait for a slot.
+	// maxConcurrentIngest is how many bodies of max_body the memory
+	// budget holds at once (see reservation).
 	maxConcurrentIngest = 16
-	defaultSlotWait     = 10 * time.Second
+	// unreservedBytes is how much memory a request may hold before it
+	// needs the budget: small bodies, nearly all of them, never wait for
+	// it, and a body that trickles in holds at most this much.
+	unreservedBytes = 64 << 10
+	// defaultBudgetWait bounds the wait for the budget before a 503.
+	defaultBudgetWait = 10 * time.Second
+	// minBodyRate, after bodyGrace, is the slowest a body may arrive on
+	// average, in bytes per second; a slower one is cut with 408.
+	minBodyRate = 1 << 10
+	bodyGrace   = time.Second
 	// appendTimeout bounds the wait for the spool to make a batch durable.
-	appendTimeout          = 30 * time.Second
-	readHeaderTimeout      = 10 * time.Second
+	appendTimeout     = 30 * time.Second
+	readHeaderTimeout = 10 * time.Second
+	// readTimeout bounds the request (headers and body) whatever its
+	// rate.
 	readTimeout            = 60 * time.Second
 	writeTimeout           = appendTimeout + 30*time.Second
 	idleTimeout            = 2 * time.Minute
@@ -52,28 +66,38 @@ const (
 //     (index, field and offset as in reading.ParseError, each left out
 //     when it does not apply); nothing of the request is stored;
 //   - 405 for a method other than POST (GET and HEAD on /healthz);
+//   - 408 for a body arriving slower than 1 KiB/s after its first second,
+//     or not within 60 s;
 //   - 413 for a body over the max_body limit, or a reading over the spool's
 //     record limit (spool.ErrTooLarge);
 //   - 415 for a Content-Type other than JSON (application/json or any
 //     +json type, charset UTF-8 if given) or a Content-Encoding;
 //   - 507 with Retry-After when the spool is full (spool.ErrFull);
 //   - 503 with Retry-After for any other sink failure, including the spool
-//     taking longer than 30 s, or no slot freeing up within 10 s when 16
-//     requests are already in progress.
+//     taking longer than 30 s, or a body over 64 KiB finding no room in
+//     the memory budget within 10 s.
+//
+// The body is decoded as it arrives (reading.Decoder): a request holds its
+// readings' canonical JSON, not its body, and a bad reading ends it at once.
+// The readings of all requests in progress take at most 16 bodies of
+// max_body (see MemoryBudget); the first 64 KiB of each request do not
+// count, so small requests never wait, and a slow client holds little.
 //
 // GET /healthz answers 200 {"status":"ok"}; other paths 404.
 // An HTTP is safe for concurrent use.
 type HTTP struct {
-	sink    Sink
-	log     *slog.Logger
-	now     func() time.Time
-	maxBody int64
-	mux     *http.ServeMux
-	stats   counters
-	slots   chan struct{}
-	bufs    sync.Pool
+	sink     Sink
+	log      *slog.Logger
+	now      func() time.Time
+	maxBody  int64
+	mux      *http.ServeMux
+	stats    counters
+	failLog  *logLimiter // sink failures and busy answers, at WARN
+	budget   *semaphore.Weighted
+	returns  *memoryReturn
+	decoders sync.Pool // *reading.Decoder: a 16 KiB read buffer and one reading
 	// Tests shorten these.
-	slotWait        time.Duration
+	budgetWait      time.Duration
 	shutdownTimeout time.Duration
 }
 
@@ -93,13 +117,15 @@ func NewHTTP(cfg config.HTTPInput, sink Sink, log *slog.Logger, now func() time.
 		log:             log.With("input", "http"),
 		now:             now,
 		maxBody:         int64(cfg.MaxBody),
-		slots:           make(chan struct{}, maxConcurrentIngest),
-		slotWait:        defaultSlotWait,
+		failLog:         newLogLimiter(),
+		returns:         newMemoryReturn(),
+		budgetWait:      defaultBudgetWait,
 		shutdownTimeout: defaultShutdownTimeout,
 	}
 	if h.maxBody <= 0 {
 		h.maxBody = DefaultMaxBody
 	}
+	h.budget = semaphore.NewWeighted(MemoryBudget(h.maxBody))
 	h.mux = http.NewServeMux()
 	h.mux.HandleFunc("/v1/readings", h.ingest)
 	h.mux.HandleFunc("/healthz", h.health)
@@ -110,15 +136,17 @@ func NewHTTP(cfg config.HTTPInput, sink Sink, log *slog.Logger, now func() time.
 }
 
 // Handler returns the ingest's handler, for callers that run their own
-// server (Serve uses it).
+// server (Serve uses it). Such a server must set its own timeouts, and
+// gets neither the Go memory limit nor the return of memory to the system
+// that Serve arranges.
 func (h *HTTP) Handler() http.Handler { return h.mux }
 
 // Handle serves pattern with handler on the ingest's listener (the agent
 // mounts its status and metrics surfaces here). Call it before Serve.
 func (h *HTTP) Handle(pattern string, handler http.Handler) { h.mux.Handle(pattern, handler) }
 
-// Stats returns the ingest's counters: Accepted counts readings; Rejected
-// and Failed count requests.
+// Stats returns the ingest's counters: readings accepted, and readings
+// refused by reason.
 func (h *HTTP) Stats() Stats { return h.stats.snapshot() }
 
 // Serve answers requests on ln until ctx ends, then shuts down gracefully:
@@ -126,7 +154,24 @@ func (h *HTTP) Stats() Stats { return h.stats.snapshot() }
 // durable when they get 202) for up to 10 s, then closes what is left. It
 // closes ln. It returns nil after a clean shutdown, and an error if the
 // server failed or requests had to be cut.
+//
+// While it serves, the process's resident memory is kept within
+// ResidentBound of what it was at the start: Serve sets the Go runtime's
+// soft memory limit (unless one is set, as by GOMEMLIMIT; undone on
+// return), and returns the memory of large requests to the system once
+// they have ended.
 func (h *HTTP) Serve(ctx context.Context, ln net.Listener) error {
+	defer h.limitMemory()()
+	returning, stopReturning := context.WithCancel(context.WithoutCancel(ctx))
+	returned := make(chan struct{})
+	go func() {
+		defer close(returned)
+		h.returns.run(returning)
+	}()
+	defer func() {
+		stopReturning()
+		<-returned
+	}()
 	srv := &http.Server{
 		Handler:           h.mux,
 		ReadHeaderTimeout: readHeaderTimeout,
@@ -138,7 +183,7 @@ func (h *HTTP) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	h.log.Info("http input listening", "addr", ln.Addr().String(), "max_body", h.maxBody)
+	h.log.Info("http input listening", "addr", ln.Addr().String(), "max_body", h.maxBody, "memory_budget", MemoryBudget(h.maxBody))
 	select {
 	case err := <-served:
 		return fmt.Errorf("http input on %s: %w", ln.Addr(), err)
@@ -191,17 +236,20 @@ func (h *HTTP) health(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// refuse answers a request refused for its content.
-func (h *HTTP) refuse(w http.ResponseWriter, r *http.Request, status int, resp errorResponse) {
-	h.stats.rejected.Add(1)
-	h.log.Debug("request refused", "remote", r.RemoteAddr, "status", status, "err", resp.Error)
+// refuse answers a request refused for its content, counting its readings
+// (as far as they were read) under why.
+func (h *HTTP) refuse(w http.ResponseWriter, r *http.Request, status int, why Reason, readings int, resp errorResponse) {
+	h.stats.reject(why, readings)
+	h.log.Debug("request refused", "remote", r.RemoteAddr, "status", status, "reason", why, "err", resp.Error)
 	writeJSON(w, status, resp)
 }
 
-// fail answers a request whose readings the sink did not store.
-func (h *HTTP) fail(w http.ResponseWriter, r *http.Request, status int, n int, err error) {
-	h.stats.failed.Add(1)
-	h.log.Warn("readings not stored", "remote", r.RemoteAddr, "status", status, "readings", n, "err", err)
+// fail answers a request whose readings were not stored for a reason of
+// the gateway's (the sink failed, or no memory was free). Its warning is
+// rate-limited: a full spool refuses every request.
+func (h *HTTP) fail(w http.ResponseWriter, r *http.Request, status int, why Reason, readings int, err error) {
+	h.stats.reject(why, readings)
+	h.failLog.log(r.Context(), h.log, slog.LevelWarn, "readings not stored", "remote", r.RemoteAddr, "status", status, "reason", why, "readings", readings, "err", err)
 	if status != http.StatusRequestEntityTooLarge {
 		w.Header().Set("Retry-After", retryAfter)
 	}
@@ -225,97 +273,99 @@ func (h *HTTP) ingest(w http.ResponseWriter, r *http.Request) {
 	if !h.admit(w, r) {
 		return
 	}
-	if !h.acquire(r.Context()) {
-		h.fail(w, r, http.StatusServiceUnavailable, 0, fmt.Errorf("busy: %d requests in progress and none finished within %v; retry later", maxConcurrentIngest, h.slotWait))
-		return
+	body := newBodyReader(w, r, h.maxBody)
+	b := &batch{h: h, announced: r.ContentLength}
+	defer b.release()
+	dec := h.decoder(body)
+	defer h.putDecoder(dec)
+	for {
+		rd, err := dec.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			h.refuseBody(w, r, err, len(b.ids))
+			return
+		}
+		waited, err := b.add(r.Context(), rd)
+		body.pause(waited)
+		if errors.Is(err, errBusy) {
+			h.fail(w, r, http.StatusServiceUnavailable, ReasonBusy, len(b.ids)+1, err)
+			return
+		}
+		if err != nil {
+			h.fail(w, r, http.StatusInternalServerError, ReasonUnavailable, len(b.ids)+1, err)
+			return
+		}
 	}
-	defer func() { <-h.slots }()
-
-	buf := h.getBuffer()
-	defer h.putBuffer(buf)
-	if !h.readBody(w, r, buf) {
-		return
-	}
-
-	readings, err := reading.Parse(buf.Bytes(), h.now(), reading.Limits{})
-	if err != nil {
-		h.refuse(w, r, http.StatusBadRequest, parseErrorResponse(err))
-		return
-	}
-	payloads, err := marshalReadings(readings)
-	if err != nil {
-		h.fail(w, r, http.StatusInternalServerError, len(readings), fmt.Errorf("bug: a parsed reading does not marshal: %w", err))
-		return
-	}
+	body.done()
 	ctx, cancel := context.WithTimeout(r.Context(), appendTimeout)
 	defer cancel()
-	if _, err := h.sink.Append(ctx, payloads...); err != nil {
-		h.fail(w, r, appendFailureStatus(err), len(readings), err)
+	if _, err := h.sink.Append(ctx, b.payloads...); err != nil {
+		h.fail(w, r, appendFailureStatus(err), sinkReason(err), len(b.payloads), err)
 		return
 	}
-	h.stats.accepted.Add(uint64(len(readings)))
-	ids := make([]string, len(readings))
-	for i, rd := range readings {
-		ids[i] = rd.ID
-	}
-	writeJSON(w, http.StatusAccepted, acceptedResponse{IDs: ids})
+	h.stats.accepted.Add(uint64(len(b.ids)))
+	writeJSON(w, http.StatusAccepted, acceptedResponse{IDs: b.ids})
 }
 
 // admit refuses a request that its method or headers rule out before the
 // body is read, and reports whether the request may go on.
 func (h *HTTP) admit(w http.ResponseWriter, r *http.Request) bool {
 	if r.Method != http.MethodPost {
+		// Not an attempt to send readings: refused, not counted.
 		w.Header().Set("Allow", http.MethodPost)
-		h.refuse(w, r, http.StatusMethodNotAllowed, errorResponse{Error: fmt.Sprintf("method %s not allowed on /v1/readings (want POST)", r.Method)})
+		h.log.Debug("request refused", "remote", r.RemoteAddr, "status", http.StatusMethodNotAllowed, "method", r.Method)
+		writeJSON(w, http.StatusMethodNotAllowed, errorResponse{Error: fmt.Sprintf("method %s not allowed on /v1/readings (want POST)", r.Method)})
 		return false
 	}
 	if ce := r.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
-		h.refuse(w, r, http.StatusUnsupportedMediaType, errorResponse{Error: fmt.Sprintf("content encoding %q is not supported (send the body uncompressed)", ce)})
+		h.refuse(w, r, http.StatusUnsupportedMediaType, ReasonUnsupported, 1, errorResponse{Error: fmt.Sprintf("content encoding %q is not supported (send the body uncompressed)", ce)})
 		return false
 	}
 	if ct := r.Header.Get("Content-Type"); !jsonMediaType(ct) {
-		h.refuse(w, r, http.StatusUnsupportedMediaType, errorResponse{Error: fmt.Sprintf("content type %q is not JSON (want application/json)", ct)})
+		h.refuse(w, r, http.StatusUnsupportedMediaType, ReasonUnsupported, 1, errorResponse{Error: fmt.Sprintf("content type %q is not JSON (want application/json)", ct)})
 		return false
 	}
 	if r.ContentLength > h.maxBody {
-		h.refuse(w, r, http.StatusRequestEntityTooLarge, errorResponse{Error: h.tooLarge()})
+		h.refuse(w, r, http.StatusRequestEntityTooLarge, ReasonTooLarge, 1, errorResponse{Error: h.tooLarge()})
 		return false
 	}
 	return true
 }
 
-// getBuffer returns an empty body buffer from the pool; putBuffer gives it
-// back.
-func (h *HTTP) getBuffer() *bytes.Buffer {
-	buf, _ := h.bufs.Get().(*bytes.Buffer)
-	if buf == nil {
-		buf = new(bytes.Buffer)
+// refuseBody answers a request whose body ended in err after read good
+// readings: a bad reading or body, a body over max_body, a slow body, or a
+// failed read.
+func (h *HTTP) refuseBody(w http.ResponseWriter, r *http.Request, err error, read int) {
+	var mbe *http.MaxBytesError
+	var pe *reading.ParseError
+	switch {
+	case errors.As(err, &mbe):
+		h.refuse(w, r, http.StatusRequestEntityTooLarge, ReasonTooLarge, read+1, errorResponse{Error: h.tooLarge()})
+	case errors.Is(err, errSlowBody):
+		w.Header().Set("Connection", "close")
+		h.refuse(w, r, http.StatusRequestTimeout, ReasonSlowBody, read+1, errorResponse{Error: err.Error()})
+	case errors.As(err, &pe):
+		h.refuse(w, r, http.StatusBadRequest, ReasonBadReading, readingsRefused(err, read), parseErrorResponse(err))
+	default:
+		h.refuse(w, r, http.StatusBadRequest, ReasonBadReading, read+1, errorResponse{Error: "reading the body: " + err.Error()})
 	}
-	buf.Reset()
-	return buf
 }
 
-func (h *HTTP) putBuffer(buf *bytes.Buffer) {
-	// Keep only modest buffers: one 1 MiB body should not pin 1 MiB per
-	// pooled buffer for the life of the process.
-	if buf.Cap() <= 64<<10 {
-		h.bufs.Put(buf)
+// decoder returns a pooled Decoder reading body; putDecoder gives it back.
+// Pooled decoders hold only their small buffers, never a body.
+func (h *HTTP) decoder(body io.Reader) *reading.Decoder {
+	if d, ok := h.decoders.Get().(*reading.Decoder); ok {
+		d.Reset(body, h.now())
+		return d
 	}
+	return reading.NewDecoder(body, h.now(), reading.Limits{})
 }
 
-// readBody reads r's body, at most maxBody bytes, into buf. When the body
-// is too large or cannot be read it refuses the request and returns false.
-func (h *HTTP) readBody(w http.ResponseWriter, r *http.Request, buf *bytes.Buffer) bool {
-	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, h.maxBody)); err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			h.refuse(w, r, http.StatusRequestEntityTooLarge, errorResponse{Error: h.tooLarge()})
-			return false
-		}
-		h.refuse(w, r, http.StatusBadRequest, errorResponse{Error: "reading the body: " + err.Error()})
-		return false
-	}
-	return true
+func (h *HTTP) putDecoder(d *reading.Decoder) {
+	d.Reset(nil, time.Time{})
+	h.decoders.Put(d)
 }
 
 // parseErrorResponse is the 400 answer to a body reading.Parse refused,
@@ -337,33 +387,64 @@ func parseErrorResponse(err error) errorResponse {
 
 // appendFailureStatus is the status that answers a failed sink Append.
 func appendFailureStatus(err error) int {
-	switch {
-	case errors.Is(err, spool.ErrFull):
+	switch sinkReason(err) {
+	case ReasonSpoolFull:
 		return http.StatusInsufficientStorage
-	case errors.Is(err, spool.ErrTooLarge):
+	case ReasonSpoolTooLarge:
 		return http.StatusRequestEntityTooLarge
 	}
 	return http.StatusServiceUnavailable
 }
 
-// acquire waits for a request slot, for up to slotWait.
-func (h *HTTP) acquire(ctx context.Context) bool {
-	select {
-	case h.slots <- struct{}{}:
-		return true
-	default:
-	}
-	t := time.NewTimer(h.slotWait)
-	defer t.Stop()
-	select {
-	case h.slots <- struct{}{}:
-		return true
-	case <-t.C:
-	case <-ctx.Done():
-	}
-	return false
-}
-
 func (h *HTTP) tooLarge() string {
 	return fmt.Sprintf("body larger than the %s limit (inputs.http.max_body)", config.ByteSize(h.maxBody))
 }
+
+// errSlowBody ends a body that arrives slower than the minimum rate.
+var errSlowBody = fmt.Errorf("body slower than %d bytes/s after its first %v, or not complete within %v", minBodyRate, bodyGrace, readTimeout)
+
+// bodyReader reads a request body, at most max_body bytes, and cuts it when
+// it falls behind the minimum rate: before each read it sets the
+// connection's read deadline to when the bytes so far stop being enough
+// (bodyGrace plus one second per minBodyRate bytes, and readTimeout at
+// most, counted from the first read). A body that trickles in therefore
+// ends within about a second, whatever length it announced. Time the input
+// itself spent waiting for memory does not count against the client.
+type bodyReader struct {
+	r        io.Reader
+	rc       *http.ResponseController
+	start    time.Time
+	got      int64
+	deadline time.Time // the read deadline last set
+}
+
+func newBodyReader(w http.ResponseWriter, r *http.Request, maxBody int64) *bodyReader {
+	return &bodyReader{r: http.MaxBytesReader(w, r.Body, maxBody), rc: http.NewResponseController(w), start: time.Now()}
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	due := b.start.Add(bodyGrace + time.Duration(b.got)*time.Second/minBodyRate)
+	if limit := b.start.Add(readTimeout); due.After(limit) {
+		due = limit
+	}
+	if !due.Equal(b.deadline) {
+		// Where deadlines cannot be set (not a net/http server), the
+		// server's own timeouts are all there is.
+		b.rc.SetReadDeadline(due)
+		b.deadline = due
+	}
+	n, err := b.r.Read(p)
+	b.got += int64(n)
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		err = fmt.Errorf("%w: %d bytes in %v", errSlowBody, b.got, time.Since(b.start).Round(time.Millisecond))
+	}
+	return n, err
+}
+
+// pause moves the rate's clock on by d, time the input spent not reading.
+func (b *bodyReader) pause(d time.Duration) { b.start = b.start.Add(d) }
+
+// done lifts the read deadline once the body has been read: the server's
+// background read, which notices a client hanging up while the spool
+// syncs, must not take a deadline for a hang-up and cancel the request.
+func (b *bodyReader) done() { b.rc.SetReadDeadline(time.Time{}) }

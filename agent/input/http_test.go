@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -159,7 +160,7 @@ func TestHTTPAnswers202OnlyOnceTheReadingsAreDurable(t *testing.T) {
 	if !stored[1].TS.Equal(time.Date(2024, 11, 27, 4, 0, 0, 500e6, time.UTC)) || stored[2].TS.UnixMilli() != 1732680000123 || stored[2].Tags["site"] != "b" {
 		t.Errorf("given fields not kept: %+v %+v", stored[1], stored[2])
 	}
-	if st := srv.h.Stats(); st.Accepted != 4 || st.Rejected != 0 || st.Failed != 0 {
+	if st := srv.h.Stats(); st.Accepted != 4 || totalRejected(st) != 0 {
 		t.Errorf("Stats = %+v, want 4 accepted", st)
 	}
 }
@@ -214,8 +215,10 @@ func TestHTTPBadReadingIsNamedAndNothingIsStored(t *testing.T) {
 	if stored := storedReadings(t, sp, dir); len(stored) != 0 {
 		t.Errorf("the spool holds %d readings of refused requests", len(stored))
 	}
-	if st := srv.h.Stats(); st.Rejected != 3 || st.Accepted != 0 {
-		t.Errorf("Stats = %+v, want 3 rejected", st)
+	// 3 readings of the first body, as far as it was read, and one each
+	// for the bodies refused before a reading was complete.
+	if st := srv.h.Stats(); st.ByReason[ReasonBadReading] != 5 || totalRejected(st) != 5 || st.Accepted != 0 {
+		t.Errorf("Stats = %+v, want 5 readings rejected as bad_reading", st)
 	}
 }
 
@@ -241,6 +244,63 @@ func TestHTTPRefusesBodiesOverMaxBody(t *testing.T) {
 	}
 	if n := sp.Stats().Appended; n != 1 {
 		t.Errorf("spool holds %d readings, want only the one that fit", n)
+	}
+}
+
+// countingReader serves n bytes of a body, prefix then filler, counting
+// what was read.
+type countingReader struct {
+	prefix string
+	filler byte
+	left   int
+	read   atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	if c.left == 0 {
+		return 0, io.EOF
+	}
+	p = p[:min(len(p), c.left)]
+	n := copy(p, c.prefix)
+	c.prefix = c.prefix[n:]
+	for i := n; i < len(p); i++ {
+		p[i] = c.filler
+	}
+	c.left -= len(p)
+	c.read.Add(int64(len(p)))
+	return len(p), nil
+}
+
+// The body is decoded as it arrives: a reading over its 8 KiB limit is
+// refused as soon as it passes the limit, while the client is still
+// sending the 32 MiB it announced, and none of the request is stored.
+func TestHTTPOversizedReadingIsRefusedBeforeTheBodyEnds(t *testing.T) {
+	sp := openSpool(t, spool.Options{})
+	srv := startHTTP(t, NewHTTP(config.HTTPInput{MaxBody: 64 * config.MiB}, sp, quiet, nil))
+	const size = 32 << 20
+	body := &countingReader{prefix: `[{"sensor":"t1","value":1},{"sensor":"t2","value":"`, filler: 'x', left: size}
+	req, err := http.NewRequest(http.MethodPost, srv.url+"/v1/readings", body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.ContentLength = size
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := srv.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := body.read.Load()
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(raw), `"index":1`) || !strings.Contains(string(raw), "limit per reading") {
+		t.Fatalf("→ %d %s, want 400 naming reading 1 and the size limit", resp.StatusCode, raw)
+	}
+	if sent > size/2 {
+		t.Errorf("the client had sent %d of %d bytes when the answer came", sent, size)
+	}
+	t.Logf("answered 400 after the client had sent %d of %d bytes", sent, size)
+	if n := sp.Stats().Appended; n != 0 {
+		t.Errorf("spool holds %d readings of a refused request", n)
 	}
 }
 
@@ -325,7 +385,7 @@ func TestHTTPFullSpoolAnswers507AndStoresNothing(t *testing.T) {
 	if stored := storedReadings(t, sp, dir); len(stored) != accepted {
 		t.Errorf("spool holds %d readings, %d were accepted: the refused request left some behind", len(stored), accepted)
 	}
-	if st := srv.h.Stats(); st.Failed != 1 || st.Accepted != uint64(accepted) {
+	if st := srv.h.Stats(); st.ByReason[ReasonSpoolFull] != 10 || totalRejected(st) != 10 || st.Accepted != uint64(accepted) {
 		t.Errorf("Stats = %+v", st)
 	}
 }
@@ -349,57 +409,79 @@ func TestHTTPSinkFailuresAnswer503Or507(t *testing.T) {
 		name string
 		sink Sink
 		want int
+		why  Reason
 	}{
-		{"closed spool", closed, 503},
-		{"I/O error", failingSink{errors.New("spool: write segment: input/output error")}, 503},
-		{"wrapped full", failingSink{fmt.Errorf("layer: %w", spool.ErrFull)}, 507},
-		{"wrapped too large", failingSink{fmt.Errorf("layer: %w", spool.ErrTooLarge)}, 413},
+		{"closed spool", closed, 503, ReasonUnavailable},
+		{"I/O error", failingSink{errors.New("spool: write segment: input/output error")}, 503, ReasonUnavailable},
+		{"wrapped full", failingSink{fmt.Errorf("layer: %w", spool.ErrFull)}, 507, ReasonSpoolFull},
+		{"wrapped too large", failingSink{fmt.Errorf("layer: %w", spool.ErrTooLarge)}, 413, ReasonSpoolTooLarge},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := startHTTP(t, testHTTP(tc.sink))
-			r := srv.post(t, `{"sensor":"t1","value":1}`)
+			r := srv.post(t, `[{"sensor":"t1","value":1},{"sensor":"t1","value":2}]`)
 			if r.status != tc.want {
 				t.Fatalf("→ %d %s, want %d", r.status, r.raw, tc.want)
 			}
 			if wantRA := tc.want != 413; (r.header.Get("Retry-After") == "5") != wantRA {
 				t.Errorf("Retry-After %q", r.header.Get("Retry-After"))
 			}
-			if st := srv.h.Stats(); st.Failed != 1 {
-				t.Errorf("Stats = %+v, want 1 failed", st)
+			if st := srv.h.Stats(); st.ByReason[tc.why] != 2 || totalRejected(st) != 2 {
+				t.Errorf("Stats = %+v, want 2 readings rejected as %s", st, tc.why)
 			}
 		})
 	}
 }
 
-func TestHTTPBusyAnswers503WhenNoSlotFrees(t *testing.T) {
-	sp := openSpool(t, spool.Options{})
+// readingsBody is a JSON array of readings at least n bytes long.
+func readingsBody(n int) string {
+	const one = `{"sensor":"t1","value":21.5,"unit":"C"}`
+	count := n/(len(one)+1) + 1
+	return "[" + strings.TrimSuffix(strings.Repeat(one+",", count), ",") + "]"
+}
+
+// Bodies over 64 KiB share a memory budget of 16 bodies of max_body: with
+// 16 chunked ones (each reserving max_body) held at the sink, the next
+// large one waits and gets 503 busy, while a small one is not held up by
+// the budget at all.
+func TestHTTPBusyAnswers503WhenTheMemoryBudgetIsFull(t *testing.T) {
+	sp := openSpool(t, spool.Options{MaxBytes: 64 << 20})
 	gate := newGatedSink(sp)
-	h := testHTTP(gate)
-	h.slotWait = 50 * time.Millisecond
+	h := NewHTTP(config.HTTPInput{MaxBody: config.MiB}, gate, quiet, nil)
+	h.budgetWait = 50 * time.Millisecond
 	srv := startHTTP(t, h)
+	large := readingsBody(100 << 10)
+	chunked := func() io.Reader { return io.MultiReader(strings.NewReader(large)) }
 	var wg sync.WaitGroup
-	results := make(chan int, maxConcurrentIngest)
-	for range maxConcurrentIngest {
+	results := make(chan int, maxConcurrentIngest+1)
+	post := func(body io.Reader) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			results <- srv.post(t, `{"sensor":"t1","value":1}`).status
+			results <- srv.do(t, http.MethodPost, "/v1/readings", "application/json", body).status
 		}()
+	}
+	for range maxConcurrentIngest {
+		post(chunked())
 	}
 	for range maxConcurrentIngest {
 		<-gate.arrived
 	}
-	r := srv.post(t, `{"sensor":"t1","value":1}`)
+	r := srv.do(t, http.MethodPost, "/v1/readings", "application/json", chunked())
 	if r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" || !strings.Contains(r.raw, "busy") {
-		t.Errorf("request %d → %d %s, want 503 busy", maxConcurrentIngest+1, r.status, r.raw)
+		t.Errorf("large request %d → %d %s, want 503 busy", maxConcurrentIngest+1, r.status, r.raw)
 	}
+	post(strings.NewReader(`{"sensor":"t1","value":1}`))
+	<-gate.arrived // the small one reached the sink: it took no budget
 	close(gate.gate)
 	wg.Wait()
 	close(results)
 	for s := range results {
 		if s != http.StatusAccepted {
-			t.Errorf("a held request → %d after its slot freed", s)
+			t.Errorf("a held request → %d once the sink let it through", s)
 		}
+	}
+	if st := h.Stats(); st.ByReason[ReasonBusy] == 0 {
+		t.Errorf("Stats = %+v, want the busy refusal counted", st)
 	}
 }
 

@@ -7,12 +7,15 @@ package input
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/cellgate/cellgate/agent/reading"
+	"github.com/cellgate/cellgate/agent/spool"
 )
 
 // Sink is where accepted readings go. *spool.Spool satisfies it: Append
@@ -24,26 +27,114 @@ type Sink interface {
 	Append(ctx context.Context, payloads ...[]byte) ([]uint64, error)
 }
 
-// Stats counts what an input did since it was made, for metrics.
+// Stats counts what an input did since it was made, for metrics. Every
+// count is of readings; a refusal whose readings were not all read counts
+// those read, including the one refused, and at least one.
 type Stats struct {
 	// Accepted counts readings the sink made durable.
 	Accepted uint64
-	// Rejected counts what was refused for its content: HTTP requests
-	// answered 4xx, bad datagram lines and oversized datagrams.
+	// Rejected counts readings refused for what the client sent, or how:
+	// ReasonBadReading, ReasonTooLarge, ReasonUnsupported, ReasonSlowBody.
 	Rejected uint64
-	// Failed counts what the sink refused: HTTP requests answered 503 or
-	// 507 (or 413 for the spool's record limit); datagram and demo
-	// readings, which are then lost.
+	// Failed counts readings not stored for the gateway's reasons:
+	// ReasonBusy and the sink's (ReasonSpoolFull, ReasonSpoolTooLarge,
+	// ReasonUnavailable). HTTP answered them 503, 507 or 413; datagram and
+	// demo readings are then lost.
 	Failed uint64
+	// ByReason splits Rejected and Failed by reason, every Reason present.
+	ByReason map[Reason]uint64
+}
+
+// Add returns the sum of s and o, reason by reason.
+func (s Stats) Add(o Stats) Stats {
+	sum := Stats{Accepted: s.Accepted + o.Accepted, Rejected: s.Rejected + o.Rejected, Failed: s.Failed + o.Failed, ByReason: make(map[Reason]uint64, len(reasons))}
+	for _, why := range reasons {
+		sum.ByReason[why] = s.ByReason[why] + o.ByReason[why]
+	}
+	return sum
+}
+
+// Reason says why readings were refused or lost; it is the reason label of
+// cellgate_input_rejected_readings_total.
+type Reason string
+
+// Reasons, with the HTTP answer each comes with.
+const (
+	// ReasonBadReading: a reading or body that does not parse (400), a bad
+	// datagram line.
+	ReasonBadReading Reason = "bad_reading"
+	// ReasonTooLarge: a body over max_body (413), a datagram over 64 KiB.
+	ReasonTooLarge Reason = "too_large"
+	// ReasonUnsupported: a Content-Type other than JSON or a
+	// Content-Encoding (415).
+	ReasonUnsupported Reason = "unsupported"
+	// ReasonSlowBody: a body arriving slower than the minimum rate (408).
+	ReasonSlowBody Reason = "slow_body"
+	// ReasonBusy: no memory for a large body within 10 s (503).
+	ReasonBusy Reason = "busy"
+	// ReasonSpoolFull: the spool is full under when_full: reject (507).
+	ReasonSpoolFull Reason = "spool_full"
+	// ReasonSpoolTooLarge: a reading or batch over the spool's limits (413).
+	ReasonSpoolTooLarge Reason = "spool_too_large"
+	// ReasonUnavailable: any other sink failure: closed, I/O error, no
+	// durability within 30 s (503).
+	ReasonUnavailable Reason = "unavailable"
+)
+
+// reasons lists every Reason, in the order counters keeps them; the first
+// clientReasons are the client's (Stats.Rejected), the rest the gateway's
+// (Stats.Failed).
+var reasons = [...]Reason{ReasonBadReading, ReasonTooLarge, ReasonUnsupported, ReasonSlowBody, ReasonBusy, ReasonSpoolFull, ReasonSpoolTooLarge, ReasonUnavailable}
+
+const clientReasons = 4
+
+// sinkReason is the Reason for readings a Sink's Append refused with err.
+func sinkReason(err error) Reason {
+	switch {
+	case errors.Is(err, spool.ErrFull):
+		return ReasonSpoolFull
+	case errors.Is(err, spool.ErrTooLarge):
+		return ReasonSpoolTooLarge
+	}
+	return ReasonUnavailable
+}
+
+// readingsRefused is how many readings a refusal for err counts when read
+// readings had been parsed before it: those, and the one err names.
+func readingsRefused(err error, read int) int {
+	var pe *reading.ParseError
+	if errors.As(err, &pe) && pe.Index >= read {
+		return pe.Index + 1
+	}
+	return read
 }
 
 // counters is the lock-free form of Stats.
 type counters struct {
-	accepted, rejected, failed atomic.Uint64
+	accepted atomic.Uint64
+	rejected [len(reasons)]atomic.Uint64
+}
+
+func (c *counters) reject(why Reason, readings int) {
+	i := slices.Index(reasons[:], why)
+	if i < 0 {
+		panic("input: unknown reason " + string(why))
+	}
+	c.rejected[i].Add(uint64(max(readings, 1)))
 }
 
 func (c *counters) snapshot() Stats {
-	return Stats{Accepted: c.accepted.Load(), Rejected: c.rejected.Load(), Failed: c.failed.Load()}
+	st := Stats{Accepted: c.accepted.Load(), ByReason: make(map[Reason]uint64, len(reasons))}
+	for i, why := range reasons {
+		n := c.rejected[i].Load()
+		st.ByReason[why] = n
+		if i < clientReasons {
+			st.Rejected += n
+		} else {
+			st.Failed += n
+		}
+	}
+	return st
 }
 
 // marshalReadings writes the readings' canonical JSON into one buffer and

@@ -47,6 +47,7 @@ import (
 //	open-crash=N  the first N Opens SIGKILL their own process
 //	open-hang=N   the first N Opens block until their ctx ends
 //	wrong-modem   Open finds a SIM7800 on the port (ModelMismatchError)
+//	bad-option    Open refuses an option (OptionError)
 //	bad-bundle    Provision refuses the bundle (BundleError)
 const (
 	envRole     = "PLUGINHOST_TEST_ROLE"
@@ -155,9 +156,11 @@ func (d *double) open(ctx context.Context, cfg sdk.ModemConfig) error {
 		<-ctx.Done()
 		return fmt.Errorf("test double: Open hung as scripted: %w", ctx.Err())
 	case n < d.script["open-fail"]:
-		return &sdk.ModemError{Op: "AT+CPIN?", Code: 14, Text: "SIM busy"}
+		return &sdk.ModemError{Op: "AT+CPIN?", Code: 14, Text: "+CME ERROR: SIM busy"}
 	case d.script["wrong-modem"] > 0:
 		return &sdk.ModelMismatchError{Want: cfg.Model, Got: "SIMCOM_SIM7800E"}
+	case d.script["bad-option"] > 0:
+		return &sdk.OptionError{Key: "speed", Reason: "the test double has no such option"}
 	}
 	return nil
 }

@@ -175,10 +175,13 @@ func orDefault(d, def time.Duration) time.Duration {
 // process after the backoff; a plugin that does not answer within
 // OpenTimeout, or dies, is replaced.
 //
-// Three failures stop the host for good, since retrying cannot fix them: a
-// binary whose checksum is not the pinned one (*sdk.ChecksumError), a modem
-// of another model (*sdk.ModelMismatchError), and a bundle the plugin
-// refuses (*sdk.BundleError). Ready and Dial then return that error.
+// Five failures stop the host for good, since retrying cannot fix them: a
+// binary whose checksum is not the pinned one (*sdk.ChecksumError), a plugin
+// of another major contract version (*sdk.ContractError), a modem of another
+// model (*sdk.ModelMismatchError), an option the plugin refuses
+// (*sdk.OptionError), and a bundle the plugin refuses (*sdk.BundleError).
+// Ready and Dial then return that error. The host reads only the contract's
+// neutral terms (the error types and sdk.NetKind), never a vendor's codes.
 //
 // Its methods are safe for concurrent use.
 type Host struct {
@@ -670,40 +673,45 @@ func (h *Host) sigkill(p *sdk.Plugin) {
 func terminal(err error) bool {
 	var (
 		ce *sdk.ChecksumError
+		ve *sdk.ContractError
 		me *sdk.ModelMismatchError
+		oe *sdk.OptionError
 		be *sdk.BundleError
 	)
-	return errors.As(err, &ce) || errors.As(err, &me) || errors.As(err, &be)
+	return errors.As(err, &ce) || errors.As(err, &ve) || errors.As(err, &me) || errors.As(err, &oe) || errors.As(err, &be)
 }
 
 // retryInPlace reports whether a failed Open or Provision may be retried in
 // the same process: the plugin answered with the modem's complaint (not
-// registered yet, SIM busy, port gone), so the process is sound, and a new
-// one would only repeat the same bring-up. A plugin that died, or did not
-// answer within OpenTimeout, is replaced.
+// registered yet, SIM busy, no network, port gone), so the process is
+// sound, and a new one would only repeat the same bring-up. A plugin that
+// died, or did not answer within OpenTimeout, is replaced.
 func retryInPlace(err error) bool {
 	if errors.Is(err, sdk.ErrPluginExited) || errors.Is(err, context.DeadlineExceeded) {
 		return false
 	}
 	var (
 		me *sdk.ModemError
-		ce *sdk.CCHError
+		ne *sdk.NetError
 		se *sdk.SerialError
 		te *sdk.TimeoutError
 		pe *sdk.PluginError
 	)
-	return errors.As(err, &me) || errors.As(err, &ce) || errors.As(err, &se) || errors.As(err, &te) || errors.As(err, &pe)
+	return errors.As(err, &me) || errors.As(err, &ne) || errors.As(err, &se) || errors.As(err, &te) || errors.As(err, &pe)
 }
 
 // errorKind names err's class for the "kind" log key, so operators can
-// filter "the SIM is busy" from "the plugin crashed".
+// filter "the SIM is busy" from "the plugin crashed". A network failure is
+// "net_" and its neutral kind, e.g. "net_handshake".
 func errorKind(err error) string {
 	var (
 		cs *sdk.ChecksumError
+		ve *sdk.ContractError
 		mm *sdk.ModelMismatchError
+		oe *sdk.OptionError
 		be *sdk.BundleError
 		me *sdk.ModemError
-		ce *sdk.CCHError
+		ne *sdk.NetError
 		se *sdk.SerialError
 		te *sdk.TimeoutError
 		pe *sdk.PluginError
@@ -711,8 +719,12 @@ func errorKind(err error) string {
 	switch {
 	case errors.As(err, &cs):
 		return "checksum"
+	case errors.As(err, &ve):
+		return "contract"
 	case errors.As(err, &mm):
 		return "model_mismatch"
+	case errors.As(err, &oe):
+		return "option"
 	case errors.As(err, &be):
 		return "bundle"
 	case errors.Is(err, sdk.ErrPluginExited):
@@ -721,8 +733,8 @@ func errorKind(err error) string {
 		return "hung"
 	case errors.As(err, &me):
 		return "modem"
-	case errors.As(err, &ce):
-		return "cch"
+	case errors.As(err, &ne):
+		return "net_" + ne.Kind.String()
 	case errors.As(err, &se):
 		return "serial"
 	case errors.As(err, &te):

@@ -397,6 +397,7 @@ func TestFailuresRetryingCannotFixStopTheHost(t *testing.T) {
 	}{
 		{"ModelMismatch", "wrong-modem", func(err error) bool { var e *sdk.ModelMismatchError; return errors.As(err, &e) }, "model_mismatch"},
 		{"BundleRefused", "bad-bundle", func(err error) bool { var e *sdk.BundleError; return errors.As(err, &e) }, "bundle"},
+		{"OptionRefused", "bad-option", func(err error) bool { var e *sdk.OptionError; return errors.As(err, &e) }, "option"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -149,7 +149,7 @@ func (p *parser) reading(index int) (Reading, error) {
 	if err != nil {
 		var fe *fieldError
 		if errors.As(err, &fe) {
-			return Reading{}, &ParseError{Index: index, Field: fe.field, Problem: fe.problem, Offset: int64(start)}
+			return Reading{}, &ParseError{Index: index, Field: fe.field, Problem: fe.problem, Offset: int64(p.s.base + start)}
 		}
 		return Reading{}, syntaxParseError(err)
 	}

@@ -15,6 +15,10 @@ import (
 type scanner struct {
 	data []byte
 	pos  int
+	// base is the body offset of data[0]: 0 when data is the whole body, the
+	// reading's start when a Decoder scans one reading of a stream. Error
+	// offsets are reported in the body.
+	base int
 }
 
 // syntaxError is a JSON grammar error at a byte offset of the scanned data.
@@ -26,7 +30,7 @@ type syntaxError struct {
 func (e *syntaxError) Error() string { return fmt.Sprintf("invalid JSON at byte %d: %s", e.off, e.msg) }
 
 func (s *scanner) errf(off int, format string, args ...any) *syntaxError {
-	return &syntaxError{off: off, msg: fmt.Sprintf(format, args...)}
+	return &syntaxError{off: s.base + off, msg: fmt.Sprintf(format, args...)}
 }
 
 // ws skips insignificant whitespace.

@@ -170,6 +170,9 @@ func (s *Spool) writeAckRecord(floor uint64, spans []span) error {
 		return fmt.Errorf("write ack log %s: %w", s.path(ackLogName), err)
 	}
 	s.ackLogSize += int64(len(rec))
+	if err := s.opts.fault(hookAckWritten); err != nil {
+		return err
+	}
 	if !s.opts.NoSync {
 		if err := fdatasync(s.ackLog); err != nil {
 			return fmt.Errorf("sync ack log %s: %w", s.path(ackLogName), err)
@@ -263,6 +266,7 @@ type ticket struct {
 func (s *Spool) commitUnit(reqs []*request) int {
 	s.mu.Lock()
 	u := unit{roll: s.active == nil}
+	lim := s.lim.Load()
 	consumed := 0
 	for _, r := range reqs {
 		if s.failed != nil {
@@ -281,7 +285,7 @@ func (s *Spool) commitUnit(reqs []*request) int {
 		if !u.roll {
 			used += s.active.written
 		}
-		if used > 0 && used+r.bytes > s.opts.SegmentBytes {
+		if used > 0 && used+r.bytes > lim.segmentBytes {
 			if u.bytes > 0 {
 				break // this unit is full; the next one rolls
 			}
@@ -304,13 +308,13 @@ func (s *Spool) commitUnit(reqs []*request) int {
 		if u.bytes > 0 && u.bytes+r.bytes > maxUnitBytes {
 			break
 		}
-		if s.diskBytes+s.inflightBytes+u.bytes+r.bytes > s.opts.MaxBytes {
-			if s.opts.WhenFull == PolicyDropOldest {
-				s.dropOldestLocked(&u, r.bytes)
+		if s.diskBytes+s.inflightBytes+u.bytes+r.bytes > lim.MaxBytes {
+			if lim.WhenFull == PolicyDropOldest {
+				s.dropOldestLocked(&u, r.bytes, lim.MaxBytes)
 			}
-			if inUse := s.diskBytes + s.inflightBytes + u.bytes; inUse+r.bytes > s.opts.MaxBytes {
+			if inUse := s.diskBytes + s.inflightBytes + u.bytes; inUse+r.bytes > lim.MaxBytes {
 				r.err = fmt.Errorf("%w: a batch of %d records needs %d bytes; %d of %d bytes are in use in %s (%d records pending)",
-					ErrFull, len(r.payloads), r.bytes, inUse, s.opts.MaxBytes, s.opts.Dir, s.pending)
+					ErrFull, len(r.payloads), r.bytes, inUse, lim.MaxBytes, s.opts.Dir, s.pending)
 				u.finished = append(u.finished, r)
 				consumed++
 				continue
@@ -327,8 +331,8 @@ func (s *Spool) commitUnit(reqs []*request) int {
 
 	reply(u.finished, nil)
 	if u.dropped > 0 {
-		s.log.Warn("spool: full, dropped oldest unacknowledged records",
-			"records", u.dropped, "segments", u.droppedSeg, "max_bytes", s.opts.MaxBytes)
+		s.log.Warn("spool: full, dropped oldest unacknowledged records", "cause", string(CauseDropOldest),
+			"readings", u.dropped, "segments", u.droppedSeg, "max_bytes", lim.MaxBytes)
 	}
 	if err := s.writeUnit(&u); err != nil {
 		reply(u.reqs, s.fail(err))
@@ -364,8 +368,8 @@ func (s *Spool) sealActiveLocked(u *unit) {
 // dropOldestLocked drops whole segments, oldest first, until need more bytes
 // fit under MaxBytes. Dropped records count as gone: the floor moves past
 // them, and the unit persists the new floor before deleting their files.
-func (s *Spool) dropOldestLocked(u *unit, need int64) {
-	for s.diskBytes+s.inflightBytes+u.bytes+need > s.opts.MaxBytes && len(s.segs) > 0 {
+func (s *Spool) dropOldestLocked(u *unit, need, maxBytes int64) {
+	for s.diskBytes+s.inflightBytes+u.bytes+need > maxBytes && len(s.segs) > 0 {
 		g := s.segs[0]
 		if g == s.active {
 			// The active segment holds at most SegmentBytes <= MaxBytes/8
@@ -392,6 +396,11 @@ func (s *Spool) writeUnit(u *unit) error {
 	if u.floorMoved {
 		if err := s.writeAckRecord(u.floor, nil); err != nil {
 			return err
+		}
+		// Counted once the new floor is durable: from then on the
+		// records are gone, whatever happens to their files.
+		if err := s.addDrops(Drops{DropOldest: u.dropped}); err != nil {
+			s.log.Error("spool: could not keep the count of dropped readings", "err", err)
 		}
 	}
 	s.removeSegments(u.doomed)
@@ -448,6 +457,9 @@ func (s *Spool) writeUnit(u *unit) error {
 		return fmt.Errorf("write %d bytes to segment %s at offset %d: %w", len(buf), g.path, base, err)
 	}
 	g.written += t.bytes
+	if err := s.opts.fault(hookSegmentWritten); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	s.inflightBytes += t.bytes
 	s.mu.Unlock()

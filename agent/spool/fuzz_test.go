@@ -9,9 +9,10 @@ import (
 )
 
 // FuzzDecode feeds arbitrary bytes to the record decoder, the segment and
-// ack log scanners and the ack span decoder. None may panic or read past the
-// input; whatever the decoder accepts must re-encode to the same bytes; the
-// scanner must accept exactly a prefix of whole, valid, in-sequence records.
+// ack log scanners, the header counter and the ack span decoder. None may
+// panic or read past the input; whatever the decoder accepts must re-encode
+// to the same bytes; the scanners' kept records and damaged regions must
+// tile the input, and every kept record be whole, valid and in sequence.
 // The seed corpus in testdata/fuzz/FuzzDecode runs with every go test.
 func FuzzDecode(f *testing.F) {
 	f.Add(appendRecord(nil, kindDataEnd, 1, []byte(`{"sensor":"t1","value":21.5}`)))
@@ -44,48 +45,107 @@ func FuzzDecode(f *testing.F) {
 		if err == nil {
 			first = h.seq
 		}
-		sc, serr := scanSegment(bytes.NewReader(data), int64(len(data)), first)
+		size := int64(len(data))
+		sc, serr := scanSegment(bytes.NewReader(data), size, first)
 		if serr != nil {
 			t.Fatalf("scanning in-memory bytes failed: %v", serr)
 		}
-		checkScan(t, data, sc, func(i int, h header) bool {
-			return h.seq == first+uint64(i) && isDataKind(h.kind)
-		})
-		if len(sc.offsets) > 0 {
-			last, _, _, _ := decodeRecord(data[sc.offsets[len(sc.offsets)-1]:])
+		checkSegScan(t, data, sc, first)
+		sc.cutIncompleteBatch(size)
+		checkSegScan(t, data, sc, first)
+		if n := len(sc.runs); n > 0 {
+			r := sc.runs[n-1]
+			last, _, _, _ := decodeRecord(data[r.offsets[len(r.offsets)-1]:])
 			if last.kind != kindDataEnd {
-				t.Fatalf("segment scan kept a batch without its end record")
+				t.Fatalf("segment scan kept a batch without its end record at the end of the newest segment")
 			}
 		}
-		ac, serr := scanAckLog(bytes.NewReader(data), int64(len(data)))
+		if n, _, err := countHeaders(bytes.NewReader(data), size, 0, size, first); err != nil || n > uint64(size/headerSize)+1 {
+			t.Fatalf("countHeaders counted %d records in %d bytes (%v)", n, size, err)
+		}
+		ac, serr := scanAckLog(bytes.NewReader(data), size)
 		if serr != nil {
 			t.Fatalf("scanning in-memory bytes failed: %v", serr)
 		}
-		checkScan(t, data, ac, func(_ int, h header) bool { return h.kind == kindAcks })
+		checkAckScan(t, data, ac)
 	})
 }
 
-func checkScan(t *testing.T, data []byte, sc scanned, ok func(int, header) bool) {
+// checkSegScan checks that a segment scan's runs and damaged regions tile
+// the data in order, that every kept record is whole, valid, data, and in
+// sequence (consecutive within a run, increasing across runs, the run at
+// offset 0 starting at first), and that no two regions touch.
+func checkSegScan(t *testing.T, data []byte, sc segScan, first uint64) {
 	t.Helper()
 	var off int64
-	for i, o := range sc.offsets {
-		if o != off {
-			t.Fatalf("record %d at offset %d, expected %d", i, o, off)
+	var prevSeq uint64
+	ri, bi := 0, 0
+	lastWasRegion := false
+	for off < int64(len(data)) {
+		switch {
+		case ri < len(sc.runs) && sc.runs[ri].offsets[0] == off:
+			r := sc.runs[ri]
+			if off == 0 && r.first != first {
+				t.Fatalf("run at offset 0 starts at seq %d, the name says %d", r.first, first)
+			}
+			if ri > 0 && r.first <= prevSeq {
+				t.Fatalf("run %d starts at seq %d, not above %d", ri, r.first, prevSeq)
+			}
+			for i, o := range r.offsets {
+				h, _, n, err := decodeRecord(data[o:])
+				if o != off || err != nil || !isDataKind(h.kind) || h.seq != r.first+uint64(i) {
+					t.Fatalf("run %d record %d at %d (expected at %d) is invalid (%v) or out of place", ri, i, o, off, err)
+				}
+				off += int64(n)
+			}
+			if off != r.end {
+				t.Fatalf("run %d ends at %d, its records at %d", ri, r.end, off)
+			}
+			prevSeq = r.last()
+			ri++
+			lastWasRegion = false
+		case bi < len(sc.bad) && sc.bad[bi].start == off:
+			b := sc.bad[bi]
+			if b.end <= b.start || b.reason == "" || lastWasRegion {
+				t.Fatalf("region %+v is empty, unexplained or touches the previous one", b)
+			}
+			off = b.end
+			bi++
+			lastWasRegion = true
+		default:
+			t.Fatalf("nothing in the scan covers offset %d of %d (runs %d/%d, regions %d/%d)", off, len(data), ri, len(sc.runs), bi, len(sc.bad))
 		}
-		h, _, n, err := decodeRecord(data[o:])
-		if err != nil || !ok(i, h) {
-			t.Fatalf("scanner accepted record %d at %d that is invalid (%v) or out of place", i, o, err)
+	}
+	if ri != len(sc.runs) || bi != len(sc.bad) {
+		t.Fatalf("scan has runs or regions past the end of the data")
+	}
+}
+
+// checkAckScan checks that the ack records an ack log scan kept are whole,
+// valid ack records, in order, and that they and the damaged regions tile
+// the data.
+func checkAckScan(t *testing.T, data []byte, sc ackScan) {
+	t.Helper()
+	var off int64
+	ri, bi := 0, 0
+	for off < int64(len(data)) {
+		switch {
+		case ri < len(sc.offsets) && sc.offsets[ri] == off:
+			h, p, n, err := decodeRecord(data[off:])
+			if err != nil || h.kind != kindAcks || h.seq != sc.floors[ri] {
+				t.Fatalf("ack record %d at %d is invalid (%v) or not an ack record", ri, off, err)
+			}
+			if _, err := decodeSpans(p); err != nil {
+				t.Fatalf("ack record %d at %d kept with undecodable spans: %v", ri, off, err)
+			}
+			off += int64(n)
+			ri++
+		case bi < len(sc.bad) && sc.bad[bi].start == off && sc.bad[bi].end > off:
+			off = sc.bad[bi].end
+			bi++
+		default:
+			t.Fatalf("nothing in the ack scan covers offset %d of %d", off, len(data))
 		}
-		off += int64(n)
-	}
-	if sc.end != off {
-		t.Fatalf("scan end %d, records end at %d", sc.end, off)
-	}
-	switch {
-	case sc.bad == nil && sc.end != int64(len(data)):
-		t.Fatalf("scan stopped at %d of %d bytes without reporting damage", sc.end, len(data))
-	case sc.bad != nil && (sc.bad.offset != sc.end || sc.bad.offset >= int64(len(data)) || sc.bad.reason == ""):
-		t.Fatalf("damage %+v does not start where the accepted records end (%d of %d bytes)", sc.bad, sc.end, len(data))
 	}
 }
 

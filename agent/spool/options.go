@@ -94,6 +94,44 @@ type Options struct {
 	// process crash but not a power loss. It exists for tests and as the
 	// baseline of the benchmarks; production configurations never set it.
 	NoSync bool
+
+	// hook is a fault hook for this package's tests only (it is unexported,
+	// so nothing outside the package can set it). When set, the spool calls
+	// it at the named points of its write and recovery paths (the hook*
+	// constants) and treats an error it returns as an I/O error there. The
+	// crash tests use it to kill the process at an exact instant, such as
+	// between a segment write and its fdatasync, or to stop a recovery
+	// half-way through a salvage.
+	hook func(point string) error
+}
+
+// The points at which Options.hook is called.
+const (
+	// hookSegmentWritten: a group commit's records were written to the
+	// segment file and not yet fdatasynced.
+	hookSegmentWritten = "segment written"
+	// hookAckWritten: an ack record was written and not yet fdatasynced.
+	hookAckWritten = "ack written"
+	// hookSalvageKept: recovery copied one damaged region of a segment to
+	// its .corrupt or .torn file.
+	hookSalvageKept = "salvage kept damage aside"
+	// hookSalvagePiece: recovery installed one run of records salvaged from a
+	// damaged segment as a segment file of its own.
+	hookSalvagePiece = "salvage wrote a piece"
+	// hookSalvageCut: recovery cut, replaced or removed the damaged segment
+	// itself, before syncing the directory.
+	hookSalvageCut = "salvage cut the segment"
+)
+
+// fault calls the fault hook, if any, at point.
+func (o *Options) fault(point string) error {
+	if o.hook == nil {
+		return nil
+	}
+	if err := o.hook(point); err != nil {
+		return fmt.Errorf("fault hook at %q: %w", point, err)
+	}
+	return nil
 }
 
 // normalize validates o and fills in defaults.

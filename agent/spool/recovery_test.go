@@ -111,10 +111,24 @@ func TestTornTailAtEveryOffset(t *testing.T) {
 					t.Fatalf("a cut on a batch boundary is a clean file, got %v", rep.Damage)
 				}
 			} else {
-				want := Damage{Kind: DamageTornTail, File: segmentName(1), Offset: batch2, Bytes: cut - batch2, FirstSeq: 3}
+				// The torn tail is kept aside, and every reading whose
+				// header is still there is counted; a cut inside a header
+				// leaves the count open.
+				want := Damage{Kind: DamageTornTail, File: segmentName(1), Offset: batch2, Bytes: cut - batch2, FirstSeq: 3,
+					Quarantine: fmt.Sprintf("%s.%d.torn", segmentName(1), batch2)}
+				// The count is exact only when the header of the batch's
+				// end record (5) is left.
+				want.ReadingsUnknown = true
+				for k, off := range offs[2:] {
+					if off+headerSize <= cut {
+						want.Readings++
+						want.ReadingsUnknown = k < 2
+					}
+				}
 				if len(rep.Damage) != 1 || !sameDamage(rep.Damage[0], want) {
 					t.Fatalf("cut at %d: damage %v, want %v", cut, rep.Damage, want)
 				}
+				checkKeptAside(t, dir, want.Quarantine, seg[batch2:cut])
 			}
 			if info, err := os.Stat(filepath.Join(dir, segmentName(1))); err != nil || info.Size() != batch2 {
 				t.Fatalf("segment not cut back to %d: %v, %v", batch2, info.Size(), err)
@@ -131,43 +145,73 @@ func TestTornTailByteFlips(t *testing.T) {
 	fx := build(t, Options{}, twoBatches)
 	seg := fx.files[segmentName(1)]
 	offs := recordOffsets(t, seg)
+	ends := append(slices.Clone(offs[1:]), int64(len(seg)))
 	batch2, lastRec := offs[2], offs[4]
 	for i := batch2; i < int64(len(seg)); i++ {
 		t.Run(fmt.Sprint("flip at ", i), func(t *testing.T) {
 			bad := slices.Clone(seg)
 			bad[i] ^= 0xFF
 			dir := fx.materialize(t, map[string][]byte{segmentName(1): bad})
-			_, rep := reopenAndCheck(t, dir, fx, []uint64{1, 2})
-			// A flip in the last record looks like a torn write; a flip with
-			// valid records after it is corruption, kept in quarantine. In
-			// both cases the whole last batch goes, from its first byte.
-			want := Damage{Kind: DamageTornTail, File: segmentName(1), Offset: batch2, Bytes: int64(len(seg)) - batch2, FirstSeq: 3}
-			if i < lastRec {
-				want.Kind = DamageCorrupt
-				want.Quarantine = fmt.Sprintf("%s.%d.corrupt", segmentName(1), batch2)
+			if i >= lastRec {
+				// A flip in the last record looks like a torn write: the
+				// whole last batch goes aside, from its first byte.
+				_, rep := reopenAndCheck(t, dir, fx, []uint64{1, 2})
+				want := Damage{Kind: DamageTornTail, File: segmentName(1), Offset: batch2, Bytes: int64(len(seg)) - batch2,
+					FirstSeq: 3, Quarantine: fmt.Sprintf("%s.%d.torn", segmentName(1), batch2), Readings: 2}
+				if h, err := parseHeader(bad[lastRec:]); err == nil && isDataKind(h.kind) && h.seq == 5 {
+					want.Readings = 3
+				} else {
+					want.ReadingsUnknown = true
+				}
+				if len(rep.Damage) != 1 || !sameDamage(rep.Damage[0], want) {
+					t.Fatalf("flip at %d: damage %v, want %v", i, rep.Damage, want)
+				}
+				checkKeptAside(t, dir, want.Quarantine, bad[batch2:])
+				return
 			}
-			if len(rep.Damage) != 1 || !sameDamage(rep.Damage[0], want) {
+			// A flip with valid records after it is corruption: only the
+			// flipped record goes, the records around it are kept.
+			k := 2
+			for offs[k+1] <= i {
+				k++
+			}
+			lost := uint64(k + 1)
+			var keep []uint64
+			for q := uint64(1); q <= 5; q++ {
+				if q != lost {
+					keep = append(keep, q)
+				}
+			}
+			_, rep := reopenAndCheck(t, dir, fx, keep)
+			want := Damage{Kind: DamageCorrupt, File: segmentName(1), Offset: offs[k], Bytes: ends[k] - offs[k], FirstSeq: lost,
+				Quarantine: fmt.Sprintf("%s.%d.corrupt", segmentName(1), offs[k]), Readings: 1}
+			if len(rep.Damage) != 1 || !sameDamage(rep.Damage[0], want) || rep.Damage[0].LastSeq != lost {
 				t.Fatalf("flip at %d: damage %v, want %v", i, rep.Damage, want)
 			}
-			if want.Quarantine != "" {
-				q, err := os.ReadFile(filepath.Join(dir, want.Quarantine))
-				if err != nil || !bytes.Equal(q, bad[batch2:]) {
-					t.Fatalf("quarantine file does not hold the removed bytes: %v", err)
-				}
-				if rep.Damage[0].LastSeq != 5 {
-					t.Fatalf("quarantined records reach seq 5, report says %d", rep.Damage[0].LastSeq)
-				}
-				if rep.NextSeq != 6 {
-					t.Fatalf("next seq %d would reuse a quarantined seq", rep.NextSeq)
-				}
+			checkKeptAside(t, dir, want.Quarantine, bad[offs[k]:ends[k]])
+			if rep.NextSeq != 6 || rep.Salvaged != 5-lost || rep.Lost != 1 {
+				t.Fatalf("report: next seq %d (want 6), salvaged %d (want %d), lost %d (want 1)", rep.NextSeq, rep.Salvaged, 5-lost, rep.Lost)
+			}
+			if !slices.Equal(rep.Pieces, []string{segmentName(lost + 1)}) {
+				t.Fatalf("pieces %v, want %s for the records after the damage", rep.Pieces, segmentName(lost+1))
 			}
 		})
 	}
 }
 
+// checkKeptAside fails unless name in dir holds exactly want.
+func checkKeptAside(t *testing.T, dir, name string, want []byte) {
+	t.Helper()
+	got, err := os.ReadFile(filepath.Join(dir, name))
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("%s does not hold the removed bytes (%d bytes, want %d): %v", name, len(got), len(want), err)
+	}
+}
+
 func sameDamage(got, want Damage) bool {
 	return got.Kind == want.Kind && got.File == want.File && got.Offset == want.Offset &&
-		got.Bytes == want.Bytes && got.FirstSeq == want.FirstSeq && got.Quarantine == want.Quarantine && got.Reason != ""
+		got.Bytes == want.Bytes && got.FirstSeq == want.FirstSeq && got.Quarantine == want.Quarantine && got.Reason != "" &&
+		got.Readings == want.Readings && got.ReadingsUnknown == want.ReadingsUnknown
 }
 
 func TestPowerLossTails(t *testing.T) {
@@ -179,20 +223,39 @@ func TestPowerLossTails(t *testing.T) {
 	// or part of the next group commit.
 	next := appendRecord(nil, kindData, 6, []byte(`{"sensor":"f"}`))
 	next = appendRecord(next, kindDataEnd, 7, []byte(`{"sensor":"g"}`))
-	cases := map[string][]byte{
-		"zeros":                    make([]byte, 4096),
-		"garbage":                  bytes.Repeat([]byte{0xCE, 0x5A, 0x01, 0x02, 0xFF}, 300),
-		"half a record":            next[:30],
-		"a batch without its end":  next[:len(next)/2+headerSize-headerSize],
-		"whole records then zeros": append(append([]byte(nil), next[:len(next)/2]...), make([]byte, 512)...),
+	// Each tail with the readings it is known to have held, and whether
+	// more may have been there (bytes no header accounts for, or a batch
+	// whose end record was not seen).
+	cases := map[string]struct {
+		tail     []byte
+		readings uint64
+		unknown  bool
+	}{
+		"zeros":                    {make([]byte, 4096), 0, true},
+		"garbage":                  {bytes.Repeat([]byte{0xCE, 0x5A, 0x01, 0x02, 0xFF}, 300), 0, true},
+		"half a record":            {next[:30], 1, true},
+		"a batch without its end":  {next[:len(next)/2], 1, true},
+		"whole records then zeros": {append(append([]byte(nil), next[:len(next)/2]...), make([]byte, 512)...), 1, true},
 	}
-	for name, tail := range cases {
+	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
+			tail := c.tail
 			dir := fx.materialize(t, map[string][]byte{segmentName(1): append(slices.Clone(seg), tail...)})
 			s, rep := reopenAndCheck(t, dir, fx, []uint64{1, 2, 3, 4, 5})
-			want := Damage{Kind: DamageTornTail, File: segmentName(1), Offset: end, Bytes: int64(len(tail)), FirstSeq: 6}
+			want := Damage{Kind: DamageTornTail, File: segmentName(1), Offset: end, Bytes: int64(len(tail)), FirstSeq: 6,
+				Readings: c.readings, ReadingsUnknown: c.unknown}
+			if !allZero(tail) {
+				// Zeros hold nothing to keep; anything else is kept aside.
+				want.Quarantine = fmt.Sprintf("%s.%d.torn", segmentName(1), end)
+			}
 			if len(rep.Damage) != 1 || !sameDamage(rep.Damage[0], want) {
 				t.Fatalf("damage %v, want %v", rep.Damage, want)
+			}
+			if want.Quarantine != "" {
+				checkKeptAside(t, dir, want.Quarantine, tail)
+			}
+			if got := s.Stats().Drops; got.Damaged != c.readings || got.DamagedUncounted != map[bool]uint64{false: 0, true: 1}[c.unknown] {
+				t.Fatalf("drops %+v after recovery, want %d damaged (uncounted regions: %v)", got, c.readings, c.unknown)
 			}
 			if seqs := mustAppend(t, s, []byte("after")); seqs[0] != 6 {
 				t.Fatalf("next seq %d, want 6", seqs[0])
@@ -213,7 +276,7 @@ func TestPowerLossTails(t *testing.T) {
 	})
 }
 
-func TestCorruptOlderSegmentIsQuarantined(t *testing.T) {
+func TestCorruptRecordInOlderSegmentIsCutAround(t *testing.T) {
 	var segNames []string
 	fx := build(t, Options{SegmentBytes: 256}, func(s *Spool) map[uint64][]byte {
 		want := map[uint64][]byte{}
@@ -236,8 +299,8 @@ func TestCorruptOlderSegmentIsQuarantined(t *testing.T) {
 	victim := segNames[0]
 	seg := fx.files[victim]
 	offs := recordOffsets(t, seg)
-	if len(offs) < 2 {
-		t.Fatalf("first segment holds %d records, want at least 2", len(offs))
+	if len(offs) < 3 {
+		t.Fatalf("first segment holds %d records, want at least 3", len(offs))
 	}
 	bad := slices.Clone(seg)
 	bad[offs[1]+headerSize+3] ^= 0x01 // one bit in record 2's payload
@@ -245,29 +308,33 @@ func TestCorruptOlderSegmentIsQuarantined(t *testing.T) {
 
 	var want []uint64
 	for q := uint64(1); q <= 12; q++ {
-		if q == 1 || q > uint64(len(offs)) {
+		if q != 2 {
 			want = append(want, q)
 		}
 	}
 	s, rep := reopenAndCheck(t, dir, fx, want)
-	d := Damage{Kind: DamageCorrupt, File: victim, Offset: offs[1], Bytes: int64(len(seg)) - offs[1],
-		FirstSeq: 2, Quarantine: fmt.Sprintf("%s.%d.corrupt", victim, offs[1])}
+	d := Damage{Kind: DamageCorrupt, File: victim, Offset: offs[1], Bytes: offs[2] - offs[1],
+		FirstSeq: 2, Quarantine: fmt.Sprintf("%s.%d.corrupt", victim, offs[1]), Readings: 1}
 	if len(rep.Damage) != 1 || !sameDamage(rep.Damage[0], d) {
 		t.Fatalf("damage %v, want %v", rep.Damage, d)
 	}
 	if !strings.Contains(rep.Damage[0].Reason, "checksum") {
 		t.Fatalf("reason %q does not say checksum", rep.Damage[0].Reason)
 	}
-	q, err := os.ReadFile(filepath.Join(dir, d.Quarantine))
-	if err != nil || !bytes.Equal(q, bad[offs[1]:]) {
-		t.Fatalf("quarantine file does not hold the removed bytes: %v", err)
+	checkKeptAside(t, dir, d.Quarantine, bad[offs[1]:offs[2]])
+	if rep.Salvaged != uint64(len(offs)-2) || rep.Lost != 1 || !slices.Equal(rep.Pieces, []string{segmentName(3)}) {
+		t.Fatalf("salvaged %d (want %d), lost %d (want 1), pieces %v (want %s)", rep.Salvaged, len(offs)-2, rep.Lost, rep.Pieces, segmentName(3))
 	}
-	// The lost seqs count as gone: acknowledging everything else empties
-	// the spool and moves the floor past them.
+	if info, err := os.Stat(filepath.Join(dir, victim)); err != nil || info.Size() != offs[1] {
+		t.Fatalf("%s not cut back to its first record: %v", victim, err)
+	}
+	// The lost seq counts as gone: acknowledging everything else empties
+	// the spool and moves the floor past it.
 	mustAck(t, s, want...)
-	if st := s.Stats(); st.Pending != 0 || s.floor != 12 {
+	if st := s.Stats(); st.Pending != 0 || s.floor != 12 || st.Drops.Damaged != 1 {
 		t.Fatalf("after acking every surviving record: %+v, floor %d", st, s.floor)
 	}
+	checkDiskStats(t, s)
 }
 
 // ackFixture appends 10 records and acks them in four ack log records.
@@ -328,10 +395,13 @@ func TestAckLogDamageOnlyRedelivers(t *testing.T) {
 		bad := slices.Clone(log)
 		bad[offs[2]+headerSize] ^= 0x40 // the {5, 6} record
 		dir := fx.materialize(t, map[string][]byte{ackLogName: bad})
-		_, rep := reopenAndCheck(t, dir, fx, pendingAfter[2])
-		if len(rep.Damage) != 1 || rep.Damage[0].Kind != DamageCorrupt || rep.Damage[0].Offset != offs[2] || rep.Damage[0].Quarantine == "" {
+		// Only that record's acks are lost: the records after it count.
+		_, rep := reopenAndCheck(t, dir, fx, []uint64{3, 4, 5, 6, 7, 8, 10})
+		if len(rep.Damage) != 1 || rep.Damage[0].Kind != DamageCorrupt || rep.Damage[0].Offset != offs[2] ||
+			rep.Damage[0].Bytes != offs[3]-offs[2] || rep.Damage[0].Quarantine == "" || rep.Damage[0].Readings != 0 || rep.Lost != 0 {
 			t.Fatalf("damage %v", rep.Damage)
 		}
+		checkKeptAside(t, dir, rep.Damage[0].Quarantine, bad[offs[2]:offs[3]])
 	})
 }
 
@@ -411,8 +481,10 @@ func TestMisplacedRecordIsCorruptNotTorn(t *testing.T) {
 	misplaced := appendRecord(nil, kindDataEnd, 42, []byte("from elsewhere"))
 	dir := fx.materialize(t, map[string][]byte{segmentName(1): append(slices.Clone(seg), misplaced...)})
 	_, rep := reopenAndCheck(t, dir, fx, []uint64{1, 2, 3, 4, 5})
+	// It says nothing of how many records of this segment were lost with
+	// it: the count is open.
 	want := Damage{Kind: DamageCorrupt, File: segmentName(1), Offset: int64(len(seg)), Bytes: int64(len(misplaced)), FirstSeq: 6,
-		Quarantine: fmt.Sprintf("%s.%d.corrupt", segmentName(1), len(seg))}
+		Quarantine: fmt.Sprintf("%s.%d.corrupt", segmentName(1), len(seg)), ReadingsUnknown: true}
 	if len(rep.Damage) != 1 || !sameDamage(rep.Damage[0], want) || !strings.Contains(rep.Damage[0].Reason, "sequence 42 where 6 was expected") {
 		t.Fatalf("damage %v, want %v", rep.Damage, want)
 	}

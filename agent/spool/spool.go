@@ -69,6 +69,11 @@ type Stats struct {
 	Acked uint64
 	// Dropped counts unacknowledged records given up under PolicyDropOldest.
 	Dropped uint64
+	// Drops counts, by cause, every reading Append reported stored that
+	// will never be delivered, over the life of the directory (not only
+	// since Open): damage found by recovery, drop_oldest, and what the
+	// consumer reported with CountDropped.
+	Drops Drops
 	// Syncs counts fdatasync calls on segments and the ack log.
 	Syncs uint64
 	// Commits counts group commits: the times a batch of written records
@@ -81,16 +86,21 @@ type Stats struct {
 type DamageKind int
 
 const (
-	// DamageTornTail is an interrupted write at the end of the newest segment
-	// (or of the ack log): a partial header or payload, a checksum that does
-	// not match, or a batch without its end record, with nothing valid after
-	// it. The bytes were never acknowledged as durable; recovery cuts them.
+	// DamageTornTail is what an interrupted write leaves at the end of the
+	// newest segment (or of the ack log): a partial header or payload, a
+	// checksum that does not match, or a batch without its end record, with
+	// no valid record after it. Recovery copies the bytes of a segment's
+	// torn tail to <file>.<offset>.torn (unless they are all zeros), then
+	// cuts them. Its readings are counted as lost: the spool cannot tell a
+	// write that never completed (its sender got no answer) from synced
+	// bytes the storage lost.
 	DamageTornTail DamageKind = iota + 1
-	// DamageCorrupt is a bad record with valid records after it, a record
-	// with a valid checksum in the wrong place, or any bad record in an older
-	// segment: bytes that were once complete went bad.
-	// Recovery moves everything from the bad record to the end of that file
-	// into a quarantine file and truncates the file there.
+	// DamageCorrupt is a bad region with valid records after it, a record
+	// with a valid checksum in the wrong place, bad bytes anywhere in an
+	// older segment, or records missing from the end of an older segment:
+	// bytes that were once complete went bad. Recovery copies the region's
+	// bytes (only them) to <file>.<offset>.corrupt and keeps every valid
+	// record before and after it.
 	DamageCorrupt
 )
 
@@ -105,7 +115,7 @@ func (k DamageKind) String() string {
 	return fmt.Sprintf("DamageKind(%d)", int(k))
 }
 
-// Damage is one damaged file found by recovery.
+// Damage is one damaged region of a file found by recovery.
 type Damage struct {
 	Kind DamageKind
 	// File is the damaged file's name inside the spool directory.
@@ -113,16 +123,31 @@ type Damage struct {
 	// Offset is the byte offset where the removed bytes start: the start of
 	// the first record (or of the incomplete batch) that was not kept.
 	Offset int64
-	// Bytes is how many bytes were removed, from Offset to the file's end.
+	// Bytes is how many bytes were removed from Offset on: up to the next
+	// kept record, or to the file's end. It is 0 for records missing from
+	// the end of an older segment.
 	Bytes int64
 	// Reason says what was wrong at Offset.
 	Reason string
-	// Quarantine names the file now holding the removed bytes (DamageCorrupt).
+	// Quarantine names the file now holding the removed bytes: a .corrupt
+	// file, or a .torn file for a segment's torn tail; empty when the bytes
+	// were all zeros or the damage is in the ack log's torn tail.
 	Quarantine string
-	// FirstSeq is the sequence number expected at Offset, and LastSeq the
-	// highest one among records with a valid checksum in the removed bytes,
-	// or 0 if there were none (segments only).
+	// FirstSeq is the sequence number expected at Offset. LastSeq is the
+	// last one the region held when kept records (or the next segment)
+	// bound it, else the highest among the records whose headers were read
+	// in it, or 0 (segments only).
 	FirstSeq, LastSeq uint64
+	// Readings is how many unacknowledged readings the region held, which
+	// are now lost: counted by sequence number when kept records (or the
+	// next segment) bound it, else by the record headers still readable in
+	// it. Damage in the ack log loses no readings (they are delivered again).
+	Readings uint64
+	// ReadingsUnknown is set when more readings may have been there than
+	// Readings counts, which is then a lower bound: the region ends in bytes
+	// no header accounts for (a header is gone), or its last header is not
+	// a batch end (the batch's end record went unseen).
+	ReadingsUnknown bool
 }
 
 // String renders d for logs and test failures.
@@ -130,6 +155,12 @@ func (d Damage) String() string {
 	s := fmt.Sprintf("%s in %s at offset %d: %s (%d bytes removed", d.Kind, d.File, d.Offset, d.Reason, d.Bytes)
 	if d.Quarantine != "" {
 		s += ", kept in " + d.Quarantine
+	}
+	if d.File != ackLogName {
+		s += fmt.Sprintf("; readings lost: %d", d.Readings)
+		if d.ReadingsUnknown {
+			s += " or more (unknown: a header is gone)"
+		}
 	}
 	return s + ")"
 }
@@ -139,8 +170,16 @@ type RecoveryReport struct {
 	Dir string
 	// Segments is the number of segment files found.
 	Segments int
-	// Records is the number of valid records found in them.
+	// Records is the number of valid records kept in them.
 	Records uint64
+	// Salvaged is how many of those lie after damage in their file: kept
+	// rather than quarantined with it.
+	Salvaged uint64
+	// Lost is the number of readings lost to damage (the sum of the
+	// Damage's Readings), and LostUnknown the number of damaged regions
+	// whose count is only a lower bound.
+	Lost        uint64
+	LostUnknown int
 	// Pending and PendingBytes describe the records still to be delivered.
 	Pending      uint64
 	PendingBytes int64
@@ -149,6 +188,9 @@ type RecoveryReport struct {
 	// Removed lists segment files deleted because every record in them had
 	// been acknowledged or they held no complete batch.
 	Removed []string
+	// Pieces lists segment files that recovery created to hold the records
+	// salvaged after damage (each named after its first sequence number).
+	Pieces []string
 	// NextSeq is the sequence number the next appended record gets.
 	NextSeq uint64
 	// Damage lists every cut or quarantine, in the order found.
@@ -172,6 +214,7 @@ type request struct {
 // Spool is an open spool directory. Its methods are safe for concurrent use.
 type Spool struct {
 	opts   Options
+	lim    atomic.Pointer[limits] // MaxBytes, WhenFull and what they imply; see limits.go
 	log    *slog.Logger
 	lock   *os.File
 	report RecoveryReport
@@ -219,12 +262,23 @@ type Spool struct {
 	failed        error
 	closed        bool
 	notify        chan struct{} // closed and replaced whenever records appear
+
+	// dropsMu serializes changes to drops and writes of DIR/dropped.json.
+	dropsMu sync.Mutex
+	drops   Drops
+
+	// ackLogCorrupt is set by recovery when the ack log held corrupt
+	// damage: acknowledgements may be missing, so sequence numbers missing
+	// between segments are not counted as lost readings.
+	ackLogCorrupt bool
 }
 
 // Open opens (creating if needed) the spool in opts.Dir, takes an exclusive
 // lock on it, and recovers its contents: every record's checksum is
-// verified, a torn tail is cut, corruption is quarantined, and acknowledged
-// records are removed. What recovery did is in Recovery() and in the log.
+// verified, every record that verifies is kept, damaged bytes (a torn tail,
+// corruption) are copied aside and removed, the readings they held are
+// counted as dropped, and acknowledged records are removed. What recovery
+// did is in Recovery() and in the log.
 // Open fails if the options are invalid, if another process (or another
 // Spool in this one) holds the directory, or if a file cannot be read or
 // repaired; the error names the directory or file.
@@ -251,7 +305,12 @@ func Open(opts Options) (*Spool, error) {
 		notify:          make(chan struct{}),
 		ackCompactBytes: ackCompactBytes,
 	}
-	if err := s.recover(); err != nil {
+	s.lim.Store(&limits{Limits: Limits{MaxBytes: opts.MaxBytes, WhenFull: opts.WhenFull}, maxRecordBytes: opts.MaxRecordBytes, segmentBytes: opts.SegmentBytes})
+	err = s.loadDrops()
+	if err == nil {
+		err = s.recover()
+	}
+	if err != nil {
 		s.closeFiles()
 		lock.Close()
 		return nil, err
@@ -266,6 +325,7 @@ func (s *Spool) Recovery() RecoveryReport {
 	r := s.report
 	r.Damage = append([]Damage(nil), r.Damage...)
 	r.Removed = append([]string(nil), r.Removed...)
+	r.Pieces = append([]string(nil), r.Pieces...)
 	return r
 }
 
@@ -288,16 +348,17 @@ func (s *Spool) Append(ctx context.Context, payloads ...[]byte) ([]uint64, error
 		return nil, nil
 	}
 	var total int64
+	lim := s.lim.Load()
 	for i, p := range payloads {
-		if len(p) > s.opts.MaxRecordBytes {
+		if len(p) > lim.maxRecordBytes {
 			return nil, fmt.Errorf("%w: record %d of the batch is %d bytes, the limit is %d",
-				ErrTooLarge, i, len(p), s.opts.MaxRecordBytes)
+				ErrTooLarge, i, len(p), lim.maxRecordBytes)
 		}
 		total += headerSize + int64(len(p))
 	}
-	if total > s.opts.MaxBytes {
+	if total > lim.MaxBytes {
 		return nil, fmt.Errorf("%w: the batch of %d records needs %d bytes, more than the spool's max bytes %d",
-			ErrTooLarge, len(payloads), total, s.opts.MaxBytes)
+			ErrTooLarge, len(payloads), total, lim.MaxBytes)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("spool: append: %w", err)
@@ -382,9 +443,13 @@ func (s *Spool) Ack(seqs ...uint64) error {
 
 // Stats returns a snapshot of the spool's counters.
 func (s *Spool) Stats() Stats {
+	s.dropsMu.Lock()
+	drops := s.drops
+	s.dropsMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return Stats{
+		Drops:        drops,
 		Pending:      s.pending,
 		PendingBytes: s.pendingBytes,
 		DiskBytes:    s.diskBytes,

@@ -1,8 +1,10 @@
-// Command modemsim runs a virtual SIMCom SIM7600/SIM7800 on a
-// pseudo-terminal: the AT command set, certificate storage and CCH
-// sessions with real TLS to the real network (see sdk/modemsim).
+// Command modemsim runs a virtual cellular module on a pseudo-terminal: a
+// SIMCom SIM7600/SIM7800 (AT+CCERT*, AT+CSSLCFG, CCH sessions) or a Quectel
+// BG96 (AT+QFUPL files, AT+QSSLCFG, AT+QSSLOPEN/AT+QIOPEN sockets), with
+// real TLS to the real network, faults and byte counters (see
+// sdk/modemsim).
 //
-//	modemsim --model sim7600|sim7800 --link PATH [--state-dir DIR] [--baud N]
+//	modemsim --model sim7600|sim7800|bg96 --link PATH [--state-dir DIR] [--baud N]
 //	         [--trace FILE] [--control PATH] [--latency D] [--net-latency D]
 //	         [--sim-busy D] [--reboot-delay D] [--announce-boot]
 //	         [--host NAME=IP]... [--imei N] [--iccid N] [--log-level L]
@@ -57,9 +59,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	var cfg modemsim.Config
 	hosts := hostFlags{}
-	fs.StringVar(&cfg.Model, "model", "", "module personality: "+strings.Join(modemsim.Models(), " or ")+" (required)")
+	fs.StringVar(&cfg.Model, "model", "", "module personality: "+strings.Join(modemsim.Models(), ", ")+" (required; bg96 speaks Quectel's dialect, the others SIMCom's)")
 	fs.StringVar(&cfg.Link, "link", "", "make `PATH` a symlink to the pty slave (removed on exit)")
-	fs.StringVar(&cfg.StateDir, "state-dir", "", "keep certificate files in `DIR` (default: a temporary directory removed on exit)")
+	fs.StringVar(&cfg.StateDir, "state-dir", "", "keep certificate files (bg96: UFS files) in `DIR` (default: a temporary directory removed on exit)")
 	fs.IntVar(&cfg.Baud, "baud", 0, "line rate in bits/s, 10 bits per byte; 0 follows the client's termios, -1 unthrottled")
 	trace := fs.String("trace", "", "write a timestamped transcript of the serial line to `FILE`")
 	fs.StringVar(&cfg.ControlSocket, "control", "", "serve the control protocol on the unix socket `PATH`")

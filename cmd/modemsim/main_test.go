@@ -49,7 +49,7 @@ func exchange(t *testing.T, p serial.Port, cmd, want string) string {
 }
 
 func TestBinaryRunsUntilSIGTERMAndPrintsCounters(t *testing.T) {
-	ms := startModemsim(t)
+	ms := startModemsim(t, "sim7800")
 	p, err := serial.Open(ms.link, &serial.Mode{BaudRate: 115200})
 	if err != nil {
 		t.Fatalf("open %s: %v\nstderr: %s", ms.link, err, ms.stderr.String())
@@ -84,8 +84,8 @@ func TestBinaryRunsUntilSIGTERMAndPrintsCounters(t *testing.T) {
 	}
 }
 
-// modemsimProc is the modemsim binary running as a SIM7800 with its link,
-// control socket and trace file in a temporary directory.
+// modemsimProc is the modemsim binary running with its link, control
+// socket and trace file in a temporary directory.
 type modemsimProc struct {
 	cmd              *exec.Cmd
 	link, ctl, trace string
@@ -93,9 +93,9 @@ type modemsimProc struct {
 	exited           chan error // cmd.Wait's result, put back once read
 }
 
-// startModemsim builds and starts modemsim, kills it at cleanup, and
-// returns once its link and control socket exist.
-func startModemsim(t *testing.T) *modemsimProc {
+// startModemsim builds and starts modemsim as model, kills it at cleanup,
+// and returns once its link and control socket exist.
+func startModemsim(t *testing.T, model string) *modemsimProc {
 	t.Helper()
 	bin := testutil.Build(t, testutil.Binary{Name: "modemsim", Package: "github.com/cellgate/cellgate/cmd/modemsim"})
 	dir := t.TempDir()
@@ -105,7 +105,7 @@ func startModemsim(t *testing.T) *modemsimProc {
 		trace:  filepath.Join(dir, "trace.txt"),
 		exited: make(chan error, 1),
 	}
-	ms.cmd = exec.Command(bin, "--model", "sim7800", "--link", ms.link, "--state-dir", filepath.Join(dir, "state"),
+	ms.cmd = exec.Command(bin, "--model", model, "--link", ms.link, "--state-dir", filepath.Join(dir, "state"),
 		"--baud", "115200", "--trace", ms.trace, "--control", ms.ctl, "--host", "gw.test=127.0.0.1")
 	ms.cmd.Stdout, ms.cmd.Stderr = &ms.stdout, &ms.stderr
 	if err := ms.cmd.Start(); err != nil {

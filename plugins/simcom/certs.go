@@ -358,7 +358,7 @@ func (d *Driver) configureContext(ctx context.Context, ch *at.Channel, p provisi
 		{op: "set TLS version", cmd: fmt.Sprintf(`AT+CSSLCFG="sslversion",%d,%d`, c, p.sslVersion)},
 		{op: "set auth mode", cmd: fmt.Sprintf(`AT+CSSLCFG="authmode",%d,%d`, c, p.auth)},
 		{op: "set time check", cmd: fmt.Sprintf(`AT+CSSLCFG="ignorelocaltime",%d,%d`, c, ignoreTime)},
-		{op: "set handshake timeout", cmd: fmt.Sprintf(`AT+CSSLCFG="negotiatetime",%d,%d`, c, int(d.profile.NegotiateTime/time.Second))},
+		{op: "set handshake timeout", cmd: fmt.Sprintf(`AT+CSSLCFG="negotiatetime",%d,%d`, c, int(d.negotiateTime()/time.Second))},
 	}
 	if p.ca.set() {
 		steps = append(steps, step{op: "set CA", cmd: fmt.Sprintf(`AT+CSSLCFG="cacert",%d,%s`, c, quote(p.ca.name))})

@@ -2,6 +2,12 @@
 // SSL/TLS command set (AT+CCERTDOWN, AT+CSSLCFG, AT+CCHSTART, AT+CCHOPEN,
 // AT+CCHSEND, AT+CCHCLOSE, AT+CCHSTOP) and implements sdk.SecureTransport.
 //
+// SIMCom's words stay here: the CCH <err> codes are mapped to the
+// contract's neutral sdk.NetKind, and ride along in sdk.NetError as the
+// vendor ("simcom"), the code and the modem's result line, e.g. "open
+// session 0: +CCHOPEN: 0,15 (handshake error)". The options it reads from
+// sdk.ModemConfig.Options are listed at OptionNegotiateTime.
+//
 // One Driver owns one serial port and one at.Channel. The channel's reader
 // goroutine parses; URC handlers (run on the channel's dispatcher) only hand
 // data and events to sessions; every command is issued by a caller of the
@@ -43,6 +49,7 @@ type Driver struct {
 
 	mu       sync.Mutex
 	cfg      sdk.ModemConfig
+	opts     options // parsed from cfg.Options
 	ch       *at.Channel
 	info     sdk.ModemInfo
 	up       bool // bring-up complete and no reboot seen since
@@ -90,6 +97,10 @@ func (d *Driver) Open(ctx context.Context, cfg sdk.ModemConfig) (sdk.ModemInfo, 
 	if err := validATString(cfg.APN); err != nil {
 		return sdk.ModemInfo{}, &sdk.ModemError{Op: "open", Code: -1, Text: "invalid APN: " + err.Error()}
 	}
+	opts, err := parseOptions(d.profile, cfg.Options)
+	if err != nil {
+		return sdk.ModemInfo{}, err
+	}
 
 	d.mu.Lock()
 	ch := d.ch
@@ -98,6 +109,7 @@ func (d *Driver) Open(ctx context.Context, cfg sdk.ModemConfig) (sdk.ModemInfo, 
 		return sdk.ModemInfo{}, fmt.Errorf("open %s: the driver already drives %s; Stop it first", cfg.Port, d.cfg.Port)
 	}
 	d.cfg = cfg
+	d.opts = opts
 	d.stopped = false
 	d.mu.Unlock()
 
@@ -398,7 +410,7 @@ func (d *Driver) registerURCs(ch *at.Channel) {
 		}
 		if s := d.session(id); s != nil {
 			kind := sdk.EventRecvClosed
-			if code == 9 || code == 17 {
+			if cchKind(code) == sdk.NetNoNetwork {
 				kind = sdk.EventNetworkLost
 			}
 			s.end(sdk.SessionEvent{Kind: kind, Code: code, Detail: u.Line}, nil)
@@ -544,7 +556,7 @@ func (d *Driver) deferred(ctx context.Context, ch *at.Channel, op, cmd, prefix s
 		return &stepError{Op: op, Cmd: cmd, Cause: fmt.Errorf("malformed result %q", line)}
 	}
 	if code != 0 {
-		return &sdk.CCHError{Op: strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(prefix, "+CCH"), ":")), Session: -1, Code: code}
+		return cchError(strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(prefix, "+CCH"), ":")), -1, code)
 	}
 	return nil
 }
@@ -557,6 +569,17 @@ func (d *Driver) config() sdk.ModemConfig {
 	return d.cfg
 }
 
+// negotiateTime is the TLS handshake bound of the last Open's options, or
+// the profile's before any Open.
+func (d *Driver) negotiateTime() time.Duration {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.opts.negotiateTime > 0 {
+		return d.opts.negotiateTime
+	}
+	return d.profile.NegotiateTime
+}
+
 // modemErr turns errors from the AT layer into the contract's typed errors so
 // they cross the plugin boundary intact; typed sdk errors pass through.
 func (d *Driver) modemErr(op string, err error) error {
@@ -565,10 +588,11 @@ func (d *Driver) modemErr(op string, err error) error {
 	}
 	var (
 		me  *sdk.ModemError
-		ce  *sdk.CCHError
+		ne  *sdk.NetError
 		se  *sdk.SerialError
 		te  *sdk.TimeoutError
 		be  *sdk.BundleError
+		oe  *sdk.OptionError
 		mm  *sdk.ModelMismatchError
 		cme *at.CMEError
 		cms *at.CMSError
@@ -576,7 +600,8 @@ func (d *Driver) modemErr(op string, err error) error {
 		st  *stepError
 	)
 	switch {
-	case errors.As(err, &me), errors.As(err, &ce), errors.As(err, &se), errors.As(err, &te), errors.As(err, &be), errors.As(err, &mm):
+	case errors.As(err, &me), errors.As(err, &ne), errors.As(err, &se), errors.As(err, &te),
+		errors.As(err, &be), errors.As(err, &oe), errors.As(err, &mm):
 		return err
 	}
 	cause := err
@@ -589,18 +614,14 @@ func (d *Driver) modemErr(op string, err error) error {
 		return &sdk.TimeoutError{Op: op, After: na.after}
 	}
 	switch {
-	// ModemError.Text is the modem's words after "+CME ERROR: " (its
-	// Error method adds that tag), and empty for a bare ERROR.
+	// ModemError.Text is the modem's words as it printed them; its Error
+	// method adds the code when the words do not end with it.
 	case errors.As(err, &cme):
-		return &sdk.ModemError{Op: op, Code: cme.Code, Text: cme.Text}
+		return &sdk.ModemError{Op: op, Code: cme.Code, Text: codedText("+CME ERROR: ", cme.Code, cme.Text)}
 	case errors.As(err, &cms):
-		return &sdk.ModemError{Op: op, Code: cms.Code, Text: "+CMS ERROR: " + cms.Text}
+		return &sdk.ModemError{Op: op, Code: cms.Code, Text: codedText("+CMS ERROR: ", cms.Code, cms.Text)}
 	case errors.As(err, &ae):
-		text := ae.Final
-		if text == "ERROR" {
-			text = ""
-		}
-		return &sdk.ModemError{Op: op, Code: -1, Text: text}
+		return &sdk.ModemError{Op: op, Code: -1, Text: ae.Final}
 	case errors.Is(err, context.DeadlineExceeded):
 		return &sdk.TimeoutError{Op: op}
 	case errors.Is(err, context.Canceled):
@@ -619,6 +640,15 @@ func (d *Driver) modemErr(op string, err error) error {
 		}
 	}
 	return fmt.Errorf("%s: %w", op, err)
+}
+
+// codedText is a +CME/+CMS ERROR final result as the modem's words: the
+// tag, then its text, or its number when it gave no text.
+func codedText(tag string, code int, text string) string {
+	if text == "" && code >= 0 {
+		return tag + strconv.Itoa(code)
+	}
+	return tag + text
 }
 
 // --- small parsers for the modem's answers ---

@@ -70,12 +70,12 @@ func TestDialWithLateOpenResultSendReceivePeerClose(t *testing.T) {
 func TestHandshakeErrorIsTypedAndFreesTheSlot(t *testing.T) {
 	d, m, ctx := openScripted(t, "dial-handshake-error")
 	_, err := d.Dial(ctx, sdk.DialRequest{Host: "broker.example", Port: 8883, Mode: sdk.DialModemTLS, ServerName: "broker.example"})
-	var ce *sdk.CCHError
-	if !errors.As(err, &ce) || ce.Code != 15 || ce.Session != 0 {
-		t.Fatalf("Dial = %v, want CCHError code 15 on session 0", err)
+	var ne *sdk.NetError
+	if !errors.As(err, &ne) || ne.Kind != sdk.NetHandshake || ne.Session != 0 || ne.Vendor != "simcom" || ne.Code != 15 {
+		t.Fatalf("Dial = %v, want a handshake NetError with SIMCom's code 15 on session 0", err)
 	}
-	if !strings.Contains(err.Error(), "handshake") {
-		t.Errorf("error %q does not say handshake", err)
+	if want := "open session 0: +CCHOPEN: 0,15 (handshake error)"; err.Error() != want {
+		t.Errorf("error %q, want the modem's words: %q", err, want)
 	}
 	s, err := d.Dial(ctx, sdk.DialRequest{Host: "broker.example", Port: 8883, Mode: sdk.DialPlainTCP})
 	if err != nil {
@@ -197,9 +197,9 @@ func TestKeyPasswordStaysOutOfErrorsAndLogs(t *testing.T) {
 	}
 }
 
-// TestModemErrorsQuoteTheModemOnce: sdk.ModemError.Text holds the words
-// after "+CME ERROR: " and its Error method adds the tag, so the driver must
-// not add it too; a bare ERROR has no text.
+// TestModemErrorsQuoteTheModemOnce: sdk.ModemError.Text holds the modem's
+// words as it printed them, tag included (the sdk knows no vendor's tags),
+// and ModemError.Error adds the code once, only when the words lack it.
 func TestModemErrorsQuoteTheModemOnce(t *testing.T) {
 	d := New(SIM7600, nil)
 	tests := []struct {
@@ -208,6 +208,8 @@ func TestModemErrorsQuoteTheModemOnce(t *testing.T) {
 	}{
 		{&at.CMEError{Cmd: "AT+CPIN?", Code: -1, Text: "SIM not inserted"}, "check SIM: +CME ERROR: SIM not inserted"},
 		{&at.CMEError{Cmd: "AT+CPIN?", Code: 10, Text: "SIM not inserted"}, "check SIM: +CME ERROR: SIM not inserted (code 10)"},
+		{&at.CMEError{Cmd: "AT+CPIN?", Code: 777}, "check SIM: +CME ERROR: 777"},
+		{&at.CMSError{Cmd: "AT+CMGS=5", Code: 302, Text: "operation not allowed"}, "check SIM: +CMS ERROR: operation not allowed (code 302)"},
 		{&at.Error{Cmd: "AT+CPIN?", Final: "ERROR"}, "check SIM: ERROR"},
 	}
 	for _, tt := range tests {

@@ -22,7 +22,8 @@ type Profile struct {
 	// Contexts is the number of SSL contexts for AT+CSSLCFG (0..Contexts-1).
 	Contexts int
 	// NegotiateTime is the TLS handshake bound written to
-	// AT+CSSLCFG="negotiatetime" (10-300 s on the module).
+	// AT+CSSLCFG="negotiatetime" (10-300 s on the module) when the
+	// negotiate_time option (OptionNegotiateTime) does not set one.
 	NegotiateTime time.Duration
 }
 

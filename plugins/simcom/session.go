@@ -41,12 +41,8 @@ func (d *Driver) Dial(ctx context.Context, req sdk.DialRequest) (sdk.Session, er
 	if req.Port < 1 || req.Port > 65535 {
 		return nil, &sdk.ModemError{Op: "dial", Code: -1, Text: fmt.Sprintf("invalid port %d", req.Port)}
 	}
-	clientType := 2
-	switch req.Mode {
-	case sdk.DialModemTLS:
-	case sdk.DialPlainTCP:
-		clientType = 1
-	default:
+	clientType, ok := clientType(req.Mode)
+	if !ok {
 		return nil, &sdk.ModemError{Op: "dial", Code: -1, Text: fmt.Sprintf("unknown dial mode %d", req.Mode)}
 	}
 	ch, err := d.ready(ctx)
@@ -73,6 +69,19 @@ func (d *Driver) Dial(ctx context.Context, req sdk.DialRequest) (sdk.Session, er
 		return nil, err
 	}
 	return s, nil
+}
+
+// clientType is the AT+CCHOPEN client type for a dial mode: 2 (SSL/TLS)
+// when the modem terminates TLS, 1 (TCP) for a plain socket under host-side
+// TLS. ok is false for a mode the contract does not define.
+func clientType(m sdk.DialMode) (ct int, ok bool) {
+	switch m {
+	case sdk.DialModemTLS:
+		return 2, true
+	case sdk.DialPlainTCP:
+		return 1, true
+	}
+	return 0, false
 }
 
 // staleSlotError is a CCHOPEN refused with a bare ERROR, after which the
@@ -130,7 +139,7 @@ func (d *Driver) claim() (*session, error) {
 			return ns, nil
 		}
 	}
-	return nil, &sdk.CCHError{Op: "dial", Session: -1, Code: 3} // 3: busy
+	return nil, &sdk.NetError{Op: "dial", Session: -1, Kind: sdk.NetBusy, Text: fmt.Sprintf("all %d sessions are in use", len(d.sessions))}
 }
 
 // release frees a session's id once it has ended.
@@ -160,7 +169,7 @@ func (d *Driver) open(ctx context.Context, ch *at.Channel, s *session, req sdk.D
 			return err
 		}
 	}
-	wait := d.profile.NegotiateTime + 15*time.Second
+	wait := d.negotiateTime() + 15*time.Second
 	if req.Timeout > 0 && req.Timeout < wait {
 		wait = req.Timeout
 	}
@@ -180,7 +189,7 @@ func (d *Driver) open(ctx context.Context, ch *at.Channel, s *session, req sdk.D
 		return &sdk.ModemError{Op: op, Code: -1, Text: "malformed result " + strconv.Quote(line)}
 	}
 	if code != 0 {
-		return &sdk.CCHError{Op: "open", Session: s.id, Code: code}
+		return cchError("open", s.id, code)
 	}
 	s.markOpen()
 	d.log.Info("session open", "session", s.id, "host", req.Host, "port", req.Port, "client_type", clientType)
@@ -365,7 +374,7 @@ func (s *session) end(ev sdk.SessionEvent, err error) {
 	s.endErr = err
 	s.endEv = ev
 	if ev.Kind != 0 && s.endErr == nil {
-		s.endErr = &sdk.CCHError{Op: "recv", Session: s.id, Code: eventCode(ev)}
+		s.endErr = eventError(s.id, ev)
 	}
 	s.endMu.Unlock()
 	if ev.Kind != 0 {
@@ -393,19 +402,6 @@ func (s *session) endReason() string {
 		return s.endEv.Kind.String() + " (" + s.endEv.Detail + ")"
 	}
 	return s.endEv.Kind.String()
-}
-
-func eventCode(ev sdk.SessionEvent) int {
-	if ev.Code != 0 {
-		return ev.Code
-	}
-	switch ev.Kind {
-	case sdk.EventPeerClosed:
-		return 4
-	case sdk.EventNetworkLost:
-		return 9
-	}
-	return 11 // state error: the session is gone
 }
 
 // Recv returns the next frame. After the last frame it returns io.EOF.
@@ -440,7 +436,7 @@ func (s *session) failed() error {
 	if s.endErr != nil {
 		return s.endErr
 	}
-	return &sdk.CCHError{Op: "send", Session: s.id, Code: 11}
+	return &sdk.NetError{Op: "send", Session: s.id, Kind: sdk.NetState, Text: "the session has ended"}
 }
 
 // Send writes p to the session in chunks of at most the model's limit. It
@@ -503,8 +499,7 @@ func (s *session) waitReports(ctx context.Context, ch *at.Channel, max int, abor
 			t.Stop()
 			s.inflight--
 			if code != 0 {
-				err := &sdk.CCHError{Op: "send", Session: s.id, Code: code}
-				return err
+				return cchError("send", s.id, code)
 			}
 		case <-s.ended:
 			t.Stop()
@@ -588,7 +583,7 @@ func (s *session) Close(ctx context.Context) error {
 		return s.d.modemErr(fmt.Sprintf("close session %d", s.id), err)
 	}
 	if _, code, ok := idAndCode(line, "+CCHCLOSE:"); ok && code != 0 {
-		return &sdk.CCHError{Op: "close", Session: s.id, Code: code}
+		return cchError("close", s.id, code)
 	}
 	return nil
 }

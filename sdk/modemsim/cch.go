@@ -251,7 +251,7 @@ func (m *Modem) setCCHOPEN(argText string, r *reply) string {
 	s.transparent = transparent
 	s.cache = nil
 	sc := m.st.ssl[s.sslIndex()]
-	sr := newSessionRun(m.ctx, s.id, time.Duration(s.sendTimeout)*time.Second)
+	sr := newSessionRun(m.ctx, m, s.id, time.Duration(s.sendTimeout)*time.Second)
 	s.run = sr
 	if transparent {
 		// No OK: the result code is CONNECT or CONNECT FAIL.

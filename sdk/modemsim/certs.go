@@ -145,6 +145,7 @@ func cmdCCERTDOWN(m *Modem, c atCommand, r *reply) string {
 				m.log.Error("certificate download failed", "modem", m.path, "op", "certdown", "file", name, "err", err)
 				return reply{final: "ERROR"}
 			}
+			m.counters.certUploads.Add(1)
 			m.log.Info("certificate file stored", "modem", m.path, "op", "certdown", "file", name, "bytes", n)
 			return reply{final: "OK"}
 		}}

@@ -15,8 +15,12 @@ import (
 // echo and payload alike); Net counts are bytes on the TCP sockets the
 // sessions opened, each way, i.e. what the cellular network would carry,
 // TLS records and handshakes included; CCH payload counts are the
-// application bytes the host handed to AT+CCHSEND and received through
-// +CCHRECV, so NetTxBytes-CCHPayloadTxBytes is the TLS overhead.
+// application bytes the host handed to a session and received from one
+// (SIMCom AT+CCHSEND and +CCHRECV; Quectel AT+QSSLSEND/AT+QISEND and
+// AT+QSSLRECV/AT+QIRD or pushed +QSSLURC/+QIURC "recv" frames), so
+// NetTxBytes-CCHPayloadTxBytes is the TLS overhead. CertUploads counts
+// files stored in the module's certificate or file store, whatever the
+// dialect (AT+CCERTDOWN, AT+QFUPL).
 type Counters struct {
 	SerialHostToModemBytes int64            `json:"serial_host_to_modem_bytes"`
 	SerialModemToHostBytes int64            `json:"serial_modem_to_host_bytes"`
@@ -25,6 +29,7 @@ type Counters struct {
 	CCHPayloadTxBytes      int64            `json:"cch_payload_tx_bytes"`
 	CCHPayloadRxBytes      int64            `json:"cch_payload_rx_bytes"`
 	SessionsOpened         int64            `json:"sessions_opened"`
+	CertUploads            int64            `json:"cert_uploads"`
 	Reboots                int64            `json:"reboots"`
 	Commands               map[string]int64 `json:"commands"`
 }
@@ -36,6 +41,7 @@ type counters struct {
 	payloadTx           atomic.Int64
 	payloadRx           atomic.Int64
 	sessionsOpened      atomic.Int64
+	certUploads         atomic.Int64
 	reboots             atomic.Int64
 	mu                  sync.Mutex
 	commands            map[string]int64
@@ -71,6 +77,7 @@ func (c *counters) snapshot() Counters {
 		CCHPayloadTxBytes:      c.payloadTx.Load(),
 		CCHPayloadRxBytes:      c.payloadRx.Load(),
 		SessionsOpened:         c.sessionsOpened.Load(),
+		CertUploads:            c.certUploads.Load(),
 		Reboots:                c.reboots.Load(),
 		Commands:               cmds,
 	}

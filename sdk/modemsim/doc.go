@@ -1,5 +1,6 @@
-// Package modemsim is a virtual SIMCom SIM7600/SIM7800 LTE module on a
-// Linux pseudo-terminal, for testing drivers without hardware.
+// Package modemsim is a virtual SIMCom SIM7600/SIM7800 or Quectel BG96
+// LTE module on a Linux pseudo-terminal, for testing drivers without
+// hardware.
 //
 // Start creates the pty (opened by clients exactly like /dev/ttyUSB2, e.g.
 // with go.bug.st/serial) and answers the module's AT dialect as written in
@@ -8,6 +9,13 @@
 // storage (AT+CCERTDOWN/LIST/DELE, kept in a state directory like flash),
 // SSL contexts (AT+CSSLCFG, every key, ranges enforced) and CCH sessions
 // (AT+CCHSET … AT+CCHCLOSE, both receive modes and transparent mode).
+// The "bg96" personality speaks Quectel's dialect instead, as written in
+// the project's Quectel reference (shared/reference/quectel-ssl.md): UFS
+// files (AT+QFUPL/QFLST/QFDEL), TCP/IP contexts (AT+QICSGP/QIACT), SSL
+// contexts (AT+QSSLCFG) and sockets (AT+QSSLOPEN … AT+QSSLCLOSE, and plain
+// TCP with AT+QIOPEN … AT+QICLOSE for TLS by the host). Both dialects
+// run on the same engine: pty, pacing, faults, counters, trace, and the
+// sessions below.
 //
 // Sessions are real: they resolve, dial TCP and, for client type 2, run a
 // crypto/tls handshake configured from the SSL context the way the

@@ -15,7 +15,9 @@ type FaultKind string
 // The faults. Their effects are described in README.md; in short:
 const (
 	// FaultPeerClose closes session Session's TCP connection as if the
-	// server had: +CCH_PEER_CLOSED: <id> (CLOSED in transparent mode).
+	// server had: +CCH_PEER_CLOSED: <id> (CLOSED in transparent mode);
+	// on a Quectel model +QSSLURC: "closed",<id> or +QIURC: "closed",<id>.
+	// Session PeerCloseAll closes every open session.
 	FaultPeerClose FaultKind = "peer-close"
 	// FaultNetworkLoss takes the network away for Duration (0: until
 	// FaultNetworkRestore): open sessions end with +CCH_RECV_CLOSED:
@@ -36,13 +38,17 @@ const (
 	FaultSIMBusy FaultKind = "sim-busy"
 )
 
+// PeerCloseAll is the Fault.Session of a peer close of every open session
+// ("peer-close all").
+const PeerCloseAll = -1
+
 // maxGarbage bounds one garbage burst.
 const maxGarbage = 1 << 20
 
 // Fault is one fault request. Only the field its Kind uses matters.
 type Fault struct {
 	Kind     FaultKind
-	Session  int           // FaultPeerClose: 0 or 1
+	Session  int           // FaultPeerClose: 0 or 1, or PeerCloseAll
 	Duration time.Duration // FaultNetworkLoss (0: until restored), FaultDelayResponse, FaultSIMBusy
 	Bytes    int           // FaultGarbage: 1..1048576
 }
@@ -52,6 +58,9 @@ type Fault struct {
 func (f Fault) String() string {
 	switch f.Kind {
 	case FaultPeerClose:
+		if f.Session == PeerCloseAll {
+			return string(f.Kind) + " all"
+		}
 		return fmt.Sprintf("%s %d", f.Kind, f.Session)
 	case FaultNetworkLoss:
 		if f.Duration == 0 {
@@ -67,7 +76,7 @@ func (f Fault) String() string {
 }
 
 // ParseFault parses the control protocol's fault syntax: "peer-close
-// <id>", "network-loss [<duration>]", "network-restore", "reboot",
+// <id>|all", "network-loss [<duration>]", "network-restore", "reboot",
 // "garbage <n>", "drop-response", "delay-response <duration>",
 // "sim-busy <duration>". Durations use Go syntax (5s, 250ms). It fails
 // naming the part that is wrong.
@@ -94,7 +103,9 @@ func ParseFault(s string) (Fault, error) {
 	var err error
 	switch f.Kind {
 	case FaultPeerClose:
-		if err = want(1); err == nil {
+		if err = want(1); err == nil && args[0] == "all" {
+			f.Session = PeerCloseAll
+		} else if err == nil {
 			if f.Session, err = strconv.Atoi(args[0]); err != nil {
 				err = fmt.Errorf("fault peer-close: bad session %q", args[0])
 			}
@@ -129,7 +140,7 @@ func ParseFault(s string) (Fault, error) {
 func (f Fault) validate() error {
 	switch f.Kind {
 	case FaultPeerClose:
-		if f.Session < 0 || f.Session > 1 {
+		if f.Session != PeerCloseAll && (f.Session < 0 || f.Session > 1) {
 			return fmt.Errorf("fault peer-close: session %d is not 0 or 1", f.Session)
 		}
 	case FaultNetworkLoss:
@@ -172,6 +183,12 @@ func (m *Modem) Fault(f Fault) error {
 func (m *Modem) fault(f Fault) error {
 	switch f.Kind {
 	case FaultPeerClose:
+		if m.q != nil {
+			return m.q.peerClose(m, f.Session)
+		}
+		if f.Session == PeerCloseAll {
+			return m.peerCloseAll()
+		}
 		s := m.sessions[f.Session]
 		if s.state != sessOpen && s.state != sessClosing {
 			return fmt.Errorf("fault peer-close: session %d is not open", f.Session)
@@ -196,6 +213,21 @@ func (m *Modem) fault(f Fault) error {
 		m.delayNext += f.Duration
 	case FaultSIMBusy:
 		m.startSIMBusy(f.Duration, false)
+	}
+	return nil
+}
+
+// peerCloseAll closes every open CCH session as if its server had.
+func (m *Modem) peerCloseAll() error {
+	closed := false
+	for _, s := range m.sessions {
+		if s.state == sessOpen || s.state == sessClosing {
+			m.endSession(s, fmt.Sprintf("+CCH_PEER_CLOSED: %d", s.id))
+			closed = true
+		}
+	}
+	if !closed {
+		return errors.New("fault peer-close: no session is open")
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -30,10 +31,14 @@ var update = flag.Bool("update", false, "re-record the modem's steps of the gold
 //
 //	@model sim7800     personality (default sim7600)
 //	@simbusy 1h        Config.SIMBusy
+//	@file ca.pem ca    a file in the Quectel UFS before the module starts
+//	                   (ca, cert, key: the case's PKI, see goldenPKI)
 //
 // ${ECHO} is a loopback TCP echo server, ${SINK} one that swallows what it
-// gets, ${CLOSED} a port nobody listens on; transcripts show the names,
-// not the numbers. The RTC is frozen so AT+CCLK answers are stable.
+// gets, ${CLOSED} a port nobody listens on; ${TLS}, ${TLSONCE} and
+// ${ROGUE} are TLS servers of the case's PKI (see goldenPKI). Transcripts
+// show the names, not the numbers. The RTC is frozen so AT+CCLK answers
+// are stable.
 //
 // go test -run TestGolden -update re-records the modem's steps: after each
 // host step, the modem's answer up to its final result or prompt, and on
@@ -52,8 +57,9 @@ func TestGolden(t *testing.T) {
 	}
 }
 
-// cchDataHeader is the header of a counted receive frame, for re-recording.
-var cchDataHeader = regexp.MustCompile(`^\+CCHRECV: ?DATA, ?\d+, ?(?P<len>\d+)$`)
+// cchDataHeader is the header of a counted receive frame, for re-recording:
+// SIMCom's +CCHRECV: DATA, Quectel's read answers and pushed "recv" URCs.
+var cchDataHeader = regexp.MustCompile(`^(?:\+CCHRECV: ?DATA, ?\d+, ?|\+QSSLRECV: |\+QIRD: |\+Q(?:SSL|I)URC: "recv",\d+,)(?P<len>\d+)$`)
 
 func runGoldenCase(t *testing.T, dir string) {
 	vars := map[string]string{
@@ -61,6 +67,8 @@ func runGoldenCase(t *testing.T, dir string) {
 		"SINK":   strconv.Itoa(tcpServer(t, false)),
 		"CLOSED": strconv.Itoa(testutil.FreePort(t)),
 	}
+	pki := newGoldenPKI(t)
+	maps.Copy(vars, pki.vars)
 	path := filepath.Join(dir, "transcript.txt")
 	tr, err := transcript.ParseFile(path, vars)
 	if err != nil {
@@ -80,6 +88,13 @@ func runGoldenCase(t *testing.T, dir string) {
 		case "simbusy":
 			if cfg.SIMBusy, err = time.ParseDuration(s.Text); err != nil {
 				t.Fatalf("%s: @simbusy: %v", s.Pos, err)
+			}
+		case "file":
+			if cfg.StateDir == "" {
+				cfg.StateDir = t.TempDir()
+			}
+			if err := pki.seed(cfg.StateDir, s.Text); err != nil {
+				t.Fatalf("%s: @file: %v", s.Pos, err)
 			}
 		}
 	}
@@ -103,10 +118,10 @@ func runGoldenCase(t *testing.T, dir string) {
 			switch {
 			case wired:
 				return fmt.Errorf("@%s after the first wire step: the modem is already running", s.Name)
-			case s.Name == "model" || s.Name == "simbusy":
+			case s.Name == "model" || s.Name == "simbusy" || s.Name == "file":
 				return nil // applied when the modem was started
 			}
-			return fmt.Errorf("unknown action @%s (want @model or @simbusy)", s.Name)
+			return fmt.Errorf("unknown action @%s (want @model, @simbusy or @file)", s.Name)
 		},
 	}
 	if err := p.PlayHost(ctx, port, tr); err != nil {

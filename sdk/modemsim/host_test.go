@@ -66,6 +66,32 @@ type host struct {
 
 var dataHeader = regexp.MustCompile(`^\+CCHRECV: ?DATA, ?(\d+), ?(\d+)$`)
 
+// Quectel's counted frames: a read's answer (no id) and a pushed URC.
+var (
+	qReadHeader = regexp.MustCompile(`^\+(?:QSSLRECV|QIRD): (\d+)$`)
+	qPushHeader = regexp.MustCompile(`^\+(?:QSSLURC|QIURC): "recv",(\d+),(\d+)$`)
+)
+
+// parseDataHeader recognises the header line of a counted binary frame and
+// returns its session (-1 when the header names none) and length.
+func parseDataHeader(line string) (id, n int, ok bool) {
+	if m := dataHeader.FindStringSubmatch(line); m != nil {
+		id, _ = strconv.Atoi(m[1])
+		n, _ = strconv.Atoi(m[2])
+		return id, n, true
+	}
+	if m := qPushHeader.FindStringSubmatch(line); m != nil {
+		id, _ = strconv.Atoi(m[1])
+		n, _ = strconv.Atoi(m[2])
+		return id, n, true
+	}
+	if m := qReadHeader.FindStringSubmatch(line); m != nil {
+		n, _ = strconv.Atoi(m[1])
+		return -1, n, true
+	}
+	return 0, 0, false
+}
+
 // openHost opens the modem's path with go.bug.st/serial at baud.
 func openHost(t testing.TB, path string, baud int) *host {
 	t.Helper()
@@ -119,6 +145,11 @@ func (h *host) feed(b byte) {
 		}
 		return
 	}
+	if n := len(h.events); b == ' ' && len(h.cur) == 0 && n > 0 && h.events[n-1].kind == evPrompt && h.events[n-1].end == len(h.raw)-1 {
+		// Quectel's prompt is "> ": the space belongs to it.
+		h.events[n-1].end++
+		return
+	}
 	h.cur = append(h.cur, b)
 	if b == '\n' {
 		line := strings.Trim(string(h.cur), "\r\n")
@@ -126,9 +157,8 @@ func (h *host) feed(b byte) {
 		if line == "" {
 			return
 		}
-		if m := dataHeader.FindStringSubmatch(line); m != nil {
-			h.dataID, _ = strconv.Atoi(m[1])
-			h.dataN, _ = strconv.Atoi(m[2])
+		if id, n, ok := parseDataHeader(line); ok && n > 0 {
+			h.dataID, h.dataN = id, n
 			h.dataBuf = make([]byte, 0, h.dataN)
 			return
 		}
@@ -187,7 +217,7 @@ func (h *host) tryNext(timeout time.Duration, pred func(hostEvent) bool) (hostEv
 // isFinal says whether a line ends a command's response.
 func isFinal(s string) bool {
 	return s == "OK" || s == "ERROR" || strings.HasPrefix(s, "+CME ERROR:") ||
-		s == "NO CARRIER" || strings.HasPrefix(s, "CONNECT")
+		s == "NO CARRIER" || strings.HasPrefix(s, "CONNECT") || s == "SEND OK" || s == "SEND FAIL"
 }
 
 // cmd sends a command line and returns the lines up to and including the

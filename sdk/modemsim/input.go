@@ -42,6 +42,14 @@ func init() {
 	}
 }
 
+// commandSet is the handler table of the module's dialect.
+func (m *Modem) commandSet() map[string]handler {
+	if m.q != nil {
+		return quectelHandlers
+	}
+	return handlers
+}
+
 // cmeText holds the 3GPP TS 27.007 §9.2 verbose texts of the codes the
 // emulator uses.
 var cmeText = map[int]string{
@@ -82,27 +90,39 @@ func (m *Modem) processInput() {
 			m.inBuf = nil
 		case modePayload:
 			p := m.payload
+			if p.feed != nil {
+				n := p.feed(m.inBuf)
+				m.inBuf = m.inBuf[n:]
+				continue
+			}
 			take := min(p.need-len(p.buf), len(m.inBuf))
 			p.buf = append(p.buf, m.inBuf[:take]...)
 			m.inBuf = m.inBuf[take:]
 			if len(p.buf) < p.need {
 				continue
 			}
-			if p.redact {
-				m.trace.record("host>modem", []byte(fmt.Sprintf("<%d bytes of certificate file>", len(p.buf))))
-			} else {
-				m.trace.record("host>modem", p.buf)
-			}
-			m.payload = nil
-			m.mode = modeCommand
-			r := p.done(p.buf)
-			m.respond(r, p.drop, p.delay)
+			m.completePayload(p.buf)
 		case modeData:
 			m.transparentInput()
 		default:
 			m.commandInput()
 		}
 	}
+}
+
+// completePayload ends the payload stage with data: the command runs and
+// its response is queued.
+func (m *Modem) completePayload(data []byte) {
+	p := m.payload
+	if p.redact {
+		m.trace.record("host>modem", []byte(fmt.Sprintf("<%d bytes of certificate file>", len(data))))
+	} else {
+		m.trace.record("host>modem", data)
+	}
+	m.payload = nil
+	m.mode = modeCommand
+	r := p.done(data)
+	m.respond(r, p.drop, p.delay)
 }
 
 // commandInput accumulates a command line up to <CR>, echoing as it goes.
@@ -191,7 +211,7 @@ func (m *Modem) execLine(line string) {
 		m.counters.command("AT")
 	}
 	for _, c := range cmds {
-		h := handlers[c.name]
+		h := m.commandSet()[c.name]
 		if h == nil {
 			m.counters.command("unknown")
 			r.final = "ERROR"
@@ -218,7 +238,11 @@ func (m *Modem) respond(r reply, drop bool, delay time.Duration) {
 	case r.prompt != nil:
 		// The prompt is never dropped: without it the host cannot deliver
 		// the payload, and the command would not be executed at all.
-		m.send(append(formatResponse(r.lines, ""), "\r\n>"...), delay, nil, nil)
+		prompt := r.prompt.prompt
+		if prompt == nil {
+			prompt = []byte("\r\n>")
+		}
+		m.send(append(formatResponse(r.lines, ""), prompt...), delay, nil, nil)
 		r.prompt.drop, r.prompt.delay = drop, m.cfg.CommandLatency
 		m.payload = r.prompt
 		m.mode = modePayload

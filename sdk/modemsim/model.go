@@ -15,12 +15,33 @@ type profile struct {
 	cgmr         string // AT+CGMR "+CGMR: <cgmr>"
 	imeiPrefix   string // TAC (8 digits) + serial (6 digits); the Luhn digit is computed
 	maxSend      int    // AT+CCHSEND <len> upper bound
+	dialect      dialect
+	cmeeDefault  int      // AT+CMEE after power-up
+	lteAcT       int      // <AcT> that +CEREG shows with <n>=2
+	bootURCs     []string // printed at power-up, before the SIM is ready
+	simReadyURCs []string // printed when the SIM is ready after a boot; a SIM busy window alone ends with the first
 }
+
+// dialect is the command set a personality speaks. The network, TLS and
+// serial engine is shared; each dialect has its own handlers and URCs.
+type dialect int
+
+const (
+	dialectSIMCom  dialect = iota // AT+CCERT*, AT+CSSLCFG, AT+CCH* (cch.go, ssl.go, certs.go)
+	dialectQuectel                // AT+QFUPL, AT+QSSLCFG, AT+QSSL*, AT+QI* (quectel*.go)
+)
+
+// simcomBoot and simcomSIMReady are the SIMCom power-up URCs.
+var (
+	simcomBoot     = []string{"RDY"}
+	simcomSIMReady = []string{"+CPIN: READY", "SMS DONE", "PB DONE"}
+)
 
 // profiles is the personality table. The SIM7600 strings are those of a real
 // SIM7600G-H (ATI, AT+CGMM, AT+CGMR captures); no public SIM7800 capture
 // exists, so its strings follow the SIM7600 pattern (reference §1, UNSURE)
-// and its limits are the SIM7600 ones, as the reference assumes.
+// and its limits are the SIM7600 ones, as the reference assumes. The
+// Quectel BG96 is described in quectel.go.
 var profiles = map[string]profile{
 	"sim7600": {
 		manufacturer: "SIMCOM INCORPORATED",
@@ -29,6 +50,11 @@ var profiles = map[string]profile{
 		cgmr:         "LE20B04SIM7600M22",
 		imeiPrefix:   "86263605047123",
 		maxSend:      2048,
+		dialect:      dialectSIMCom,
+		cmeeDefault:  2,
+		lteAcT:       7,
+		bootURCs:     simcomBoot,
+		simReadyURCs: simcomSIMReady,
 	},
 	"sim7800": {
 		manufacturer: "SIMCOM INCORPORATED",
@@ -37,7 +63,13 @@ var profiles = map[string]profile{
 		cgmr:         "LE20B04SIM7800M22",
 		imeiPrefix:   "86885203047123",
 		maxSend:      2048,
+		dialect:      dialectSIMCom,
+		cmeeDefault:  2,
+		lteAcT:       7,
+		bootURCs:     simcomBoot,
+		simReadyURCs: simcomSIMReady,
 	},
+	"bg96": bg96Profile,
 }
 
 // Models lists the model names Config.Model accepts, sorted.

@@ -20,16 +20,17 @@ import (
 // Config describes one emulated module. The zero value of every field but
 // Model is a working default.
 type Config struct {
-	// Model selects the personality: "sim7600" or "sim7800" (see Models).
-	// Anything else makes Start fail.
+	// Model selects the personality: "sim7600" or "sim7800" (SIMCom), or
+	// "bg96" (Quectel; see Models). Anything else makes Start fail.
 	Model string
 	// Link, when set, is made a symlink to the pty slave so clients can use
 	// a stable path such as /tmp/ttyUSB2; an existing symlink there is
 	// replaced, any other file is an error. Close removes it.
 	Link string
-	// StateDir holds the certificate files downloaded with AT+CCERTDOWN.
-	// They survive reboots and restarts, like the module's flash. "" makes
-	// a temporary directory that Close removes.
+	// StateDir holds the certificate files downloaded with AT+CCERTDOWN
+	// (bg96: the UFS files of AT+QFUPL, in its ufs folder). They survive
+	// reboots and restarts, like the module's flash. "" makes a temporary
+	// directory that Close removes.
 	StateDir string
 	// Baud is the line rate, bits per second at 10 bits per byte, applied
 	// to both directions. 0 follows the rate the client set on its end of
@@ -54,12 +55,13 @@ type Config struct {
 	AnnounceBoot bool
 	// Hosts overrides name resolution for session hosts (name -> IP
 	// literal). Other names use the system resolver; a failure ends the
-	// open with +CCHOPEN: <id>,13.
+	// open with +CCHOPEN: <id>,13 (bg96: +QSSLOPEN/+QIOPEN: <id>,565).
 	Hosts map[string]string
 	// IMEI and ICCID override the model's identities (15 and 19-20 digits).
 	IMEI  string
 	ICCID string
-	// IPAddress is the address AT+CCHADDR reports; "" means 10.71.155.118.
+	// IPAddress is the address AT+CCHADDR reports (bg96: AT+QIACT? for
+	// context 1); "" means 10.71.155.118.
 	IPAddress string
 	// Clock is the time source the module's RTC (AT+CCLK) runs on, for
 	// tests that need a frozen clock; nil means time.Now. The RTC starts at
@@ -128,6 +130,7 @@ type Modem struct {
 	netEpoch   int
 	timers     map[*time.Timer]struct{}
 	transp     *transparentState
+	q          *quectel // the Quectel dialect's state; nil for SIMCom models
 }
 
 // inputMode says how the core interprets bytes from the host.
@@ -156,6 +159,12 @@ type payloadWait struct {
 	done   func(data []byte) reply
 	drop   bool
 	delay  time.Duration
+	// prompt is what opens the stage; nil means SIMCom's "\r\n>".
+	prompt []byte
+	// feed, when set, takes the host's bytes instead of counting need of
+	// them: it returns how many of in it consumed (at least one) and ends
+	// the stage itself with completePayload.
+	feed func(in []byte) int
 }
 
 // pendingSend is an AT+CCHSEND whose prompt waits for room in the
@@ -209,8 +218,11 @@ func Start(cfg Config) (*Modem, error) {
 	for i := range m.sessions {
 		m.sessions[i] = newSession(i)
 	}
-	m.st = defaultState(m.clock())
+	m.st = m.powerOnState()
 	m.st.pdp = defaultPDP()
+	if prof.dialect == dialectQuectel {
+		m.q = newQuectel(m)
+	}
 	m.boot(cfg.AnnounceBoot)
 
 	if m.clientEv, err = m.pty.watchClients(); err != nil {
@@ -523,6 +535,9 @@ func (m *Modem) run() {
 				s.run = nil
 			}
 		}
+		if m.q != nil {
+			m.q.abortAll()
+		}
 	}()
 	// Boot output may already be queued.
 	m.pump()
@@ -579,6 +594,12 @@ func (m *Modem) pump() {
 		m.outQ[0] = outItem{}
 		m.outQ = m.outQ[1:]
 		m.dispatch(it)
+		return
+	}
+	if m.q != nil {
+		if it, ok := m.q.pushFrame(m); ok {
+			m.dispatch(it)
+		}
 		return
 	}
 	if m.mode == modeData {

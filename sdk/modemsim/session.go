@@ -86,9 +86,24 @@ func (s *session) takeCache(n int) {
 	}
 }
 
+// sessionOwner is the dialect that turns a connection's events into its
+// own state and URCs. Every method runs on the core. The SIMCom dialect
+// is the Modem itself (CCH sessions); the Quectel one is its *quectel
+// state (sockets).
+type sessionOwner interface {
+	openFailed(sr *sessionRun, code int)
+	openSucceeded(sr *sessionRun, conn net.Conn, raw *netConn) bool
+	sessionData(sr *sessionRun, b []byte)
+	sessionReadEnded(sr *sessionRun, err error)
+	sessionSent(sr *sessionRun, n, code int)
+	sessionClosed(sr *sessionRun)
+}
+
 // sessionRun is one connection attempt of a session and the goroutines
 // serving it. The core owns conn and raw once the open succeeded.
 type sessionRun struct {
+	owner       sessionOwner
+	dialErr     error // why the dial failed; set before openFailed is posted
 	id          int
 	ctx         context.Context
 	cancel      context.CancelFunc
@@ -99,9 +114,9 @@ type sessionRun struct {
 	sendTimeout time.Duration
 }
 
-func newSessionRun(parent context.Context, id int, sendTimeout time.Duration) *sessionRun {
+func newSessionRun(parent context.Context, owner sessionOwner, id int, sendTimeout time.Duration) *sessionRun {
 	ctx, cancel := context.WithCancel(parent)
-	sr := &sessionRun{id: id, ctx: ctx, cancel: cancel, space: make(chan struct{}, 1), sendTimeout: sendTimeout}
+	sr := &sessionRun{owner: owner, id: id, ctx: ctx, cancel: cancel, space: make(chan struct{}, 1), sendTimeout: sendTimeout}
 	sr.tx.signal = make(chan struct{}, 1)
 	sr.grant()
 	return sr
@@ -217,11 +232,12 @@ func (m *Modem) runSession(sr *sessionRun, p dialParams) {
 			m.log.Info("session open failed", "modem", m.path, "session", sr.id, "op", "open",
 				"host", p.host, "port", p.port, "code", code, "err", err)
 		}
-		m.post(func() { m.openFailed(sr, code) })
+		sr.dialErr = err
+		m.post(func() { sr.owner.openFailed(sr, code) })
 		return
 	}
 	accepted := false
-	if !m.call(func() { accepted = m.openSucceeded(sr, conn, raw) }) || !accepted {
+	if !m.call(func() { accepted = sr.owner.openSucceeded(sr, conn, raw) }) || !accepted {
 		raw.Close()
 		return
 	}
@@ -306,12 +322,12 @@ func (m *Modem) sessionReader(sr *sessionRun, conn net.Conn) {
 		n, err := conn.Read(buf)
 		if n > 0 {
 			data := bytes.Clone(buf[:n])
-			if !m.post(func() { m.sessionData(sr, data) }) {
+			if !m.post(func() { sr.owner.sessionData(sr, data) }) {
 				return
 			}
 		}
 		if err != nil {
-			m.post(func() { m.sessionReadEnded(sr, err) })
+			m.post(func() { sr.owner.sessionReadEnded(sr, err) })
 			return
 		}
 	}
@@ -340,7 +356,7 @@ func (m *Modem) sessionWriter(sr *sessionRun, conn net.Conn) {
 				} else {
 					sr.raw.Close()
 				}
-				m.post(func() { m.sessionClosed(sr) })
+				m.post(func() { sr.owner.sessionClosed(sr) })
 				return
 			}
 			code := broken
@@ -353,7 +369,7 @@ func (m *Modem) sessionWriter(sr *sessionRun, conn net.Conn) {
 				}
 			}
 			n := len(it.data)
-			if !m.post(func() { m.sessionSent(sr, n, code) }) {
+			if !m.post(func() { sr.owner.sessionSent(sr, n, code) }) {
 				return
 			}
 		}

@@ -25,7 +25,8 @@ type sslContext struct {
 	clientKey       string
 	enableSNI       int
 	keyPwd          string
-	cipherSuites    int // 0x002F or 0xFFFF
+	cipherSuites    int // one suite's code, or 0xFFFF for all
+	checkHost       int // 1: verify the host name even without SNI (Quectel "checkhost")
 }
 
 // Cipher suite selectors AT+CSSLCFG="ciphersuites" accepts.
@@ -240,7 +241,8 @@ func (m *Modem) loadMaterial(c sslContext) (tlsMaterial, error) {
 //   - versions per sslversion, never TLS 1.3 (the stack has none);
 //   - authmode 1/2 verify the server chain against cacert, 2/3 present the
 //     client certificate whatever CA list the server asks for;
-//   - SNI only with enableSNI=1, and then the host name is verified too;
+//   - SNI only with enableSNI=1, and then the host name is verified too
+//     (as with Quectel's checkhost=1, which sends no SNI);
 //     with SNI off only the chain is verified (see README: UNSURE pick);
 //   - ignorelocaltime=0 checks validity against the module's RTC (rtc),
 //     ignorelocaltime=1 skips the validity-period check.
@@ -261,10 +263,13 @@ func buildTLSConfig(c sslContext, mat tlsMaterial, host string, rtc func() time.
 	default:
 		return nil, errors.New("sslversion 0 (SSL 3.0) cannot be negotiated: no peer or library supports it")
 	}
-	if c.cipherSuites == cipherRSAAES128SHA {
-		cfg.CipherSuites = []uint16{tls.TLS_RSA_WITH_AES_128_CBC_SHA}
-	} else {
+	if c.cipherSuites == cipherAll {
 		cfg.CipherSuites = allCipherSuites()
+	} else {
+		// One suite by its IANA code (AT+CSSLCFG allows only 0x002F); a
+		// code Go does not implement leaves nothing to offer and the
+		// handshake fails.
+		cfg.CipherSuites = []uint16{uint16(c.cipherSuites)}
 	}
 	if c.enableSNI == 1 && net.ParseIP(host) == nil {
 		cfg.ServerName = host
@@ -284,7 +289,7 @@ func buildTLSConfig(c sslContext, mat tlsMaterial, host string, rtc func() time.
 			return nil, fmt.Errorf("cacert %q: %w", c.caCert, err)
 		}
 		dnsName := ""
-		if c.enableSNI == 1 {
+		if c.enableSNI == 1 || c.checkHost == 1 {
 			dnsName = host
 		}
 		ignoreTime := c.ignoreLocalTime == 1

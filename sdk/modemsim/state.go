@@ -55,6 +55,14 @@ func defaultPDP() map[int]*pdpContext {
 	}
 }
 
+// powerOnState is the module's state right after power-up, with the
+// personality's AT+CMEE default.
+func (m *Modem) powerOnState() modemState {
+	st := defaultState(m.clock())
+	st.cmee = m.prof.cmeeDefault
+	return st
+}
+
 // registered says whether the module is attached to the (emulated) network.
 func (m *Modem) registered() bool { return !m.st.simBusy && !m.st.netLost }
 
@@ -85,7 +93,7 @@ func (m *Modem) regLine(cmd string, n int) string {
 	if n == 2 && stat == 1 {
 		s += "," + emuLAC + "," + emuCell
 		if cmd == "CEREG" {
-			s += ",7"
+			s += fmt.Sprintf(",%d", m.prof.lteAcT)
 		}
 	}
 	return s
@@ -110,7 +118,7 @@ func (m *Modem) setRegistration(simBusy, netLost bool) {
 		case r.n == 2:
 			s := fmt.Sprintf("+%s: %d,%s,%s", r.cmd, stat, emuLAC, emuCell)
 			if r.cmd == "CEREG" {
-				s += ",7"
+				s += fmt.Sprintf(",%d", m.prof.lteAcT)
 			}
 			m.urc(s)
 		}
@@ -123,19 +131,25 @@ func (m *Modem) rtcNow() time.Time {
 }
 
 // boot finishes a power-up: RDY (when announced), then the SIM busy window
-// if configured, then +CPIN: READY, SMS DONE and PB DONE.
+// if configured, then +CPIN: READY, SMS DONE and PB DONE (the
+// personality's boot and SIM-ready URCs).
 func (m *Modem) boot(announce bool) {
 	if announce {
-		m.urc("RDY")
+		m.urcs(m.prof.bootURCs)
 	}
 	if m.cfg.SIMBusy > 0 {
 		m.startSIMBusy(m.cfg.SIMBusy, true)
 		return
 	}
 	if announce {
-		m.urc("+CPIN: READY")
-		m.urc("SMS DONE")
-		m.urc("PB DONE")
+		m.urcs(m.prof.simReadyURCs)
+	}
+}
+
+// urcs queues each text as a URC, in order.
+func (m *Modem) urcs(texts []string) {
+	for _, t := range texts {
+		m.urc(t)
 	}
 }
 
@@ -151,10 +165,10 @@ func (m *Modem) startSIMBusy(d time.Duration, boot bool) {
 			return
 		}
 		m.setRegistration(false, m.st.netLost)
-		m.urc("+CPIN: READY")
 		if boot {
-			m.urc("SMS DONE")
-			m.urc("PB DONE")
+			m.urcs(m.prof.simReadyURCs)
+		} else {
+			m.urcs(m.prof.simReadyURCs[:1])
 		}
 	})
 }
@@ -194,6 +208,9 @@ func (m *Modem) failSessionsForNetwork() {
 			m.endSession(s, fmt.Sprintf("+CCH_RECV_CLOSED: %d,%d", s.id, cchNetworkError))
 		}
 	}
+	if m.q != nil {
+		m.q.networkLost(m)
+	}
 }
 
 // reboot resets the module: sessions vanish without a word, pending output
@@ -221,8 +238,11 @@ func (m *Modem) reboot() {
 	m.dropNext, m.delayNext = false, 0
 	m.mode = modeOff
 	pdp, netLost := m.st.pdp, m.st.netLost
-	m.st = defaultState(m.clock())
+	m.st = m.powerOnState()
 	m.st.pdp, m.st.netLost = pdp, netLost
+	if m.q != nil {
+		m.q.reboot()
+	}
 	m.simEpoch++ // a SIM busy window of the previous life ends silently
 	finish := func() {
 		if m.bootEpoch != epoch {

@@ -2,7 +2,12 @@
 // starts a plugin binary the way the agent does (go-plugin, checksum
 // verified), puts it in front of an emulated modem (sdk/modemsim, on a real
 // pseudo-terminal) and real TLS servers on loopback, and checks it against
-// the SecureTransport contract. See README.md.
+// the SecureTransport contract. The checks expect the contract's neutral
+// terms (error kinds, counted certificate writes), never one vendor's codes
+// or commands. See README.md.
+//
+// Every check reports failures from the test's own goroutine; work done on
+// other goroutines hands its errors back over channels.
 package plugintest
 
 import (
@@ -12,12 +17,12 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -57,8 +62,9 @@ func Run(t *testing.T, cfg Config) {
 	}{
 		{"Info", testInfo},
 		{"OtherModelRefused", testOtherModel},
+		{"UnknownOptionRefused", testUnknownOption},
 		{"ProvisionIdempotentAndRotationSafe", testProvision},
-		{"BadBundleRefusedBeforeAnyATCommand", testBadBundle},
+		{"BadBundleRefusedBeforeAnyCommand", testBadBundle},
 		{"MutualTLSDial", testMutualTLS},
 		{"OneMiBEachWay", testBulk},
 		{"TwoSessionsAtOnce", testTwoSessions},
@@ -76,11 +82,10 @@ func Run(t *testing.T, cfg Config) {
 	}
 }
 
-// fixture is one emulated modem with one plugin process in front of it.
+// fixture is one modem under test with one plugin process in front of it.
 type fixture struct {
 	cfg    Config
-	modem  *modemsim.Modem
-	trace  *testutil.SyncBuffer
+	modem  modemUnderTest
 	plugin *sdk.Plugin
 	tr     sdk.SecureTransport
 	pki    *PKI
@@ -120,7 +125,7 @@ func newFixture(t *testing.T, cfg Config, modemModel string) *fixture {
 		defer cancel()
 		p.Kill(ctx)
 	})
-	return &fixture{cfg: cfg, modem: m, trace: trace, plugin: p, tr: p.Transport(), pki: NewPKI(t, P256)}
+	return &fixture{cfg: cfg, modem: &emulated{m: m, trace: trace}, plugin: p, tr: p.Transport(), pki: NewPKI(t, P256)}
 }
 
 func (f *fixture) open(t *testing.T) sdk.ModemInfo {
@@ -198,6 +203,20 @@ func testOtherModel(t *testing.T, f *fixture) {
 	}
 }
 
+// unknownOption is an option no plugin reads.
+const unknownOption = "plugintest_no_such_option"
+
+func testUnknownOption(t *testing.T, f *fixture) {
+	_, err := f.tr.Open(deadline(t, 60*time.Second), sdk.ModemConfig{
+		Port: f.modem.Path(), Model: f.cfg.Model, RegistrationTimeout: 30 * time.Second,
+		Options: map[string]string{unknownOption: "1"},
+	})
+	var oe *sdk.OptionError
+	if !errors.As(err, &oe) || oe.Key != unknownOption {
+		t.Fatalf("Open with option %s = %v, want *sdk.OptionError naming it", unknownOption, err)
+	}
+}
+
 func testProvision(t *testing.T, f *fixture) {
 	f.open(t)
 	ctx := deadline(t, 60*time.Second)
@@ -208,7 +227,7 @@ func testProvision(t *testing.T, f *fixture) {
 	if len(r1.Downloaded) != 3 || r1.AuthMode != 2 {
 		t.Fatalf("first Provision = %+v, want 3 files downloaded and authmode 2", r1)
 	}
-	downloads := f.modem.Counters().Commands["AT+CCERTDOWN"]
+	writes := f.modem.CertificateWrites()
 	r2, err := f.tr.Provision(ctx, f.bundle())
 	if err != nil {
 		t.Fatalf("second Provision: %v", err)
@@ -216,15 +235,15 @@ func testProvision(t *testing.T, f *fixture) {
 	if len(r2.Downloaded) != 0 || len(r2.Deleted) != 0 || len(r2.Kept) != 3 {
 		t.Fatalf("second Provision = %+v, want nothing downloaded or deleted, 3 kept", r2)
 	}
-	if n := f.modem.Counters().Commands["AT+CCERTDOWN"]; n != downloads {
-		t.Fatalf("second Provision sent %d AT+CCERTDOWN, want none", n-downloads)
+	if n := f.modem.CertificateWrites(); n != writes {
+		t.Fatalf("second Provision wrote %d certificate files into the modem, want none", n-writes)
 	}
 
 	// Rotate the client identity.
 	next := f.pki.NewClient(t, "rotated client")
 	b := f.bundle()
 	b.Cert, b.Key = next.CertPEM, next.KeyPEM
-	f.trace.Reset()
+	f.modem.ResetTrace()
 	r3, err := f.tr.Provision(ctx, b)
 	if err != nil {
 		t.Fatalf("rotation Provision: %v", err)
@@ -232,14 +251,11 @@ func testProvision(t *testing.T, f *fixture) {
 	if len(r3.Downloaded) != 2 || len(r3.Deleted) != 2 || len(r3.Kept) != 1 {
 		t.Fatalf("rotation Provision = %+v, want 2 downloaded (cert, key), 1 kept (CA), 2 deleted", r3)
 	}
-	// Rotation safety: the context points at the new files before the old
+	// Rotation safety: the profile points at the new files before the old
 	// ones are deleted.
-	// The trace quotes each chunk Go-style, so match the key name alone.
-	tr := f.trace.String()
-	lastConfig := strings.LastIndex(tr, "clientkey")
-	firstDelete := strings.Index(tr, "AT+CCERTDELE")
+	lastConfig, firstDelete := f.modem.RotationOrder()
 	if lastConfig < 0 || firstDelete < 0 || firstDelete < lastConfig {
-		t.Fatalf("old files deleted before the SSL context was switched to the new ones (clientkey config at %d, first delete at %d)", lastConfig, firstDelete)
+		t.Fatalf("old files deleted before the TLS profile was switched to the new ones (client key set at %d, first delete at %d)", lastConfig, firstDelete)
 	}
 	names, err := f.tr.ListCerts(ctx)
 	if err != nil {
@@ -273,25 +289,17 @@ func testBadBundle(t *testing.T, f *fixture) {
 		"no CA and not insecure":     {Cert: f.pki.Client.CertPEM, Key: f.pki.Client.KeyPEM},
 	}
 	for name, b := range bad {
-		before := totalCommands(f.modem)
+		before := f.modem.Commands()
 		_, err := f.tr.Provision(deadline(t, 30*time.Second), b)
 		var be *sdk.BundleError
 		if !errors.As(err, &be) {
 			t.Errorf("%s: Provision = %v, want *sdk.BundleError", name, err)
 			continue
 		}
-		if after := totalCommands(f.modem); after != before {
-			t.Errorf("%s: refused, but %d AT commands reached the modem first", name, after-before)
+		if after := f.modem.Commands(); after != before {
+			t.Errorf("%s: refused, but %d commands reached the modem first", name, after-before)
 		}
 	}
-}
-
-func totalCommands(m *modemsim.Modem) int64 {
-	var n int64
-	for _, c := range m.Counters().Commands {
-		n += c
-	}
-	return n
 }
 
 func testMutualTLS(t *testing.T, f *fixture) {
@@ -307,7 +315,10 @@ func testBulk(t *testing.T, f *fixture) {
 	sess := f.dial(t, srv)
 	data := make([]byte, 1<<20)
 	rand.Read(data)
-	got := exchange(t, sess, data, 2*time.Minute)
+	got, err := exchange(sess, data, 2*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if sha256.Sum256(got) != sha256.Sum256(data) {
 		t.Fatalf("1 MiB echoed back differs (got %d bytes)", len(got))
 	}
@@ -320,18 +331,26 @@ func testTwoSessions(t *testing.T, f *fixture) {
 	if a.ID() == b.ID() {
 		t.Fatalf("two sessions share id %d", a.ID())
 	}
-	var wg sync.WaitGroup
+	errs := make(chan error, 2)
 	for i, s := range []sdk.Session{a, b} {
-		wg.Add(1)
 		go func() {
-			defer wg.Done()
 			data := bytes.Repeat([]byte{byte('a' + i)}, 64<<10)
-			if got := exchange(t, s, data, time.Minute); !bytes.Equal(got, data) {
-				t.Errorf("session %d: echoed data differs", s.ID())
+			got, err := exchange(s, data, time.Minute)
+			switch {
+			case err != nil:
+				errs <- fmt.Errorf("session %d: %w", s.ID(), err)
+			case !bytes.Equal(got, data):
+				errs <- fmt.Errorf("session %d: echoed data differs", s.ID())
+			default:
+				errs <- nil
 			}
 		}()
 	}
-	wg.Wait()
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
 }
 
 func testPeerClose(t *testing.T, f *fixture) {
@@ -366,7 +385,7 @@ func testReboot(t *testing.T, f *fixture) {
 	srv := StartServer(t, MutualTLS(f.pki, 0), Echo)
 	sess := f.dial(t, srv)
 	roundTrip(t, sess, []byte("before\n"))
-	if err := f.modem.Fault(modemsim.Fault{Kind: modemsim.FaultReboot}); err != nil {
+	if err := f.modem.Reboot(); err != nil {
 		t.Fatal(err)
 	}
 	ctx := deadline(t, 30*time.Second)
@@ -392,9 +411,10 @@ func testUntrustedServer(t *testing.T, f *fixture) {
 	srv := StartServer(t, MutualTLS(stranger, 0), Echo)
 	host, port := srv.HostPort()
 	_, err := f.tr.Dial(deadline(t, 60*time.Second), sdk.DialRequest{Host: host, Port: port, Mode: sdk.DialModemTLS})
-	var ce *sdk.CCHError
-	if !errors.As(err, &ce) || ce.Code != 15 {
-		t.Fatalf("Dial to an untrusted server = %v, want *sdk.CCHError code 15 (handshake)", err)
+	// Modems differ in whether they call this a failed handshake or a
+	// refused certificate; both are right.
+	if kind, ok := sdk.NetKindOf(err); !ok || (kind != sdk.NetHandshake && kind != sdk.NetCertificate) {
+		t.Fatalf("Dial to an untrusted server = %v, want a *sdk.NetError of kind handshake or certificate", err)
 	}
 }
 
@@ -445,18 +465,25 @@ func testPluginKilled(t *testing.T, f *fixture) {
 	}
 }
 
-// roundTrip sends msg and expects it back whole.
+// roundTrip sends msg and expects it back whole. It must run on the test's
+// goroutine.
 func roundTrip(t *testing.T, s sdk.Session, msg []byte) {
 	t.Helper()
-	if got := exchange(t, s, msg, 30*time.Second); !bytes.Equal(got, msg) {
+	got, err := exchange(s, msg, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, msg) {
 		t.Fatalf("echo = %q, want %q", got, msg)
 	}
 }
 
-// exchange sends data while reading the same amount back.
-func exchange(t *testing.T, s sdk.Session, data []byte, within time.Duration) []byte {
-	t.Helper()
-	ctx := deadline(t, within)
+// exchange sends data while reading the same amount back, within the given
+// time. It reports nothing to a testing.T, so any goroutine may run it; it
+// returns once its sending goroutine has ended.
+func exchange(s sdk.Session, data []byte, within time.Duration) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
 	sendErr := make(chan error, 1)
 	go func() {
 		for p := data; len(p) > 0; {
@@ -470,20 +497,25 @@ func exchange(t *testing.T, s sdk.Session, data []byte, within time.Duration) []
 		sendErr <- nil
 	}()
 	got := make([]byte, 0, len(data))
+	fail := func(err error) ([]byte, error) {
+		cancel()
+		<-sendErr
+		return got, err
+	}
 	for len(got) < len(data) {
 		fr, err := s.Recv(ctx)
 		if err != nil {
-			t.Fatalf("Recv after %d of %d bytes: %v", len(got), len(data), err)
+			return fail(fmt.Errorf("Recv after %d of %d bytes: %w", len(got), len(data), err))
 		}
 		if fr.Event != nil {
-			t.Fatalf("event %v after %d of %d bytes", fr.Event.Kind, len(got), len(data))
+			return fail(fmt.Errorf("event %v after %d of %d bytes", fr.Event.Kind, len(got), len(data)))
 		}
 		got = append(got, fr.Data...)
 	}
 	if err := <-sendErr; err != nil {
-		t.Fatalf("Send: %v", err)
+		return got, fmt.Errorf("Send: %w", err)
 	}
-	return got
+	return got, nil
 }
 
 // deadline returns a context that ends after d or with the test.

@@ -15,7 +15,7 @@ func Example() {
 	tr := sdktest.New(sdktest.Config{
 		Dial: func(_ context.Context, s *sdktest.Session) (sdktest.SessionConfig, error) {
 			if s.Request().Host == "untrusted.example" {
-				return sdktest.SessionConfig{}, &sdk.CCHError{Op: "open", Session: s.ID(), Code: 15}
+				return sdktest.SessionConfig{}, &sdk.NetError{Op: "open", Session: s.ID(), Kind: sdk.NetHandshake}
 			}
 			return sdktest.SessionConfig{Echo: true}, nil
 		},
@@ -39,7 +39,7 @@ func Example() {
 	fmt.Println(err)
 	// Output:
 	// opened CELLGATE-TEST-DOUBLE
-	// open session 0: +CCHOPEN: 0,15 (handshake error)
+	// open session 0: TLS handshake failed
 	// echoed "ping"
 	// event peer_closed
 	// EOF

@@ -19,7 +19,8 @@
 //     Running it twice changes nothing.
 //   - ListCerts and DeleteCert read and change that store.
 //   - Dial hands out session ids from 0 (Config.MaxSessions of them, 2 by
-//     default) and refuses one more with a *sdk.CCHError, code 3 (busy).
+//     default) and refuses one more with a *sdk.NetError of kind
+//     sdk.NetBusy.
 //   - A Session echoes what Send accepted unless Config.Dial says otherwise;
 //     its far side can deliver data, disconnect with a SessionEvent, or fail
 //     the receive side with an error (see Session).
@@ -264,8 +265,8 @@ func (t *Transport) DeleteCert(_ context.Context, name string) error {
 
 // Dial takes the lowest free session id, runs Config.Dial and returns the
 // session, a *Session. With every id taken it fails with
-// *sdk.CCHError{Op: "open", Session: -1, Code: 3} (busy). The caller closes
-// the session.
+// *sdk.NetError{Op: "open", Session: -1, Kind: sdk.NetBusy} and the words
+// "no free session". The caller closes the session.
 func (t *Transport) Dial(ctx context.Context, req sdk.DialRequest) (sdk.Session, error) {
 	s, err := t.allocate(req)
 	if err != nil {
@@ -292,7 +293,7 @@ func (t *Transport) allocate(req sdk.DialRequest) (*Session, error) {
 			return s, nil
 		}
 	}
-	return nil, &sdk.CCHError{Op: "open", Session: -1, Code: 3}
+	return nil, &sdk.NetError{Op: "open", Session: -1, Kind: sdk.NetBusy, Text: "no free session"}
 }
 
 // release frees s's id, if s still holds it.

@@ -258,9 +258,9 @@ func TestDialHandsOutFreeIDsAndRefusesWhenBusy(t *testing.T) {
 		t.Fatalf("ids %d, %d (host %q); want 0 and 1, host a: the refused Dial must free its id", a.ID(), b.ID(), a.Request().Host)
 	}
 	_, err := tr.Dial(ctx, sdk.DialRequest{Host: "c"})
-	var cch *sdk.CCHError
-	if !errors.As(err, &cch) || cch.Code != 3 {
-		t.Fatalf("third Dial = %v, want CCH error 3 (busy)", err)
+	var ne *sdk.NetError
+	if !errors.As(err, &ne) || ne.Kind != sdk.NetBusy || ne.Session != -1 {
+		t.Fatalf("third Dial = %v, want a NetError of kind busy", err)
 	}
 	if err := a.Close(ctx); err != nil {
 		t.Fatal(err)
@@ -332,7 +332,7 @@ func TestFarSideDeliversDisconnectsAndFails(t *testing.T) {
 
 	t.Run("FailRecv", func(t *testing.T) {
 		s := dial(t, tr, "b")
-		broken := &sdk.CCHError{Op: "recv", Session: s.ID(), Code: 9}
+		broken := &sdk.NetError{Op: "recv", Session: s.ID(), Kind: sdk.NetNoNetwork}
 		s.Deliver([]byte("x"))
 		s.FailRecv(broken)
 		wantRecv(t, s, sdk.Frame{Data: []byte("x")}, nil)

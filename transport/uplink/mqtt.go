@@ -44,13 +44,19 @@ type MQTTConfig struct {
 	// connection drops (default 1h). It must be above zero so that an
 	// in-flight QoS 1 message survives a reconnect.
 	SessionExpiry time.Duration
-	// KeepAlive is the MQTT keep-alive interval (default 60s).
+	// KeepAlive is the MQTT keep-alive interval (default 60s). It also
+	// bounds the wait for an acknowledgement on a dead link: paho pings
+	// the broker whenever nothing went either way for KeepAlive, and drops
+	// the connection when the PINGRESP has not come KeepAlive later.
 	KeepAlive time.Duration
 	// ConnectTimeout bounds one connection attempt: the dial (the modem
 	// session and TLS) plus CONNECT/CONNACK (default 30s).
 	ConnectTimeout time.Duration
-	// AckTimeout bounds the wait for the acknowledgement of one PUBLISH,
-	// across reconnects that keep the session (default 60s).
+	// AckTimeout is how long an acknowledgement may take before the
+	// uplink logs that it is still waiting, and again each AckTimeout
+	// (default 60s). It does not end the wait: a slow acknowledgement on a
+	// connection that answers its keep-alive is waited for, since giving
+	// up would publish the message a second time on a live link.
 	AckTimeout time.Duration
 	// ReconnectMin and ReconnectMax bound the jittered exponential backoff
 	// between connection attempts (defaults 1s and 2m). The first attempt,
@@ -76,6 +82,14 @@ const mqttStableAfter = time.Minute
 
 // mqttCloseGrace bounds the clean DISCONNECT in Close before the conn is cut.
 const mqttCloseGrace = 5 * time.Second
+
+// pahoPacketTimeout is paho's PacketTimeout, out of reach. paho gives up on
+// an acknowledgement after it (the PUBLISH stays in its session and goes
+// out again on the next connection) and Send would fail, so the agent
+// would publish the batch again on a link that is alive. Send waits on
+// instead, for as long as the connection lives (its keep-alive) or the
+// session holds the message; CONNACK is bounded by ConnectTimeout.
+const pahoPacketTimeout = 100 * 365 * 24 * time.Hour
 
 // MQTT is an MQTT v5 uplink (paho.golang autopaho) over connections from a
 // Dialer. It keeps one connection up in the background, reconnecting with
@@ -116,6 +130,8 @@ type MQTT struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	control mqttControl // topic changes, subscriptions, retained publishes: mqtt_control.go
 }
 
 // errSessionDiscarded is the cancel cause of a Publish whose session state
@@ -168,7 +184,7 @@ func NewMQTT(ctx context.Context, cfg MQTTConfig, dial transport.Dialer, log *sl
 		ClientConfig: paho.ClientConfig{
 			ClientID:      cfg.ClientID,
 			Session:       watchedSession{State: m.session, m: m},
-			PacketTimeout: cfg.AckTimeout,
+			PacketTimeout: pahoPacketTimeout,
 			OnClientError: func(err error) {
 				m.log.Warn("connection failed", "err", err)
 			},
@@ -179,6 +195,7 @@ func NewMQTT(ctx context.Context, cfg MQTTConfig, dial transport.Dialer, log *sl
 				}
 				m.log.Warn("broker closed the connection", "code", fmt.Sprintf("0x%02x", d.ReasonCode), "reason", reason)
 			},
+			OnPublishReceived: []func(paho.PublishReceived) (bool, error){m.control.received},
 		},
 	}
 	if u := cfg.BrokerURL.User; u != nil {
@@ -234,15 +251,19 @@ func (c *MQTTConfig) fill() error {
 // Send publishes msg to the topic and returns once the broker acknowledged
 // it (PUBACK for QoS 1, PUBCOMP for QoS 2, the write for QoS 0). It waits
 // for the connection while ctx allows, so a Send issued during an outage
-// completes after the reconnect. Errors: ctx ended first (wrapping
-// ctx.Err() and the last connection failure), no acknowledgement within
-// AckTimeout, a *PublishError when the broker's reason code is 0x80 or
-// above (inside a *PermanentError for 0x99, payload format invalid), or
-// ErrClosed.
+// completes after the reconnect. Once published, the message is waited for
+// as long as the session holds it: on a live connection however slow the
+// broker is to acknowledge (logged each AckTimeout), across reconnects that
+// keep the session (paho sends it again, with DUP), and it is published
+// again only when the session is lost. A dead connection is found by the
+// keep-alive. Errors: ctx ended first (wrapping ctx.Err() and the last
+// connection failure), a *PublishError when the broker's reason code is
+// 0x80 or above (inside a *PermanentError for 0x99, payload format
+// invalid), or ErrClosed.
 func (m *MQTT) Send(ctx context.Context, msg Message) error {
 	pub := &paho.Publish{
 		QoS:        m.cfg.QoS,
-		Topic:      m.cfg.Topic,
+		Topic:      m.Topic(),
 		Payload:    msg.Payload,
 		Properties: &paho.PublishProperties{ContentType: msg.ContentType},
 	}
@@ -262,7 +283,7 @@ func (m *MQTT) Send(ctx context.Context, msg Message) error {
 		epoch := m.epoch
 		m.mu.Unlock()
 
-		resp, cause, err := m.publish(ctx, epoch, pub)
+		resp, cause, err := m.publish(ctx, epoch, pub, msg)
 		if resp != nil && resp.ReasonCode >= 0x80 {
 			// paho returns a refusing PUBREC (QoS 2) without an error.
 			perr := &PublishError{ReasonCode: resp.ReasonCode}
@@ -296,8 +317,6 @@ func (m *MQTT) Send(ctx context.Context, msg Message) error {
 			return fmt.Errorf("mqtt uplink to %s: closed while waiting for the acknowledgement: %w", m.broker, ErrClosed)
 		case ctx.Err() != nil:
 			return fmt.Errorf("mqtt uplink to %s: no acknowledgement for a %d-byte message: %w", m.broker, len(msg.Payload), ctx.Err())
-		case errors.Is(err, context.DeadlineExceeded):
-			return fmt.Errorf("mqtt uplink to %s: no acknowledgement for a %d-byte message within %s", m.broker, len(msg.Payload), m.cfg.AckTimeout)
 		default:
 			return fmt.Errorf("mqtt uplink to %s: publish %d bytes: %w", m.broker, len(msg.Payload), err)
 		}
@@ -305,21 +324,44 @@ func (m *MQTT) Send(ctx context.Context, msg Message) error {
 }
 
 // publish runs one Publish that ends early when the uplink closes or
-// paho discards the session state holding it; cause says which.
-func (m *MQTT) publish(ctx context.Context, epoch <-chan struct{}, pub *paho.Publish) (resp *paho.PublishResponse, cause, err error) {
+// paho discards the session state holding it; cause says which. While it
+// waits for the acknowledgement it says so in the log each AckTimeout.
+func (m *MQTT) publish(ctx context.Context, epoch <-chan struct{}, pub *paho.Publish, msg Message) (resp *paho.PublishResponse, cause, err error) {
 	pctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	stopOnClose := context.AfterFunc(m.life, func() { cancel(ErrClosed) })
 	defer stopOnClose()
+	start := time.Now()
 	go func() {
-		select {
-		case <-epoch:
-			cancel(errSessionDiscarded)
-		case <-pctx.Done():
+		slow := time.NewTicker(m.cfg.AckTimeout)
+		defer slow.Stop()
+		for {
+			select {
+			case <-epoch:
+				cancel(errSessionDiscarded)
+				return
+			case <-pctx.Done():
+				return
+			case <-slow.C:
+				m.logSlowAck(time.Since(start), msg)
+			}
 		}
 	}()
 	resp, err = m.cm.Publish(pctx, pub)
 	return resp, context.Cause(pctx), err
+}
+
+// logSlowAck says that a message has waited for its acknowledgement for
+// waited, and what the wait now depends on.
+func (m *MQTT) logSlowAck(waited time.Duration, msg Message) {
+	m.mu.Lock()
+	live := m.live
+	m.mu.Unlock()
+	state := "the connection answers its keep-alive; waiting on"
+	if !live {
+		state = "reconnecting; the session sends it again on the next connection"
+	}
+	m.log.Warn("no acknowledgement yet: "+state, "waited", waited.Round(time.Second), "bytes", len(msg.Payload), "ids", idsForLog(msg.IDs))
 }
 
 func (m *MQTT) awaitConnection(ctx context.Context) error {
@@ -440,6 +482,7 @@ func (m *MQTT) onConnectionUp(_ *autopaho.ConnectionManager, ca *paho.Connack) {
 	m.lastErr = nil
 	m.mu.Unlock()
 	m.log.Info("connected", "session_present", ca.SessionPresent, "session_expiry_s", granted)
+	m.control.resubscribe(m)
 }
 
 func (m *MQTT) onConnectionDown() bool {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/autopaho"
+	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/cellgate/cellgate/internal/testutil"
@@ -426,7 +428,8 @@ func (c *stallConn) Close() error {
 // persistence while a PUBLISH is in flight (held on the gateway side, so
 // the broker never saw it). The broker comes back without the session,
 // paho discards the in-flight message without telling its Publish, and
-// Send must publish it again rather than wait out the (10 min) ack timeout.
+// Send must publish it again rather than wait for an acknowledgement that
+// cannot come.
 func TestMQTTRepublishesWhenTheBrokerLostTheSession(t *testing.T) {
 	pki := newTestPKI(t)
 	b := startBroker(t, pki, brokerOpts{})
@@ -474,6 +477,170 @@ func TestMQTTRepublishesWhenTheBrokerLostTheSession(t *testing.T) {
 	testutil.Eventually(t, 10*time.Second, "m2 at the subscriber", func() bool { return sub.has("m2") })
 	if !strings.Contains(logs.String(), "publishing the message again") {
 		t.Error("Send succeeded without the republish path; the test did not exercise what it claims")
+	}
+}
+
+// ackHoldLink hands paho connections whose PUBACKs from the broker arrive
+// hold late, while every other packet (CONNACK, PINGRESP) passes at once: a
+// broker slow to acknowledge on a link that is alive. A reader goroutine
+// per connection parses the broker's packets and passes them on.
+type ackHoldLink struct {
+	dial transport.Dialer
+	hold time.Duration
+	// deadFirst makes the first connection go dead after its CONNACK:
+	// nothing from the broker reaches paho any more, PINGRESPs included.
+	deadFirst bool
+	conns     atomic.Int32
+
+	pubacks, pingresps atomic.Int32
+	pingsWhileHeld     atomic.Int32 // PINGRESPs passed while a PUBACK was held
+	held               atomic.Int32 // PUBACKs being held now
+}
+
+func (l *ackHoldLink) Dial(ctx context.Context) (net.Conn, error) {
+	c, err := l.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r, w := io.Pipe()
+	hc := &heldConn{Conn: c, r: r}
+	dead := l.deadFirst && l.conns.Add(1) == 1
+	go func() {
+		for {
+			p, err := packets.ReadPacket(c)
+			if err != nil {
+				w.CloseWithError(err)
+				return
+			}
+			if dead && p.Type != packets.CONNACK {
+				continue
+			}
+			switch p.Type {
+			case packets.PUBACK:
+				l.pubacks.Add(1)
+				l.held.Add(1)
+				time.AfterFunc(l.hold, func() {
+					l.held.Add(-1)
+					hc.pass(w, p)
+				})
+				continue
+			case packets.PINGRESP:
+				l.pingresps.Add(1)
+				if l.held.Load() > 0 {
+					l.pingsWhileHeld.Add(1)
+				}
+			}
+			hc.pass(w, p)
+		}
+	}()
+	return hc, nil
+}
+
+// heldConn is a connection whose reads come from ackHoldLink's reader.
+type heldConn struct {
+	net.Conn
+	r  *io.PipeReader
+	mu sync.Mutex // one packet at a time into the pipe
+}
+
+func (c *heldConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+func (c *heldConn) pass(w *io.PipeWriter, p *packets.ControlPacket) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p.WriteTo(w) // fails only once the connection is gone
+}
+
+func (c *heldConn) Close() error {
+	c.r.Close()
+	return c.Conn.Close()
+}
+
+// A PUBACK slower than AckTimeout on a connection that answers its
+// keep-alive is waited for: Send returns on it, and the message is
+// published once. (Before, paho gave up on the PUBACK after AckTimeout,
+// Send failed, and the agent published the batch again on the same live
+// link.) The caller here is the agent's loop: on an error it sends again.
+func TestMQTTSlowPubackOnALiveLinkIsWaitedFor(t *testing.T) {
+	pki := newTestPKI(t)
+	b := startBroker(t, pki, brokerOpts{})
+	const topic = "cellgate/gw-test/telemetry"
+	sub := newSubscriber(t, b, pki, topic)
+	var dials atomic.Int32
+	const hold = 4 * time.Second
+	link := &ackHoldLink{dial: tlsDial(b.addr(), pki.clientTLS(pki.client), &dials), hold: hold}
+	m, logs := newTestMQTT(t, b, topic, link.Dial, func(c *MQTTConfig) {
+		c.KeepAlive = time.Second
+		c.AckTimeout = 500 * time.Millisecond
+	})
+
+	start := time.Now()
+	sends := 0
+	for {
+		sends++
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := m.Send(ctx, Message{Payload: []byte("slow-ack")})
+		cancel()
+		if err == nil {
+			break
+		}
+		if sends == 5 {
+			t.Fatalf("Send still failing after %d attempts: %v", sends, err)
+		}
+	}
+	took := time.Since(start)
+	// The subscriber gets what the broker forwards at once; give a second
+	// copy, had there been one, time to arrive too.
+	testutil.Eventually(t, 10*time.Second, "the message at the subscriber", func() bool { return sub.has("slow-ack") })
+	time.Sleep(time.Second) // room for a duplicate to show up, not a wait for a condition
+	n, dups := sub.distinct()
+	t.Logf("PUBACK held %v (AckTimeout %v, keep-alive %v): Send returned after %v, %d Send call(s), %d PUBACK(s), %d PINGRESPs while it was held, %d dial(s), %d duplicate(s) at the subscriber",
+		hold, 500*time.Millisecond, time.Second, took.Round(time.Millisecond), sends, link.pubacks.Load(), link.pingsWhileHeld.Load(), dials.Load(), dups)
+	if sends != 1 || n != 1 || dups != 0 || link.pubacks.Load() != 1 {
+		t.Errorf("the message was published again: %d Send calls, %d PUBACKs, %d duplicates at the subscriber", sends, link.pubacks.Load(), dups)
+	}
+	if took < hold {
+		t.Errorf("Send returned after %v, before the PUBACK (held %v) came", took, hold)
+	}
+	if link.pingsWhileHeld.Load() < 2 || dials.Load() != 1 {
+		t.Errorf("%d PINGRESPs while the PUBACK was held, %d dials: the link was not shown alive throughout", link.pingsWhileHeld.Load(), dials.Load())
+	}
+	if !strings.Contains(logs.String(), "no acknowledgement yet") {
+		t.Error("the slow acknowledgement was not logged")
+	}
+}
+
+// A link that dies with a PUBLISH in flight is found by the keep-alive:
+// paho drops the connection when its PINGRESP does not come, reconnects,
+// and sends the message again from the session (DUP); the same Send
+// returns on that PUBACK. The agent never publishes it a second time.
+func TestMQTTDeadLinkIsFoundByTheKeepAlive(t *testing.T) {
+	pki := newTestPKI(t)
+	b := startBroker(t, pki, brokerOpts{})
+	const topic = "cellgate/gw-test/telemetry"
+	sub := newSubscriber(t, b, pki, topic)
+	var dials atomic.Int32
+	link := &ackHoldLink{dial: tlsDial(b.addr(), pki.clientTLS(pki.client), &dials), deadFirst: true}
+	m, logs := newTestMQTT(t, b, topic, link.Dial, func(c *MQTTConfig) {
+		c.KeepAlive = time.Second
+		c.AckTimeout = 500 * time.Millisecond
+	})
+
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := m.Send(ctx, Message{Payload: []byte("dead-link")}); err != nil {
+		t.Fatalf("Send over a link that died: %v", err)
+	}
+	took := time.Since(start)
+	testutil.Eventually(t, 10*time.Second, "the message at the subscriber", func() bool { return sub.has("dead-link") })
+	_, dups := sub.distinct()
+	t.Logf("link dead after CONNACK (keep-alive 1s): Send returned after %v over %d dials; %d duplicate(s) at the subscriber (the session's DUP resend)", took.Round(time.Millisecond), dials.Load(), dups)
+	if dials.Load() != 2 {
+		t.Errorf("%d dials, want 2: the dead connection dropped and one reconnect", dials.Load())
+	}
+	if !strings.Contains(logs.String(), "session_present=true") {
+		t.Error("the uplink did not resume its session: the message was not resent from it")
 	}
 }
 
