@@ -21,6 +21,7 @@ import (
 	"github.com/cellgate/cellgate/agent/config"
 	"github.com/cellgate/cellgate/agent/reading"
 	"github.com/cellgate/cellgate/agent/spool"
+	"github.com/cellgate/cellgate/internal/atomicfile"
 	"github.com/cellgate/cellgate/internal/backoff"
 	"github.com/cellgate/cellgate/transport/uplink"
 )
@@ -427,12 +428,7 @@ func (f *forwarder) deadLetter(recs []spool.Record) (string, error) {
 	}
 	// The new name must be durable too before the spool forgets the
 	// readings, or a power cut could lose both.
-	dir, err := os.Open(f.deadDir)
-	if err != nil {
-		return "", err
-	}
-	defer dir.Close()
-	if err := dir.Sync(); err != nil {
+	if err := atomicfile.SyncDir(f.deadDir); err != nil {
 		return "", err
 	}
 	f.trimRefused(name)

@@ -74,7 +74,8 @@ func diff(cur, next *config.Config) changes {
 	if cur.Inputs.Demo != next.Inputs.Demo {
 		c.inputs = append(c.inputs, inputDemo)
 	}
-	c.spoolLimits = cur.Spool.MaxBytes != next.Spool.MaxBytes || cur.Spool.WhenFull != next.Spool.WhenFull
+	c.spoolLimits = cur.Spool.MaxBytes != next.Spool.MaxBytes || cur.Spool.WhenFull != next.Spool.WhenFull ||
+		cur.Spool.RefusedMaxBytes != next.Spool.RefusedMaxBytes
 	c.batch = cur.Uplink.Batch != next.Uplink.Batch
 	cu, nu := cur.Uplink, next.Uplink
 	cu.Batch, nu.Batch = config.Batch{}, config.Batch{}
@@ -103,7 +104,8 @@ func (c changes) forwarder() bool { return c.rebuild || c.topic || c.batch }
 //     listens at its new address before the old one closes; one that keeps
 //     its address closes first. Requests in progress finish: a reading
 //     answered 202 is on disk.
-//   - spool.max_bytes and spool.when_full: from the next append.
+//   - spool.max_bytes and spool.when_full: from the next append;
+//     spool.refused_max_bytes from the next batch set aside.
 //   - uplink.batch.*: from the next batch.
 //   - uplink.mqtt.topic: from the next publish, on the same connection.
 //   - any other uplink setting (keepalive): a new uplink, over a new modem
@@ -154,6 +156,7 @@ func (a *Agent) reconfigure(ctx context.Context, next *config.Config) (err error
 		if err := a.spool.SetLimits(spool.Limits{MaxBytes: int64(next.Spool.MaxBytes), WhenFull: policy}); err != nil {
 			return err
 		}
+		a.fw.refusedMax.Store(int64(next.Spool.RefusedMaxBytes)) // from the next batch set aside
 		applied.Spool = next.Spool
 	}
 	if err := a.reconfigureUplink(c, &applied, next); err != nil {

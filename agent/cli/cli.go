@@ -50,6 +50,11 @@ Usage:
   cellgate modem dial   --model M --port PATH --ca FILE [--cert FILE --key FILE]
                         [--tls modem|host] [--sni NAME] [--insecure] HOST:PORT
   cellgate config check [--config FILE]
+  cellgate config keygen --out NAME            (NAME.key 0600, NAME.pub)
+  cellgate config sign   --key F --key-id ID --version N --device ID|* --expires 7d OVERLAY.yaml
+  cellgate config verify --trusted F.pub PUSH.json
+  cellgate config push   --broker mqtts://… --ca F --cert F --key F PUSH.json
+  cellgate config apply  PUSH.json             (on the gateway: same checks as a push)
   cellgate status       [--config FILE | --addr HOST:PORT] [--json]
   cellgate version       (or --version: version, commit, date, Go, platform)
 `

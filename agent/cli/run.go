@@ -178,7 +178,8 @@ func (r *runner) reread(log *slog.Logger) (loaded, error) {
 // start runs the agent with l in a new generation.
 func (r *runner) start(ctx context.Context, l loaded) *generation {
 	rctx, cancel := context.WithCancel(ctx)
-	g := &generation{loaded: l, log: r.logger(l.cfg), cancel: cancel, done: make(chan error, 1), started: make(chan struct{})}
+	log, level := r.logger(l.cfg)
+	g := &generation{loaded: l, log: log, cancel: cancel, done: make(chan error, 1), started: make(chan struct{})}
 	g.log.Info("cellgate starting", "version", buildinfo.Get().String())
 	for _, w := range l.warnings {
 		g.log.Warn("config: " + w.String())
@@ -186,7 +187,7 @@ func (r *runner) start(ctx context.Context, l loaded) *generation {
 	for _, c := range l.credentials {
 		g.log.Info(c)
 	}
-	opts := agent.Options{Logger: g.log, Executable: executable(r.env)}
+	opts := agent.Options{Logger: g.log, LogLevel: level, Executable: executable(r.env)}
 	var once sync.Once
 	opts.Started = func() {
 		once.Do(func() { close(g.started) })
@@ -215,14 +216,17 @@ func (r *runner) send(assignments ...string) {
 }
 
 // logger builds a generation's logger from its configuration: on stderr,
-// with syslog priority prefixes when stderr is the journal.
-func (r *runner) logger(cfg *config.Config) *slog.Logger {
+// with syslog priority prefixes when stderr is the journal. The level is a
+// LevelVar the agent changes when a remote push sets log.level.
+func (r *runner) logger(cfg *config.Config) (*slog.Logger, *slog.LevelVar) {
+	level := new(slog.LevelVar)
+	level.Set(cfg.Log.SlogLevel())
 	h := logging.NewHandler(r.env.Stderr, logging.Options{
 		JSON:    cfg.Log.Format == "json",
-		Level:   cfg.Log.SlogLevel(),
+		Level:   level,
 		Journal: toJournal(r.env.Stderr),
 	})
-	return slog.New(h).With("device", cfg.DeviceID)
+	return slog.New(h).With("device", cfg.DeviceID), level
 }
 
 // toJournal says whether w is the systemd journal's stream.

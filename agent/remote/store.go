@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/cellgate/cellgate/internal/atomicfile"
 )
 
 // The files of remote_config.dir.
@@ -213,47 +215,17 @@ func (s *Store) writeState(next State) error {
 
 func (s *Store) path(name string) string { return filepath.Join(s.dir, name) }
 
-// writeAtomic replaces dir/name with data: a temporary file in dir,
-// written and fsynced, renamed over name, and the directory fsynced, so
-// that after a crash name holds the old data or the new, never a mix.
-func writeAtomic(dir, name string, data []byte) (err error) {
-	f, err := os.CreateTemp(dir, "."+name+".tmp-")
-	if err != nil {
-		return fmt.Errorf("remote config: write %s: %w", name, err)
+// writeAtomic replaces dir/name with data (internal/atomicfile).
+func writeAtomic(dir, name string, data []byte) error {
+	if err := atomicfile.Write(dir, name, data, 0o640); err != nil {
+		return fmt.Errorf("remote config: %w", err)
 	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			os.Remove(tmp)
-			err = fmt.Errorf("remote config: write %s: %w", filepath.Join(dir, name), err)
-		}
-	}()
-	if _, err = f.Write(data); err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	if err = os.Chmod(tmp, 0o640); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp, filepath.Join(dir, name)); err != nil {
-		return err
-	}
-	return syncDir(dir)
+	return nil
 }
 
 func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
+	if err := atomicfile.SyncDir(dir); err != nil {
 		return fmt.Errorf("remote config: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("remote config: sync %s: %w", dir, err)
 	}
 	return nil
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cellgate/cellgate/internal/atomicfile"
 )
 
 const (
@@ -139,20 +141,7 @@ func fdatasync(f *os.File) error {
 }
 
 // syncDir makes a file creation, rename or removal in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open directory %s: %w", dir, err)
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("sync directory %s: %w", dir, err)
-	}
-	return nil
-}
+func syncDir(dir string) error { return atomicfile.SyncDir(dir) }
 
 // lockDir takes an exclusive, non-blocking flock on dir/LOCK. The lock lives
 // as long as the returned file is open and dies with the process, so a
