@@ -35,9 +35,10 @@ vet:
 
 # test runs the whole suite: formatting, vet, the packages (package-test),
 # unit, golden, fuzz seed corpora and the integration tests against real
-# openssl and mosquitto peers.
+# openssl and mosquitto peers, then every fuzz target for 2 s (make fuzz).
 test: deps fmt-check vet build package-test
 	$(GO) test -race -count=1 -timeout 25m $(PKGS)
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=2s
 
 # bench runs every benchmark once and prints each figure as a ratio to the
 # baseline measured in the same run (scripts/bench-ratios.awk).
