@@ -22,6 +22,7 @@ build:
 	$(GO) build -o $(BIN)/cellgate-demo ./cmd/cellgate-demo
 	$(GO) build -o $(BIN)/cellgate-plugin-sim7600 ./plugins/sim7600
 	$(GO) build -o $(BIN)/cellgate-plugin-sim7800 ./plugins/sim7800
+	$(GO) build -o $(BIN)/cellgate-plugin-netstack ./plugins/netstack
 
 deps:
 	@scripts/deps.sh

@@ -35,7 +35,7 @@ type modemFlags struct {
 }
 
 func (m *modemFlags) register(fs *pflag.FlagSet) {
-	fs.StringVar(&m.model, "model", "", "modem model: sim7600 or sim7800 (the plugin cellgate-plugin-<model> drives it)")
+	fs.StringVar(&m.model, "model", "", "modem model: sim7600, sim7800, or netstack for the gateway's own IP stack (the plugin cellgate-plugin-<model> drives it)")
 	fs.StringVar(&m.port, "port", "", "serial port of the modem's AT interface, e.g. /dev/ttyUSB2")
 	fs.IntVar(&m.baud, "baud", 115200, "serial line rate")
 	fs.StringVar(&m.apn, "apn", "", "APN of the packet data context (empty: the network's default)")

@@ -1,0 +1,247 @@
+package ipstack
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/cellgate/cellgate/sdk"
+)
+
+// profiles is how many TLS profiles (0-9) the store keeps, as the contract
+// spells Bundle.Profile.
+const profiles = 10
+
+// maxFileBytes bounds one PEM file; a CA bundle of a few hundred roots fits.
+const maxFileBytes = 1 << 20
+
+// profile is one provisioned TLS profile: the files it uses and the
+// crypto/tls material parsed from them.
+type profile struct {
+	ca, cert, key string // file names; cert and key "" without a client identity
+	roots         *x509.CertPool
+	identity      *tls.Certificate
+	insecure      bool
+	maxVersion    uint16 // 0: TLS 1.3 allowed
+	auth          int
+}
+
+// store is the plugin's certificate store: files in memory, named after
+// their content, and the profiles that use them. It is lost when the
+// process ends; the agent provisions again after a restart.
+type store struct {
+	files    map[string][]byte
+	profiles map[int]profile
+}
+
+func newStore() store { return store{files: map[string][]byte{}, profiles: map[int]profile{}} }
+
+// nameFor derives a file name from the content: "ca-<12 hex>.pem". Equal
+// content gets an equal name, so a second Provision finds it present.
+func nameFor(kind string, data []byte) string {
+	sum := sha256.Sum256(data)
+	return kind + "-" + hex.EncodeToString(sum[:6]) + ".pem"
+}
+
+// inUse reports which profile uses the file name, if any.
+func (s *store) inUse(name string) (int, bool) {
+	for i, p := range s.profiles {
+		if p.ca == name || p.cert == name || p.key == name {
+			return i, true
+		}
+	}
+	return 0, false
+}
+
+// checkBundle parses and checks a bundle into a profile (file names still
+// to be stored): PEM syntax, validity dates, a matching key and
+// certificate, a CA unless Insecure, and TLS 1.2 or later.
+func checkBundle(b sdk.Bundle, now time.Time) (profile, error) {
+	if b.Profile < 0 || b.Profile >= profiles {
+		return profile{}, &sdk.BundleError{Field: "profile", Reason: fmt.Sprintf("TLS profile %d is out of range 0-%d", b.Profile, profiles-1)}
+	}
+	for _, f := range []struct {
+		field string
+		data  []byte
+	}{{"ca", b.CA}, {"cert", b.Cert}, {"key", b.Key}} {
+		if len(f.data) > maxFileBytes {
+			return profile{}, &sdk.BundleError{Field: f.field, Reason: fmt.Sprintf("%d bytes exceeds the %d-byte limit", len(f.data), maxFileBytes)}
+		}
+	}
+	var p profile
+	switch b.TLSVersion {
+	case "":
+	case "1.2":
+		p.maxVersion = tls.VersionTLS12
+	default:
+		return profile{}, &sdk.BundleError{Field: "tls_version", Reason: fmt.Sprintf("%q: want 1.2 or empty (TLS 1.2 or 1.3); the netstack plugin speaks nothing older", b.TLSVersion)}
+	}
+	if len(b.CA) == 0 {
+		if !b.Insecure {
+			return profile{}, &sdk.BundleError{Field: "ca", Reason: "no CA certificate: the server could not be verified (set insecure explicitly to skip verification)"}
+		}
+	} else {
+		certs, err := parseCerts("ca", b.CA)
+		if err != nil {
+			return profile{}, err
+		}
+		p.roots = x509.NewCertPool()
+		for i, c := range certs {
+			if now.After(c.NotAfter) {
+				return profile{}, &sdk.BundleError{Field: "ca", Reason: fmt.Sprintf("certificate %d (%s) expired on %s", i+1, c.Subject, c.NotAfter.UTC().Format(time.RFC3339))}
+			}
+			p.roots.AddCert(c)
+		}
+		p.ca = nameFor("ca", b.CA)
+	}
+	switch {
+	case len(b.Cert) == 0 && len(b.Key) == 0:
+	case len(b.Cert) == 0:
+		return profile{}, &sdk.BundleError{Field: "cert", Reason: "a client key was given without its certificate"}
+	case len(b.Key) == 0:
+		return profile{}, &sdk.BundleError{Field: "key", Reason: "a client certificate was given without its key"}
+	default:
+		certs, err := parseCerts("cert", b.Cert)
+		if err != nil {
+			return profile{}, err
+		}
+		if now.After(certs[0].NotAfter) {
+			return profile{}, &sdk.BundleError{Field: "cert", Reason: fmt.Sprintf("client certificate %s expired on %s", certs[0].Subject, certs[0].NotAfter.UTC().Format(time.RFC3339))}
+		}
+		if block, _ := pem.Decode(b.Key); block != nil && (block.Type == "ENCRYPTED PRIVATE KEY" || block.Headers["Proc-Type"] == "4,ENCRYPTED") {
+			return profile{}, &sdk.BundleError{Field: "key", Reason: "the private key is encrypted: the netstack plugin takes a plain PEM key (crypto/tls cannot decrypt it)"}
+		}
+		id, err := tls.X509KeyPair(b.Cert, b.Key)
+		if err != nil {
+			return profile{}, &sdk.BundleError{Field: "key", Reason: fmt.Sprintf("the key does not match the client certificate or cannot be parsed: %v", err)}
+		}
+		p.identity = &id
+		p.cert, p.key = nameFor("crt", b.Cert), nameFor("key", b.Key)
+	}
+	p.insecure = b.Insecure
+	switch {
+	case b.Insecure:
+		p.auth = 0
+	case p.identity != nil:
+		p.auth = 2
+	default:
+		p.auth = 1
+	}
+	return p, nil
+}
+
+// parseCerts decodes every CERTIFICATE block in data and reports the first
+// problem with its position.
+func parseCerts(field string, data []byte) ([]*x509.Certificate, error) {
+	var certs []*x509.Certificate
+	rest := data
+	for {
+		offset := len(data) - len(rest)
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			if strings.TrimSpace(string(rest)) != "" && len(certs) == 0 {
+				return nil, &sdk.BundleError{Field: field, Reason: fmt.Sprintf("no PEM block found (byte %d): not a PEM certificate", offset)}
+			}
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			return nil, &sdk.BundleError{Field: field, Reason: fmt.Sprintf("PEM block %d at byte %d is %q, want CERTIFICATE", len(certs)+1, offset, block.Type)}
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, &sdk.BundleError{Field: field, Reason: fmt.Sprintf("PEM block %d at byte %d: %v", len(certs)+1, offset, err)}
+		}
+		certs = append(certs, c)
+	}
+	if len(certs) == 0 {
+		return nil, &sdk.BundleError{Field: field, Reason: "no certificate in PEM data"}
+	}
+	return certs, nil
+}
+
+// Provision checks b and makes profile b.Profile use it. Files are named
+// after their content and kept in memory: what is already stored is kept,
+// the rest is stored, and then the files no profile uses any more are
+// deleted. The profile switches to the new set in one step under the lock,
+// so a rotation never leaves it without a working set. Running it twice
+// changes nothing. A broken bundle is a *sdk.BundleError and changes
+// nothing either.
+func (t *Transport) Provision(ctx context.Context, b sdk.Bundle) (sdk.ProvisionReport, error) {
+	p, err := checkBundle(b, time.Now())
+	if err != nil {
+		return sdk.ProvisionReport{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return sdk.ProvisionReport{}, fmt.Errorf("provision: %w", err)
+	}
+	report := sdk.ProvisionReport{Profile: b.Profile, AuthMode: p.auth, Downloaded: []string{}, Deleted: []string{}, Kept: []string{}}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{{p.ca, b.CA}, {p.cert, b.Cert}, {p.key, b.Key}} {
+		if f.name == "" {
+			continue
+		}
+		if _, ok := t.store.files[f.name]; ok {
+			report.Kept = append(report.Kept, f.name)
+			continue
+		}
+		t.store.files[f.name] = slices.Clone(f.data)
+		report.Downloaded = append(report.Downloaded, f.name)
+	}
+	old, had := t.store.profiles[b.Profile]
+	t.store.profiles[b.Profile] = p
+	if had {
+		for _, name := range []string{old.ca, old.cert, old.key} {
+			if name == "" {
+				continue
+			}
+			if _, used := t.store.inUse(name); used {
+				continue
+			}
+			if _, ok := t.store.files[name]; ok {
+				delete(t.store.files, name)
+				report.Deleted = append(report.Deleted, name)
+			}
+		}
+	}
+	t.log.Info("provisioned", "op", "provision", "profile", b.Profile, "downloaded", len(report.Downloaded), "kept", len(report.Kept), "deleted", len(report.Deleted), "auth_mode", p.auth)
+	return report, nil
+}
+
+// ListCerts returns the names of the stored files, sorted.
+func (t *Transport) ListCerts(ctx context.Context) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("list certificates: %w", err)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return slices.Sorted(maps.Keys(t.store.files)), nil
+}
+
+// DeleteCert removes a stored file. A file a profile uses is refused with
+// a *sdk.ModemError (provision another bundle first); a name that is not
+// stored is not an error, so deleting twice is harmless.
+func (t *Transport) DeleteCert(ctx context.Context, name string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("delete certificate: %w", err)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if i, used := t.store.inUse(name); used {
+		return &sdk.ModemError{Op: "delete certificate", Code: -1, Text: fmt.Sprintf("%s is in use by TLS profile %d", name, i)}
+	}
+	delete(t.store.files, name)
+	return nil
+}
