@@ -67,7 +67,7 @@ var pluginStderr = os.Stderr
 // sessions are closed before the process exits. Run by hand, without the
 // agent's handshake, Serve prints an explanation and exits with status 1.
 func Serve(impl SecureTransport) {
-	level := levelFromEnv()
+	level := LogLevel()
 	log := NewLogger(level)
 	internal := hclog.New(&hclog.LoggerOptions{
 		Name:       "go-plugin",
@@ -148,8 +148,10 @@ func NewLogger(level slog.Leveler) *slog.Logger {
 	}))
 }
 
-// levelFromEnv reads LogLevelEnv, defaulting to info.
-func levelFromEnv() slog.Level {
+// LogLevel is the level the agent asked this plugin process to log at
+// (LogLevelEnv: trace, debug, info, warn or error), info when unset. A
+// plugin's main passes it to NewLogger.
+func LogLevel() slog.Level {
 	switch strings.ToLower(os.Getenv(LogLevelEnv)) {
 	case "trace":
 		return levelTrace

@@ -1,10 +1,6 @@
 package simcom
 
 import (
-	"log/slog"
-	"os"
-	"strings"
-
 	"github.com/cellgate/cellgate/sdk"
 )
 
@@ -12,14 +8,5 @@ import (
 // whole main. The log level comes from the environment the agent sets
 // (sdk.LogLevelEnv).
 func Serve(p Profile) {
-	level := slog.LevelInfo
-	switch strings.ToLower(os.Getenv(sdk.LogLevelEnv)) {
-	case "trace", "debug":
-		level = slog.LevelDebug
-	case "warn":
-		level = slog.LevelWarn
-	case "error":
-		level = slog.LevelError
-	}
-	sdk.Serve(New(p, sdk.NewLogger(level)))
+	sdk.Serve(New(p, sdk.NewLogger(sdk.LogLevel())))
 }
