@@ -1,7 +1,6 @@
 package plugintest
 
 import (
-	"crypto/tls"
 	"errors"
 	"log/slog"
 	"os"
@@ -137,16 +136,7 @@ func testNetworkProvision(t *testing.T, f *fixture) {
 	if !slices.Equal(names, want) {
 		t.Fatalf("after rotation ListCerts = %v, want exactly the current files %v", names, want)
 	}
-	srv := StartServer(t, MutualTLS(f.pki, 0), Echo)
-	roundTrip(t, f.dial(t, srv), []byte("rotated\n"))
-	c := <-srv.accepted
-	tc, ok := c.(*tls.Conn)
-	if !ok {
-		t.Fatalf("server connection is %T, want *tls.Conn", c)
-	}
-	if peers := tc.ConnectionState().PeerCertificates; len(peers) == 0 || peers[0].Subject.CommonName != "rotated client" {
-		t.Fatalf("server saw client certificate %v, want the rotated one", peers)
-	}
+	checkServerSeesRotatedClient(t, f)
 }
 
 func testNetworkBadBundle(t *testing.T, f *fixture) {

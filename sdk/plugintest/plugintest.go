@@ -264,10 +264,15 @@ func testProvision(t *testing.T, f *fixture) {
 	if len(names) != 3 {
 		t.Fatalf("after rotation the modem holds %v, want exactly the 3 current files", names)
 	}
-	// The rotated identity is the one the server sees.
+	checkServerSeesRotatedClient(t, f)
+}
+
+// checkServerSeesRotatedClient dials a mutual-TLS echo server and checks
+// that the client certificate it sees is the rotated one.
+func checkServerSeesRotatedClient(t *testing.T, f *fixture) {
+	t.Helper()
 	srv := StartServer(t, MutualTLS(f.pki, 0), Echo)
-	sess := f.dial(t, srv)
-	roundTrip(t, sess, []byte("rotated\n"))
+	roundTrip(t, f.dial(t, srv), []byte("rotated\n"))
 	c := <-srv.accepted
 	tc, ok := c.(*tls.Conn)
 	if !ok {
