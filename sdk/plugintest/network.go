@@ -1,6 +1,7 @@
 package plugintest
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"os"
@@ -53,6 +54,9 @@ func RunNetwork(t *testing.T, cfg Config) {
 
 // launch starts cfg's plugin as the agent does (checksum verified) and
 // kills it at the end of the test.
+// launch starts cfg.Binary, its checksum pinned, and kills it when the test
+// ends. CELLGATE_PLUGINTEST_LOG=1 puts the plugin's logs on stderr, for
+// debugging a failing plugin.
 func launch(t *testing.T, cfg Config) *sdk.Plugin {
 	t.Helper()
 	sum, err := sdk.FileSHA256(cfg.Binary)
@@ -70,7 +74,11 @@ func launch(t *testing.T, cfg Config) *sdk.Plugin {
 	if err != nil {
 		t.Fatalf("launch %s: %v", cfg.Binary, err)
 	}
-	t.Cleanup(func() { p.Kill(deadline(t, 15*time.Second)) })
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		p.Kill(ctx)
+	})
 	return p
 }
 

@@ -21,7 +21,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -103,28 +102,7 @@ func newFixture(t *testing.T, cfg Config, modemModel string) *fixture {
 		t.Fatalf("start emulated %s: %v", modemModel, err)
 	}
 	t.Cleanup(func() { m.Close() })
-	sum, err := sdk.FileSHA256(cfg.Binary)
-	if err != nil {
-		t.Fatalf("checksum %s: %v", cfg.Binary, err)
-	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-		if os.Getenv("CELLGATE_PLUGINTEST_LOG") != "" {
-			// Debugging a failing plugin: its logs and the modem trace on stderr.
-			log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-		}
-	}
-	ctx := deadline(t, 30*time.Second)
-	p, err := sdk.Launch(ctx, sdk.LaunchConfig{Path: cfg.Binary, SHA256: sum, Logger: log, Env: cfg.Env})
-	if err != nil {
-		t.Fatalf("launch %s: %v", cfg.Binary, err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		defer cancel()
-		p.Kill(ctx)
-	})
+	p := launch(t, cfg)
 	return &fixture{cfg: cfg, modem: &emulated{m: m, trace: trace}, plugin: p, tr: p.Transport(), pki: NewPKI(t, P256)}
 }
 
