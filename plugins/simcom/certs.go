@@ -2,11 +2,7 @@ package simcom
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
-	"encoding/pem"
 	"fmt"
 	"strings"
 	"time"
@@ -43,10 +39,7 @@ func (f certFile) set() bool { return f.name != "" }
 // nameFor derives a modem file name from the content: "cgca-<12 hex>.pem".
 // Equal content gets an equal name, so a second Provision finds the file
 // already present and a rotated certificate gets a new name beside the old.
-func nameFor(kind string, data []byte) string {
-	sum := sha256.Sum256(data)
-	return certPrefix + kind + "-" + hex.EncodeToString(sum[:6]) + ".pem"
-}
+func nameFor(kind string, data []byte) string { return sdk.ContentName(certPrefix+kind, data) }
 
 // checkBundle parses and checks a bundle on the host, before the modem is
 // touched: PEM syntax, a matching key and certificate, validity dates, and
@@ -64,40 +57,20 @@ func checkBundle(b sdk.Bundle, p Profile, now time.Time) (provisioned, error) {
 			return provisioned{}, &sdk.BundleError{Field: f.field, Reason: fmt.Sprintf("%d bytes exceeds the modem's %d-byte file limit (load only the root CA, not the chain)", len(f.data), p.MaxCertBytes)}
 		}
 	}
-	if len(b.CA) == 0 {
-		if !b.Insecure {
-			return provisioned{}, &sdk.BundleError{Field: "ca", Reason: "no CA certificate: the server could not be verified (set insecure explicitly to skip verification)"}
-		}
-	} else {
-		certs, err := parseCerts("ca", b.CA)
-		if err != nil {
-			return provisioned{}, err
-		}
-		for i, c := range certs {
-			if now.After(c.NotAfter) {
-				return provisioned{}, &sdk.BundleError{Field: "ca", Reason: fmt.Sprintf("certificate %d (%s) expired on %s", i+1, c.Subject, c.NotAfter.UTC().Format(time.RFC3339))}
-			}
-		}
+	checked, err := sdk.CheckBundle(b, now)
+	if err != nil {
+		return provisioned{}, err
+	}
+	if checked.KeyEncrypted && b.KeyPassword == "" {
+		return provisioned{}, &sdk.BundleError{Field: "key", Reason: "the private key is encrypted and no key password was given"}
+	}
+	// An encrypted key's password is handed to the module
+	// (AT+CSSLCFG="keypwd"): the host cannot check the pair without
+	// decrypting it, which Go's standard library does not do for PKCS#8.
+	if checked.CA != nil {
 		out.ca = certFile{nameFor("ca", b.CA), b.CA}
 	}
-	switch {
-	case len(b.Cert) == 0 && len(b.Key) == 0:
-	case len(b.Cert) == 0:
-		return provisioned{}, &sdk.BundleError{Field: "cert", Reason: "a client key was given without its certificate"}
-	case len(b.Key) == 0:
-		return provisioned{}, &sdk.BundleError{Field: "key", Reason: "a client certificate was given without its key"}
-	default:
-		certs, err := parseCerts("cert", b.Cert)
-		if err != nil {
-			return provisioned{}, err
-		}
-		leaf := certs[0]
-		if now.After(leaf.NotAfter) {
-			return provisioned{}, &sdk.BundleError{Field: "cert", Reason: fmt.Sprintf("client certificate %s expired on %s", leaf.Subject, leaf.NotAfter.UTC().Format(time.RFC3339))}
-		}
-		if err := checkKey(b); err != nil {
-			return provisioned{}, err
-		}
+	if checked.Cert != nil {
 		out.cert = certFile{nameFor("crt", b.Cert), b.Cert}
 		out.key = certFile{nameFor("key", b.Key), b.Key}
 	}
@@ -122,60 +95,6 @@ func checkBundle(b sdk.Bundle, p Profile, now time.Time) (provisioned, error) {
 		out.auth = 1
 	}
 	return out, nil
-}
-
-// parseCerts decodes every CERTIFICATE block in data and reports the first
-// problem with its position, so an operator can find it in the file.
-func parseCerts(field string, data []byte) ([]*x509.Certificate, error) {
-	var certs []*x509.Certificate
-	rest := data
-	for {
-		var block *pem.Block
-		offset := len(data) - len(rest)
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			if strings.TrimSpace(string(rest)) != "" && len(certs) == 0 {
-				return nil, &sdk.BundleError{Field: field, Reason: fmt.Sprintf("no PEM block found (byte %d): not a PEM certificate", offset)}
-			}
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			return nil, &sdk.BundleError{Field: field, Reason: fmt.Sprintf("PEM block %d at byte %d is %q, want CERTIFICATE", len(certs)+1, offset, block.Type)}
-		}
-		c, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, &sdk.BundleError{Field: field, Reason: fmt.Sprintf("PEM block %d at byte %d: %v", len(certs)+1, offset, err)}
-		}
-		certs = append(certs, c)
-	}
-	if len(certs) == 0 {
-		return nil, &sdk.BundleError{Field: field, Reason: "no certificate in PEM data"}
-	}
-	return certs, nil
-}
-
-// checkKey proves the key matches the certificate. An encrypted key cannot be
-// checked without its password and is refused without one; the module itself
-// would only fail at handshake time, far from the cause.
-func checkKey(b sdk.Bundle) error {
-	block, _ := pem.Decode(b.Key)
-	if block == nil {
-		return &sdk.BundleError{Field: "key", Reason: "no PEM block found: not a PEM private key"}
-	}
-	encrypted := block.Type == "ENCRYPTED PRIVATE KEY" || block.Headers["Proc-Type"] == "4,ENCRYPTED"
-	if encrypted {
-		if b.KeyPassword == "" {
-			return &sdk.BundleError{Field: "key", Reason: "the private key is encrypted and no key password was given"}
-		}
-		// The password is handed to the module (AT+CSSLCFG="keypwd"); the
-		// host cannot check the pair without decrypting, which Go's
-		// standard library does not do for PKCS#8.
-		return nil
-	}
-	if _, err := tls.X509KeyPair(b.Cert, b.Key); err != nil {
-		return &sdk.BundleError{Field: "key", Reason: fmt.Sprintf("the key does not match the client certificate or cannot be parsed: %v", err)}
-	}
-	return nil
 }
 
 // Provision puts the bundle's files on the modem and configures SSL context

@@ -2,15 +2,11 @@ package ipstack
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
-	"encoding/pem"
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/cellgate/cellgate/sdk"
@@ -46,10 +42,7 @@ func newStore() store { return store{files: map[string][]byte{}, profiles: map[i
 
 // nameFor derives a file name from the content: "ca-<12 hex>.pem". Equal
 // content gets an equal name, so a second Provision finds it present.
-func nameFor(kind string, data []byte) string {
-	sum := sha256.Sum256(data)
-	return kind + "-" + hex.EncodeToString(sum[:6]) + ".pem"
-}
+func nameFor(kind string, data []byte) string { return sdk.ContentName(kind, data) }
 
 // inUse reports which profile uses the file name, if any.
 func (s *store) inUse(name string) (int, bool) {
@@ -84,39 +77,19 @@ func checkBundle(b sdk.Bundle, now time.Time) (profile, error) {
 	default:
 		return profile{}, &sdk.BundleError{Field: "tls_version", Reason: fmt.Sprintf("%q: want 1.2 or empty (TLS 1.2 or 1.3); the netstack plugin speaks nothing older", b.TLSVersion)}
 	}
-	if len(b.CA) == 0 {
-		if !b.Insecure {
-			return profile{}, &sdk.BundleError{Field: "ca", Reason: "no CA certificate: the server could not be verified (set insecure explicitly to skip verification)"}
-		}
-	} else {
-		certs, err := parseCerts("ca", b.CA)
-		if err != nil {
-			return profile{}, err
-		}
+	checked, err := sdk.CheckBundle(b, now)
+	if err != nil {
+		return profile{}, err
+	}
+	if checked.CA != nil {
 		p.roots = x509.NewCertPool()
-		for i, c := range certs {
-			if now.After(c.NotAfter) {
-				return profile{}, &sdk.BundleError{Field: "ca", Reason: fmt.Sprintf("certificate %d (%s) expired on %s", i+1, c.Subject, c.NotAfter.UTC().Format(time.RFC3339))}
-			}
+		for _, c := range checked.CA {
 			p.roots.AddCert(c)
 		}
 		p.ca = nameFor("ca", b.CA)
 	}
-	switch {
-	case len(b.Cert) == 0 && len(b.Key) == 0:
-	case len(b.Cert) == 0:
-		return profile{}, &sdk.BundleError{Field: "cert", Reason: "a client key was given without its certificate"}
-	case len(b.Key) == 0:
-		return profile{}, &sdk.BundleError{Field: "key", Reason: "a client certificate was given without its key"}
-	default:
-		certs, err := parseCerts("cert", b.Cert)
-		if err != nil {
-			return profile{}, err
-		}
-		if now.After(certs[0].NotAfter) {
-			return profile{}, &sdk.BundleError{Field: "cert", Reason: fmt.Sprintf("client certificate %s expired on %s", certs[0].Subject, certs[0].NotAfter.UTC().Format(time.RFC3339))}
-		}
-		if block, _ := pem.Decode(b.Key); block != nil && (block.Type == "ENCRYPTED PRIVATE KEY" || block.Headers["Proc-Type"] == "4,ENCRYPTED") {
+	if checked.Cert != nil {
+		if checked.KeyEncrypted {
 			return profile{}, &sdk.BundleError{Field: "key", Reason: "the private key is encrypted: the netstack plugin takes a plain PEM key (crypto/tls cannot decrypt it)"}
 		}
 		id, err := tls.X509KeyPair(b.Cert, b.Key)
@@ -136,36 +109,6 @@ func checkBundle(b sdk.Bundle, now time.Time) (profile, error) {
 		p.auth = 1
 	}
 	return p, nil
-}
-
-// parseCerts decodes every CERTIFICATE block in data and reports the first
-// problem with its position.
-func parseCerts(field string, data []byte) ([]*x509.Certificate, error) {
-	var certs []*x509.Certificate
-	rest := data
-	for {
-		offset := len(data) - len(rest)
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			if strings.TrimSpace(string(rest)) != "" && len(certs) == 0 {
-				return nil, &sdk.BundleError{Field: field, Reason: fmt.Sprintf("no PEM block found (byte %d): not a PEM certificate", offset)}
-			}
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			return nil, &sdk.BundleError{Field: field, Reason: fmt.Sprintf("PEM block %d at byte %d is %q, want CERTIFICATE", len(certs)+1, offset, block.Type)}
-		}
-		c, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, &sdk.BundleError{Field: field, Reason: fmt.Sprintf("PEM block %d at byte %d: %v", len(certs)+1, offset, err)}
-		}
-		certs = append(certs, c)
-	}
-	if len(certs) == 0 {
-		return nil, &sdk.BundleError{Field: field, Reason: "no certificate in PEM data"}
-	}
-	return certs, nil
 }
 
 // Provision checks b and makes profile b.Profile use it. Files are named
