@@ -30,6 +30,14 @@ import (
 // and HTTP servers' usual limits.
 const maxBatchBytes = 256 << 10
 
+// spoolQueue is what the forwarder uses of the spool: *spool.Spool. Tests
+// wrap one to make its acks fail.
+type spoolQueue interface {
+	Next(ctx context.Context, after uint64, maxRecords int, maxBytes int) ([]spool.Record, error)
+	Ack(seqs ...uint64) error
+	CountDropped(cause spool.Cause, n uint64) error
+}
+
 // forwarder moves readings from the spool to the uplink, one batch at a
 // time and in spool order, and acks a batch in the spool only after the
 // upstream acknowledged it. It is the only reader of the spool.
@@ -39,7 +47,7 @@ const maxBatchBytes = 256 << 10
 // and batch only while the forwarder holds (see hold), the hold's channels
 // handing them over.
 type forwarder struct {
-	spool    *spool.Spool
+	spool    spoolQueue
 	uplink   uplink.Uplink
 	enc      reading.Encoder
 	lines    bool // tls_lines: the payload is the readings as JSON lines
@@ -60,6 +68,16 @@ type forwarder struct {
 	// cursor is the last sequence number sent and acknowledged, kept
 	// across holds.
 	cursor uint64
+	// unacked is a batch done with (acknowledged upstream, or set aside)
+	// whose ack the spool refused while it recovers from a failed write (a
+	// full disk); nil when there is none. It is kept across holds, and
+	// acked before anything else is read from the spool, so that it is
+	// never sent again in this run (after a crash it is: at-least-once).
+	unacked *pendingAck
+	// ackRetry spaces the retries of unacked (zero: ackRetryPolicy), and
+	// ackFailing is when the spool first refused it.
+	ackRetry   backoff.Policy
+	ackFailing time.Time
 
 	// sent counts batches and readings acknowledged upstream, and lastAck
 	// is when (unix ns); read by the status endpoint.
@@ -81,12 +99,30 @@ type holdRequest struct {
 // again after the hold).
 const holdGrace = 5 * time.Second
 
+// ackRetryPolicy spaces the retries of an ack the spool refused: 100 ms
+// doubling to 5 s, about the pace at which the spool itself retries its
+// recovery, so that acks go through within seconds of space coming back.
+var ackRetryPolicy = backoff.Policy{Initial: 100 * time.Millisecond, Max: 5 * time.Second, Multiplier: 2, Jitter: 0.25}
+
+// pendingAck is a batch the forwarder is done with, to ack in the spool.
+type pendingAck struct {
+	seqs []uint64
+	// sent: the batch went upstream (acknowledged, or refused for good),
+	// and the cursor and the sent counters move once it is acked.
+	sent  bool
+	bytes int
+	// cause, when set, is why its readings count as dropped once acked.
+	cause spool.Cause
+}
+
 // hold stops the forwarder between batches and returns the function that
 // lets it go on (call it exactly once). A batch being collected is put
 // back (nothing of it was sent); a batch being sent gets holdGrace to be
 // acknowledged, and is acked in the spool if it is, so that it is not sent
-// twice; otherwise its send is abandoned and it stays in the spool. hold
-// fails only when ctx ends first.
+// twice; otherwise its send is abandoned and it stays in the spool. An
+// acknowledged batch whose ack the spool refuses (a full disk) stays
+// pending through the hold and is acked first after it. hold fails only
+// when ctx ends first.
 func (f *forwarder) hold(ctx context.Context) (release func(), err error) {
 	r := holdRequest{held: make(chan struct{}), release: make(chan struct{})}
 	select {
@@ -147,6 +183,11 @@ func (f *forwarder) runUntilHeld(ctx context.Context) (*holdRequest, error) {
 // finishes within holdGrace or is abandoned.
 func (f *forwarder) batches(ctx, drain context.Context) error {
 	for {
+		// A batch whose ack is pending is acked before anything is
+		// read: Next would return it again.
+		if err := f.settle(drain); err != nil || f.unacked != nil {
+			return err
+		}
 		cursor := f.cursor
 		recs, err := f.collect(drain, cursor)
 		if err != nil {
@@ -167,12 +208,12 @@ func (f *forwarder) batches(ctx, drain context.Context) error {
 			if derr != nil {
 				return fmt.Errorf("spool record %d cannot be sent (%v) nor kept aside: %w", r.Seq, err, derr)
 			}
-			if aerr := f.spool.Ack(r.Seq); aerr != nil {
-				return fmt.Errorf("ack unusable spool record %d: %w", r.Seq, aerr)
-			}
 			f.log.Error("spool record is not a usable reading; kept it aside", "seq", r.Seq, "file", file,
 				"cause", string(spool.CauseDamaged), "readings", 1, "err", err)
-			f.countDropped(spool.CauseDamaged, 1)
+			f.unacked = &pendingAck{seqs: []uint64{r.Seq}, cause: spool.CauseDamaged}
+			if err := f.settle(drain); err != nil || f.unacked != nil {
+				return err
+			}
 			recs = append(recs[:bad.Index:bad.Index], recs[bad.Index+1:]...)
 			if len(recs) == 0 {
 				break
@@ -186,7 +227,7 @@ func (f *forwarder) batches(ctx, drain context.Context) error {
 		if err != nil {
 			return err
 		}
-		refused := false
+		done := &pendingAck{sent: true, bytes: len(msg.Payload)}
 		if err := f.send(ctx, drain, msg, len(recs)); err != nil {
 			if drain.Err() != nil {
 				return nil // abandoned: the batch stays in the spool
@@ -201,25 +242,65 @@ func (f *forwarder) batches(ctx, drain context.Context) error {
 			}
 			f.log.Error("upstream refused a batch for good; kept it aside", "readings", len(recs), "file", file,
 				"cause", string(spool.CauseRefusedUpstream), "err", err)
-			refused = true
+			done.cause = spool.CauseRefusedUpstream
 		}
-		seqs := make([]uint64, len(recs))
-		for i, r := range recs {
-			seqs[i] = r.Seq
+		for _, r := range recs {
+			done.seqs = append(done.seqs, r.Seq)
 		}
-		if err := f.spool.Ack(seqs...); err != nil {
-			return fmt.Errorf("ack %d readings in the spool: %w", len(seqs), err)
+		f.unacked = done
+	}
+}
+
+// settle acks f.unacked in the spool. While the spool refuses the ack
+// because it is recovering from a failed write (spool.ErrWriteFailed: a
+// full disk, an I/O error), settle retries with backoff until the ack goes
+// through, or until drain ends: the ack then stays pending, and batches
+// settles it first when it runs again. The first refusal of an outage is
+// logged at WARN, the ack that goes through after it at INFO. Any other
+// error (a spool that must be reopened, a closed one) is returned.
+func (f *forwarder) settle(drain context.Context) error {
+	p := f.unacked
+	if p == nil {
+		return nil
+	}
+	for {
+		err := f.spool.Ack(p.seqs...)
+		if err == nil {
+			break
 		}
-		if refused {
-			f.countDropped(spool.CauseRefusedUpstream, len(recs))
+		if !errors.Is(err, spool.ErrWriteFailed) {
+			return fmt.Errorf("ack %d readings in the spool: %w", len(p.seqs), err)
 		}
-		f.cursor = recs[len(recs)-1].Seq
+		if f.ackFailing.IsZero() {
+			f.ackFailing = time.Now()
+			if f.ackRetry.Initial == 0 {
+				f.ackRetry = ackRetryPolicy
+			}
+			f.ackRetry.Reset()
+			f.log.Warn("the spool refused an ack; retrying until it takes it, without sending the batch again",
+				"readings", len(p.seqs), "err", err)
+		}
+		if backoff.Sleep(drain, f.ackRetry.Next()) != nil {
+			return nil
+		}
+	}
+	f.unacked = nil
+	if !f.ackFailing.IsZero() {
+		f.log.Info("the spool takes acks again", "readings", len(p.seqs), "outage", time.Since(f.ackFailing).Round(time.Millisecond))
+		f.ackFailing = time.Time{}
+	}
+	if p.cause != "" {
+		f.countDropped(p.cause, len(p.seqs))
+	}
+	if p.sent {
+		f.cursor = p.seqs[len(p.seqs)-1]
 		f.sentBatches.Add(1)
-		f.sentReadings.Add(int64(len(recs)))
+		f.sentReadings.Add(int64(len(p.seqs)))
 		f.lastAck.Store(time.Now().UnixNano())
 		f.acked.notify()
-		f.log.Debug("batch acknowledged", "readings", len(recs), "bytes", len(msg.Payload), "through_seq", f.cursor)
+		f.log.Debug("batch acknowledged", "readings", len(p.seqs), "bytes", p.bytes, "through_seq", f.cursor)
 	}
+	return nil
 }
 
 // collect waits for at least one reading after cursor, then for up to

@@ -1,8 +1,10 @@
 package spool
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"time"
 )
 
 // run is the committer: the only goroutine that writes segment files and the
@@ -11,16 +13,31 @@ import (
 // writes are handed to the syncer (syncLoop), which syncs and answers them
 // while the committer already writes the next group; acks and drops are
 // synced by the committer itself before it deletes anything.
+//
+// After a failed write or sync the committer also recovers in place: when
+// woken by a request or by the recovery backoff's timer, it rolls the
+// files back to what was reported durable (recoverIfDue) before it
+// processes the queue.
 func (s *Spool) run() {
 	defer close(s.exited)
 	defer close(s.tickets)
 	for {
-		<-s.wake
+		if wait, ok := s.recoveryWait(); ok {
+			t := time.NewTimer(wait)
+			select {
+			case <-s.wake:
+			case <-t.C:
+			}
+			t.Stop()
+		} else {
+			<-s.wake
+		}
 		s.qmu.Lock()
 		q := s.queue
 		s.queue = nil
 		closed := s.qclosed
 		s.qmu.Unlock()
+		s.recoverIfDue()
 		s.process(q)
 		if closed {
 			return
@@ -59,8 +76,7 @@ func reply(reqs []*request, err error) {
 // one sync, then applies them and deletes segments they emptied.
 func (s *Spool) commitAcks(reqs []*request) {
 	s.mu.Lock()
-	if s.failed != nil {
-		err := s.failed
+	if err := s.acksRefusedLocked(); err != nil {
 		s.mu.Unlock()
 		reply(reqs, err)
 		return
@@ -90,7 +106,7 @@ func (s *Spool) commitAcks(reqs []*request) {
 	}
 	spans := spansOf(fresh)
 	if err := s.writeAckRecord(floor, spans); err != nil {
-		reply(reqs, s.fail(err))
+		reply(reqs, s.failAckLog(err))
 		return
 	}
 	s.mu.Lock()
@@ -103,14 +119,14 @@ func (s *Spool) commitAcks(reqs []*request) {
 	s.floor = s.acked.absorbFloor(s.floor)
 	doomed := s.reclaimLocked()
 	if applyErr != nil {
-		applyErr = s.failLocked(applyErr)
+		// The acks are durable but the counts are not what the disk says:
+		// only Open recounts them.
+		applyErr = s.failTerminalLocked(applyErr)
 	}
 	s.mu.Unlock()
 	s.removeSegments(doomed)
-	if applyErr == nil && s.ackLogSize > s.ackCompactBytes {
-		if err := s.compactAckLog(); err != nil {
-			applyErr = s.fail(err)
-		}
+	if applyErr == nil && s.ackLogSize > s.ackCompactBytes && s.ackLogSize >= s.compactRetryAt {
+		s.compactAckLog()
 	}
 	reply(reqs, applyErr)
 }
@@ -166,7 +182,7 @@ func (s *Spool) removeSegments(doomed []*segment) {
 // writeAckRecord appends one ack record and syncs the ack log.
 func (s *Spool) writeAckRecord(floor uint64, spans []span) error {
 	rec := appendRecord(nil, kindAcks, floor, encodeSpans(nil, spans))
-	if _, err := s.ackLog.Write(rec); err != nil {
+	if err := s.writeThrough(hookAckWrite, rec, s.ackLog.Write); err != nil {
 		return fmt.Errorf("write ack log %s: %w", s.path(ackLogName), err)
 	}
 	s.ackLogSize += int64(len(rec))
@@ -174,63 +190,102 @@ func (s *Spool) writeAckRecord(floor uint64, spans []span) error {
 		return err
 	}
 	if !s.opts.NoSync {
-		if err := fdatasync(s.ackLog); err != nil {
+		if err := s.syncThrough(hookAckSync, s.ackLog); err != nil {
 			return fmt.Errorf("sync ack log %s: %w", s.path(ackLogName), err)
 		}
 		s.syncs.Add(1)
 	}
+	s.ackLogDurable = s.ackLogSize
+	s.reserveAckLog()
 	return nil
 }
 
-// compactAckLog replaces the ack log with a single snapshot record.
-func (s *Spool) compactAckLog() error {
+// compactAckLog replaces the ack log with a single snapshot record. The
+// acks are durable either way: a compaction that fails before it replaced
+// the log (no room for the new file) leaves the log as it was, to be
+// compacted at a later ack; one that fails after makes the spool recover
+// in place, which reopens the log.
+func (s *Spool) compactAckLog() {
 	s.mu.Lock()
 	floor := s.floor
 	spans := append([]span(nil), s.acked.s...)
 	s.mu.Unlock()
-	return s.writeAckSnapshot(floor, spans)
+	var err error
+	if ferr := s.opts.fault(hookAckCompact); ferr != nil {
+		err = &snapshotNotInstalled{ferr}
+	} else {
+		err = s.writeAckSnapshot(floor, spans)
+	}
+	var early *snapshotNotInstalled
+	switch {
+	case errors.As(err, &early):
+		s.log.Warn("spool: could not compact the ack log; keeping it as it is", "bytes", s.ackLogSize, "err", err)
+		// Not again at every ack: once the log has grown by a quarter more.
+		s.compactRetryAt = s.ackLogSize + s.ackCompactBytes/4
+	case err != nil:
+		s.failAckLog(err)
+	default:
+		s.compactRetryAt = 0
+	}
 }
+
+// snapshotNotInstalled is a writeAckSnapshot that failed before its rename:
+// the ack log is untouched and still open.
+type snapshotNotInstalled struct{ err error }
+
+func (e *snapshotNotInstalled) Error() string { return e.err.Error() }
+func (e *snapshotNotInstalled) Unwrap() error { return e.err }
 
 // writeAckSnapshot writes floor and spans to a temporary file, syncs it,
 // renames it over the ack log and reopens the ack log for appending. A crash
 // at any point leaves either the old log or the new one, both complete.
+// It fails with a *snapshotNotInstalled before the rename.
 func (s *Spool) writeAckSnapshot(floor uint64, spans []span) error {
 	tmp := s.path(ackLogTemp)
 	rec := appendRecord(nil, kindAcks, floor, encodeSpans(nil, spans))
+	early := func(err error) error {
+		os.Remove(tmp)
+		return &snapshotNotInstalled{err}
+	}
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
 	if err != nil {
-		return fmt.Errorf("create ack snapshot %s: %w", tmp, err)
+		return early(fmt.Errorf("create ack snapshot %s: %w", tmp, err))
 	}
 	if _, err := f.Write(rec); err != nil {
 		f.Close()
-		return fmt.Errorf("write ack snapshot %s: %w", tmp, err)
+		return early(fmt.Errorf("write ack snapshot %s: %w", tmp, err))
 	}
 	if !s.opts.NoSync {
 		if err := fdatasync(f); err != nil {
 			f.Close()
-			return fmt.Errorf("sync ack snapshot %s: %w", tmp, err)
+			return early(fmt.Errorf("sync ack snapshot %s: %w", tmp, err))
 		}
 		s.syncs.Add(1)
 	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("close ack snapshot %s: %w", tmp, err)
+		return early(fmt.Errorf("close ack snapshot %s: %w", tmp, err))
 	}
 	if err := os.Rename(tmp, s.path(ackLogName)); err != nil {
-		return fmt.Errorf("install ack snapshot: %w", err)
+		return early(fmt.Errorf("install ack snapshot: %w", err))
+	}
+	// From here the log is the snapshot: a failure below leaves the spool
+	// to recover in place, which reopens it.
+	s.ackLogSize, s.ackLogDurable = int64(len(rec)), int64(len(rec))
+	if s.ackLog != nil {
+		s.ackLog.Close()
+		s.ackLog = nil
 	}
 	if !s.opts.NoSync {
 		if err := syncDir(s.opts.Dir); err != nil {
 			return err
 		}
 	}
-	if s.ackLog != nil {
-		s.ackLog.Close()
-	}
 	s.ackLog, err = os.OpenFile(s.path(ackLogName), os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
 		return fmt.Errorf("reopen ack log: %w", err)
 	}
-	s.ackLogSize = int64(len(rec))
+	s.ackReservedTo = 0
+	s.reserveAckLog()
 	return nil
 }
 
@@ -395,7 +450,11 @@ func (s *Spool) dropOldestLocked(u *unit, need, maxBytes int64) {
 func (s *Spool) writeUnit(u *unit) error {
 	if u.floorMoved {
 		if err := s.writeAckRecord(u.floor, nil); err != nil {
-			return err
+			// The segments are out of the index already: recovery writes
+			// the floor, then counts and deletes them.
+			s.lostFloor.readings += u.dropped
+			s.lostFloor.doomed = append(s.lostFloor.doomed, u.doomed...)
+			return s.failAckLog(err)
 		}
 		// Counted once the new floor is durable: from then on the
 		// records are gone, whatever happens to their files.
@@ -453,7 +512,8 @@ func (s *Spool) writeUnit(u *unit) error {
 	} else {
 		s.buf = nil // one huge batch should not pin its buffer forever
 	}
-	if _, err := g.f.WriteAt(buf, base); err != nil {
+	err := s.writeThrough(hookSegmentWrite, buf, func(b []byte) (int, error) { return g.f.WriteAt(b, base) })
+	if err != nil {
 		return fmt.Errorf("write %d bytes to segment %s at offset %d: %w", len(buf), g.path, base, err)
 	}
 	g.written += t.bytes
@@ -512,7 +572,7 @@ func (s *Spool) syncAndPublish(batch []*ticket) {
 		}
 		data++
 		if err == nil && !s.opts.NoSync && t.g != synced {
-			if serr := fdatasync(t.g.f); serr != nil {
+			if serr := s.syncThrough(hookSegmentSync, t.g.f); serr != nil {
 				err = s.fail(fmt.Errorf("sync segment %s: %w", t.g.path, serr))
 			} else {
 				s.syncs.Add(1)
@@ -543,6 +603,7 @@ func (s *Spool) syncAndPublish(batch []*ticket) {
 		if err == nil {
 			close(s.notify)
 			s.notify = make(chan struct{})
+			s.appendSucceededLocked()
 		}
 		s.mu.Unlock()
 		if err == nil {

@@ -4,6 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
+
+	"github.com/cellgate/cellgate/internal/backoff"
 )
 
 // Defaults applied by Open to zero-valued Options fields.
@@ -103,6 +106,8 @@ type Options struct {
 	// between a segment write and its fdatasync, or to stop a recovery
 	// half-way through a salvage.
 	hook func(point string) error
+	// retry replaces recoveryRetry, for this package's tests only.
+	retry backoff.Policy
 }
 
 // The points at which Options.hook is called.
@@ -112,6 +117,19 @@ const (
 	hookSegmentWritten = "segment written"
 	// hookAckWritten: an ack record was written and not yet fdatasynced.
 	hookAckWritten = "ack written"
+	// hookSegmentWrite, hookSegmentSync, hookAckWrite and hookAckSync come
+	// just before a group commit's write to its segment, a segment's
+	// fdatasync, an ack record's write and the ack log's fdatasync. An
+	// error there fails the write or sync as a full disk does: a write
+	// takes the first half of its bytes and then fails, a sync does not
+	// happen and fails. The disk-full tests inject ENOSPC with them.
+	hookSegmentWrite = "segment write"
+	hookSegmentSync  = "segment sync"
+	hookAckWrite     = "ack write"
+	hookAckSync      = "ack sync"
+	// hookAckCompact: the ack log is about to be compacted (an error fails
+	// the compaction before it touches a file).
+	hookAckCompact = "ack compact"
 	// hookSalvageKept: recovery copied one damaged region of a segment to
 	// its .corrupt or .torn file.
 	hookSalvageKept = "salvage kept damage aside"
@@ -122,6 +140,11 @@ const (
 	// itself, before syncing the directory.
 	hookSalvageCut = "salvage cut the segment"
 )
+
+// recoveryRetry spaces the committer's attempts to recover after a failed
+// write or sync (the first is at once): a full disk is probed every 5 s at
+// most, so appends resume within seconds of space coming back.
+var recoveryRetry = backoff.Policy{Initial: 50 * time.Millisecond, Max: 5 * time.Second, Multiplier: 2, Jitter: 0.2}
 
 // fault calls the fault hook, if any, at point.
 func (o *Options) fault(point string) error {

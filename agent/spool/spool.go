@@ -21,6 +21,9 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
+
+	"github.com/cellgate/cellgate/internal/backoff"
 )
 
 var (
@@ -34,6 +37,18 @@ var (
 	// ErrClosed is returned by every method called after Close, and by Next
 	// calls that were waiting when Close ran.
 	ErrClosed = errors.New("spool: closed")
+	// ErrWriteFailed is returned (wrapped, with the cause) by Append and Ack
+	// while the spool refuses writes after a write or sync of its files
+	// failed. The spool rolls its files back to what it last reported
+	// durable and resumes by itself (it retries with backoff, and at the
+	// next call once the backoff has passed): nothing reported durable is
+	// lost, and the call may simply be retried later.
+	ErrWriteFailed = errors.New("spool: a write failed")
+	// ErrNoSpace marks an ErrWriteFailed whose cause is a file system out
+	// of space (ENOSPC, EDQUOT). Such an error also wraps ErrFull, so that
+	// a caller answering a full spool (HTTP 507) answers a full disk the
+	// same way.
+	ErrNoSpace = errors.New("spool: no space left in the file system")
 )
 
 // maxUnitBytes bounds how many bytes one group commit writes, which bounds
@@ -235,8 +250,22 @@ type Spool struct {
 	buf             []byte
 	ackLog          *os.File
 	ackLogSize      int64
+	ackLogDurable   int64 // the ack log's size at its last sync: recovery cuts it back there
+	ackReservedTo   int64 // the ack log has space allocated up to here (reserveAckLog)
 	nextSeq         uint64
 	ackCompactBytes int64
+	compactRetryAt  int64 // the ack log size before which a failed compaction is not retried
+	// retry spaces the attempts to recover after a failed write, and
+	// nextRecovery is when the next one may start.
+	retry        backoff.Policy
+	nextRecovery time.Time
+	// lostFloor holds what drop_oldest dropped while the ack log could
+	// not take the new floor: recovery writes the floor, then counts the
+	// readings and deletes the segments.
+	lostFloor struct {
+		readings uint64
+		doomed   []*segment
+	}
 
 	syncs   atomic.Uint64
 	commits atomic.Uint64
@@ -259,9 +288,23 @@ type Spool struct {
 	appended      uint64
 	ackedCount    uint64
 	dropped       uint64
-	failed        error
 	closed        bool
-	notify        chan struct{} // closed and replaced whenever records appear
+	// failed is set while the spool refuses appends: after a failed write
+	// or sync until the committer has recovered (a *writeFailure), or for
+	// good once terminal is set (a failure recovery in place cannot mend).
+	// Acks are refused too only when the ack log is what failed
+	// (ackLogFailed), or for good: a full disk that fails segment writes
+	// while the ack log still takes records lets acks free space.
+	failed       error
+	ackLogFailed bool
+	terminal     bool
+	// outageSince is when the first write of an outage failed; zero once a
+	// write succeeded again. freshOutage tells the committer to try to
+	// recover at once, and recoveries counts its attempts in this outage.
+	outageSince time.Time
+	freshOutage bool
+	recoveries  int
+	notify      chan struct{} // closed and replaced whenever records appear
 
 	// dropsMu serializes changes to drops and writes of DIR/dropped.json.
 	dropsMu sync.Mutex
@@ -304,6 +347,10 @@ func Open(opts Options) (*Spool, error) {
 		syncerExited:    make(chan struct{}),
 		notify:          make(chan struct{}),
 		ackCompactBytes: ackCompactBytes,
+		retry:           opts.retry,
+	}
+	if s.retry.Initial == 0 {
+		s.retry = recoveryRetry
 	}
 	s.lim.Store(&limits{Limits: Limits{MaxBytes: opts.MaxBytes, WhenFull: opts.WhenFull}, maxRecordBytes: opts.MaxRecordBytes, segmentBytes: opts.SegmentBytes})
 	err = s.loadDrops()
@@ -339,10 +386,12 @@ func (s *Spool) Recovery() RecoveryReport {
 //
 // It fails with ErrTooLarge for a payload over MaxRecordBytes or a batch that
 // can never fit, with ErrFull under PolicyReject when the spool is full, with
-// ErrClosed after Close, and with the sticky I/O error once a write or sync
-// failed. If ctx ends before the batch is written it is not written; if ctx
-// ends while the batch is being written, Append returns ctx's error but the
-// batch may still become durable and be delivered.
+// ErrClosed after Close, and with ErrWriteFailed while the spool recovers
+// from a failed write or sync (also ErrNoSpace and ErrFull when the file
+// system is full); the batch was then not stored. If ctx ends before the
+// batch is written it is not written; if ctx ends while the batch is being
+// written, Append returns ctx's error but the batch may still become
+// durable and be delivered.
 func (s *Spool) Append(ctx context.Context, payloads ...[]byte) ([]uint64, error) {
 	if len(payloads) == 0 {
 		return nil, nil
@@ -428,7 +477,9 @@ func (s *Spool) Next(ctx context.Context, after uint64, maxRecords int, maxBytes
 //
 // Ack fails, applying none of seqs, if one of them was never appended
 // durably (0, or above the last appended). It fails with ErrClosed after
-// Close and with the sticky I/O error once a write or sync failed.
+// Close, and with ErrWriteFailed (and ErrNoSpace when the file system is
+// full) while the spool recovers from a failed write or sync: none of seqs
+// is then acknowledged, and the same Ack may be retried.
 func (s *Spool) Ack(seqs ...uint64) error {
 	if len(seqs) == 0 {
 		return nil
@@ -670,13 +721,24 @@ func readRun(g *segment, i, n uint64) ([]Record, error) {
 // path returns the absolute path of a file in the spool directory.
 func (s *Spool) path(name string) string { return filepath.Join(s.opts.Dir, name) }
 
-// failLocked makes err sticky: once a write or sync failed, what is on disk
-// is unknown until recovery has looked at it again.
+// failLocked refuses appends after err, a failed write or sync of a
+// segment, until the committer has rolled the files back to what was
+// reported durable (recoverInPlace). The first failure of an outage is
+// logged at ERROR; failures until an append succeeds again belong to the
+// same outage.
 func (s *Spool) failLocked(err error) error {
-	if s.failed == nil {
-		s.failed = fmt.Errorf("spool: %s stopped accepting writes after an I/O error (reopen it to recover): %w", s.opts.Dir, err)
-		s.log.Error("spool: I/O error, spool is now read-only", "err", err)
+	if s.failed != nil {
+		return s.failed
 	}
+	s.failed = &writeFailure{dir: s.opts.Dir, noSpace: isNoSpace(err), err: err}
+	if s.outageSince.IsZero() {
+		s.outageSince, s.freshOutage, s.recoveries = time.Now(), true, 0
+		s.log.Error("spool: write failed; refusing writes until recovered (retrying by itself)", "err", err,
+			"no_space", isNoSpace(err))
+	} else {
+		s.log.Debug("spool: write failed again", "err", err)
+	}
+	s.signal() // the committer starts recovering, even if nothing else is queued
 	return s.failed
 }
 
@@ -684,4 +746,44 @@ func (s *Spool) fail(err error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.failLocked(err)
+}
+
+// failAckLog is fail for a failed write or sync of the ack log: acks are
+// refused too until the committer has recovered.
+func (s *Spool) failAckLog(err error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ackLogFailed = true
+	return s.failLocked(err)
+}
+
+// acksRefusedLocked returns the error acks fail with, or nil.
+func (s *Spool) acksRefusedLocked() error {
+	if s.ackLogFailed || s.terminal {
+		return s.failed
+	}
+	return nil
+}
+
+// failTerminalLocked refuses writes for good: what is on disk is not what
+// the spool reported, and only Open's recovery settles that.
+func (s *Spool) failTerminalLocked(err error) error {
+	if s.terminal {
+		return s.failed
+	}
+	s.terminal = true
+	s.failed = fmt.Errorf("spool: %s stopped accepting writes after an I/O error (reopen it to recover): %w", s.opts.Dir, err)
+	s.log.Error("spool: I/O error that recovery in place cannot mend; the spool is now read-only until reopened", "err", err)
+	return s.failed
+}
+
+// appendSucceededLocked ends an outage once appended records were made
+// durable again.
+func (s *Spool) appendSucceededLocked() {
+	if s.outageSince.IsZero() || s.failed != nil {
+		return
+	}
+	s.log.Info("spool: accepting readings again after a write failure", "outage", time.Since(s.outageSince).Round(time.Millisecond),
+		"recoveries", s.recoveries)
+	s.outageSince = time.Time{}
 }

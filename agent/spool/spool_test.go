@@ -743,34 +743,6 @@ func TestDirectoryLock(t *testing.T) {
 	s2.Close()
 }
 
-func TestStickyFailureAfterIOError(t *testing.T) {
-	dir := t.TempDir()
-	s := openT(t, Options{Dir: dir})
-	mustAppend(t, s, []byte("kept"))
-	// Make the next write fail the way a dying disk would, with a real error
-	// from the kernel (EBADF on a closed descriptor).
-	s.mu.Lock()
-	s.active.f.Close()
-	s.mu.Unlock()
-	_, err := s.Append(context.Background(), []byte("lost"))
-	if err == nil || !strings.Contains(err.Error(), "stopped accepting writes") {
-		t.Fatalf("append after a write error: %v", err)
-	}
-	if _, err2 := s.Append(context.Background(), []byte("again")); err2 == nil || err2.Error() != err.Error() {
-		t.Fatalf("second append after a write error: %v; want the same sticky error", err2)
-	}
-	if err := s.Ack(1); err == nil {
-		t.Fatal("Ack on a failed spool succeeded")
-	}
-	s.Close() // reports closing the already closed file; the lock must still go
-
-	s = openT(t, Options{Dir: dir})
-	recs := readPending(t, s)
-	if len(recs) != 1 || string(recs[0].Payload) != "kept" {
-		t.Fatalf("after reopening a failed spool: %+v", recs)
-	}
-}
-
 func TestAckLogCompaction(t *testing.T) {
 	dir := t.TempDir()
 	s := openT(t, Options{Dir: dir})
