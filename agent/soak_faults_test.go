@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/cellgate/cellgate/internal/testutil"
 	"github.com/cellgate/cellgate/sdk/modemsim"
 )
 
@@ -24,9 +26,7 @@ type faultKind struct {
 // unavailableFaults are the kinds the issue asks for that this soak cannot
 // apply, with why; they are reported, never faked.
 func (s *soak) unavailableFaults() map[string]string {
-	out := map[string]string{
-		"modem_clock_jump": "sdk/modemsim has no clock fault (its fault kinds: peer-close, network-loss, network-restore, reboot, garbage, drop-response, delay-response, sim-busy)",
-	}
+	out := map[string]string{}
 	if s.disk != "" {
 		out["disk_full"] = s.disk
 	}
@@ -71,6 +71,7 @@ func (s *soak) faultKinds() []*faultKind {
 		}},
 		{"spool_full_reject", func(s *soak, _ *rand.Rand) (time.Time, string, bool, error) { return s.spoolFull("reject") }},
 		{"spool_full_drop_oldest", func(s *soak, _ *rand.Rand) (time.Time, string, bool, error) { return s.spoolFull("drop_oldest") }},
+		{"modem_clock_jump", (*soak).clockJump},
 	}
 	if s.disk == "" {
 		kinds = append(kinds, &faultKind{"disk_full", (*soak).diskFull})
@@ -109,25 +110,103 @@ func (s *soak) killAgent(_ *rand.Rand) (time.Time, string, bool, error) {
 	return at, fmt.Sprintf("SIGKILL, restarted in %s", time.Since(at).Round(time.Millisecond)), true, nil
 }
 
+// dropPhase is one spool-full phase under drop_oldest, the only time the
+// agent may drop readings to make room: what it reported dropping, and
+// which readings were accepted while the generation that could drop them
+// ran (the readings it could have dropped are among those, and those not
+// yet delivered when it began).
+type dropPhase struct {
+	start time.Time
+	// drops is the agent's drop_oldest count over the phase (its
+	// /v1/status, which keeps the count on disk across restarts).
+	drops uint64
+	// httpPosts: HTTP requests numbered below it began before the
+	// generation that could drop was gone (with at most one more, the
+	// request in flight when the new one came up).
+	httpPosts int
+	// udpSent and udpAccepted are the UDP ids sent and the UDP readings
+	// the agent had accepted in all when that generation was told to go,
+	// with the senders held, so that none came after.
+	udpSent     int
+	udpAccepted int
+}
+
+// swap is where the readings stood when the agent's generation changed
+// under a reload.
+type swap struct {
+	httpPosts            int // HTTP requests begun before the new generation served
+	udpSent, udpAccepted int // UDP ids sent, and readings accepted, before the old one was told to go
+}
+
+// reload makes the agent read its file again (SIGHUP: a new generation of
+// inputs, spool and plugin in the same process) and waits until the new
+// generation serves. UDP senders are held throughout and the old
+// generation's count of UDP readings is taken first, so that the count
+// of UDP readings accepted stays complete across the swap.
+func (s *soak) reload() (swap, error) {
+	var sw swap
+	s.udpGate.Lock()
+	defer s.udpGate.Unlock()
+	s.stableUDPCount()
+	s.mu.Lock()
+	sw.udpSent, sw.udpAccepted = s.udpSent, int(s.udpAcc.total())
+	s.mu.Unlock()
+	a := s.currentAgent()
+	generations := strings.Count(a.log(), "cellgate starting")
+	if err := a.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		return sw, err
+	}
+	up := testutil.WaitFor(30*time.Second, func() bool {
+		if strings.Count(a.log(), "cellgate starting") <= generations {
+			return false
+		}
+		_, err := s.status()
+		return err == nil
+	})
+	if !up {
+		return sw, errors.New("the agent's new generation did not serve within 30s of SIGHUP")
+	}
+	s.mu.Lock()
+	sw.httpPosts = s.httpPosts
+	s.mu.Unlock()
+	s.observeUDP()
+	return sw, nil
+}
+
 // spoolFull shrinks the spool to its smallest under policy (a reload by
 // SIGHUP), takes the network away so that it fills, waits until the
 // agent shows it full (507 answers for reject, drop_oldest drops counted
 // in /v1/status for drop_oldest; 20 s at most), then restores the
-// network and the limits.
-func (s *soak) spoolFull(policy string) (time.Time, string, bool, error) {
+// network and the limits. Under drop_oldest it books the phase for the
+// reconciliation (dropPhase). Whatever fails, the agent is left with the
+// normal limits and the network back.
+func (s *soak) spoolFull(policy string) (end time.Time, detail string, full bool, err error) {
 	refusedBefore := s.refusalCount("507")
 	st, err := s.status()
 	if err != nil {
 		return time.Now(), "", false, fmt.Errorf("status before: %w", err)
 	}
+	phase := &dropPhase{start: time.Now()}
 	dropsBefore := st.Spool.Dropped.DropOldest
+	restored := false
+	restore := func() (swap, error) {
+		restored = true
+		s.modem.Fault(modemsim.Fault{Kind: modemsim.FaultNetworkRestore}) // fails if the network is up: fine
+		s.writeConfig("256MiB", "reject")
+		return s.reload()
+	}
+	defer func() {
+		if !restored {
+			restore()
+		}
+	}()
 	s.writeConfig(soakSmallSpool, policy)
-	if err := s.currentAgent().cmd.Process.Signal(syscall.SIGHUP); err != nil {
+	if _, err := s.reload(); err != nil {
 		return time.Now(), "", false, err
 	}
 	s.modem.Fault(modemsim.Fault{Kind: modemsim.FaultNetworkLoss}) // until restored
 	var drops uint64
-	full := pollUntil(20*time.Second, func() bool {
+	full = testutil.WaitFor(20*time.Second, func() bool {
 		if policy == "reject" {
 			return s.refusalCount("507") > refusedBefore
 		}
@@ -135,12 +214,25 @@ func (s *soak) spoolFull(policy string) (time.Time, string, bool, error) {
 		drops = st.Spool.Dropped.DropOldest - dropsBefore
 		return err == nil && drops > 0
 	})
-	s.modem.Fault(modemsim.Fault{Kind: modemsim.FaultNetworkRestore})
-	s.writeConfig("256MiB", "reject")
-	if err := s.currentAgent().cmd.Process.Signal(syscall.SIGHUP); err != nil {
-		return time.Now(), "", false, err
+	sw, err := restore()
+	if policy == "drop_oldest" {
+		// Booked even if the reload failed: the drops happened.
+		phase.httpPosts, phase.udpSent, phase.udpAccepted = sw.httpPosts, sw.udpSent, sw.udpAccepted
+		if err != nil {
+			phase.httpPosts = int(^uint(0) >> 1) // every request so far may have been dropped
+		}
+		if st, serr := s.status(); serr == nil {
+			drops = st.Spool.Dropped.DropOldest - dropsBefore
+		}
+		phase.drops = drops
+		s.mu.Lock()
+		s.drops = append(s.drops, phase)
+		s.mu.Unlock()
 	}
-	detail := fmt.Sprintf("max_bytes %s when_full %s: %d answers 507", soakSmallSpool, policy, s.refusalCount("507")-refusedBefore)
+	if err != nil {
+		return time.Now(), "", false, fmt.Errorf("restore the limits: %w", err)
+	}
+	detail = fmt.Sprintf("max_bytes %s when_full %s: %d answers 507", soakSmallSpool, policy, s.refusalCount("507")-refusedBefore)
 	if policy == "drop_oldest" {
 		detail = fmt.Sprintf("max_bytes %s when_full %s: %d readings dropped", soakSmallSpool, policy, drops)
 	}
@@ -148,6 +240,41 @@ func (s *soak) spoolFull(policy string) (time.Time, string, bool, error) {
 		detail += " (the spool was not seen full within 20s)"
 	}
 	return time.Now(), detail, full, nil
+}
+
+// clockJump moves the modem's clock 2 to 6 hours, back and forward in
+// turn, holds it there 1 to 3 s, and moves it back. The soak's modem
+// takes the network's time at every boot, so the plugin has certificate
+// validity checked (ignorelocaltime 0); the soak's certificates became
+// valid an hour before the run, so a jump back makes every TLS open
+// during the hold fail (+CCHOPEN: <id>,15), while a jump forward moves
+// only what AT+CCLK reads. Open sessions are not affected (validity is
+// checked at the handshake). The fault ends when the clock is moved back;
+// it triggered when the agent tried to open a session meanwhile.
+func (s *soak) clockJump(rng *rand.Rand) (time.Time, string, bool, error) {
+	d := time.Duration(2+rng.IntN(5)) * time.Hour
+	if s.clockJumps%2 == 0 {
+		d = -d
+	}
+	before := s.modem.Counters()
+	if err := s.modem.Fault(modemsim.Fault{Kind: modemsim.FaultClockJump, Duration: d}); err != nil {
+		return time.Now(), "", false, err
+	}
+	s.clockJumps++
+	hold := time.Duration(1000+rng.IntN(2001)) * time.Millisecond
+	time.Sleep(hold) // the fault's own length
+	after := s.modem.Counters()
+	detail := fmt.Sprintf("%+.0fh for %s", d.Hours(), hold.Round(time.Millisecond))
+	if after.Reboots != before.Reboots {
+		// The reboot set the clock from the network: nothing to undo.
+		detail += ", the modem rebooted meanwhile"
+	} else if err := s.modem.Fault(modemsim.Fault{Kind: modemsim.FaultClockJump, Duration: -d}); err != nil {
+		return time.Now(), detail, true, fmt.Errorf("jump back: %w", err)
+	}
+	opens := after.Commands["AT+CCHOPEN"] - before.Commands["AT+CCHOPEN"]
+	opened := after.SessionsOpened - before.SessionsOpened
+	detail += fmt.Sprintf(", %d session opens tried meanwhile, %d succeeded", opens, opened)
+	return time.Now(), detail, opens > 0, nil
 }
 
 func (s *soak) refusalCount(status string) int {
@@ -177,7 +304,7 @@ func (s *soak) diskFull(rng *rand.Rand) (time.Time, string, bool, error) {
 	}
 	f.Close()
 	refusedBefore := s.refusals()
-	hit := pollUntil(5*time.Second, func() bool { return s.refusals() > refusedBefore })
+	hit := testutil.WaitFor(5*time.Second, func() bool { return s.refusals() > refusedBefore })
 	time.Sleep(time.Duration(500+rng.IntN(1000)) * time.Millisecond) // the fault's own length
 	if err := os.Remove(s.fillPath); err != nil {
 		s.t.Fatalf("remove the disk filler: %v", err)

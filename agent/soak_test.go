@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -75,7 +76,10 @@ func TestSoak(t *testing.T) {
 	go s.trackRecoveries()
 
 	kinds := s.faultKinds()
-	perKind := max(4, int((30*length+10*time.Minute-1)/(10*time.Minute)))
+	// Aimed at 33 of each per 10 minutes, so that the lasting faults (the
+	// spool and disk phases, the clock's hold, a restart) running late
+	// still leave 30 complete rounds of every kind.
+	perKind := max(4, int((33*length+10*time.Minute-1)/(10*time.Minute)))
 	warmup := min(10*time.Second, length/6)
 	gap := (length - warmup) / time.Duration(perKind*len(kinds))
 	fmt.Printf("soak: %d fault kinds, one every %s after a %s warm-up, aiming at %d of each\n", len(kinds), gap, warmup, perKind)
@@ -86,10 +90,10 @@ func TestSoak(t *testing.T) {
 	time.Sleep(warmup)
 	next := time.Now()
 	var deck []*faultKind
+	misses := 0 // kinds in a row that did not apply
 	for time.Now().Before(deadline) {
 		if len(deck) == 0 {
-			deck = append(deck, kinds...)
-			rng.Shuffle(len(deck), func(i, j int) { deck[i], deck[j] = deck[j], deck[i] })
+			deck = shuffledRound(kinds, rng)
 		}
 		if d := time.Until(next); d > 0 {
 			time.Sleep(d) // the chaos's own pace, not a wait for a condition
@@ -98,15 +102,32 @@ func TestSoak(t *testing.T) {
 		s.revive()
 		k := deck[0]
 		deck = deck[1:]
-		if !s.inject(k, rng) {
-			// Not applicable now (no session open, plugin restarting): the
-			// kind goes to the back of the deck, the next one comes now.
-			deck = append(deck, k)
-			next = next.Add(-gap + 200*time.Millisecond)
+		if s.inject(k, rng) {
+			misses = 0
+			continue
+		}
+		// Not applicable now (no session open, plugin restarting): the
+		// next kind takes this turn at once, and this one is tried again
+		// after it, so that waiting for a session costs the pace nothing.
+		// Two misses in a row wait 200 ms, not to spin.
+		if len(deck) == 0 {
+			deck = shuffledRound(kinds, rng)
+		}
+		deck = slices.Insert(deck, 1, k)
+		next = next.Add(-gap)
+		if misses++; misses > 1 {
+			next = next.Add(200 * time.Millisecond)
 		}
 	}
 	s.settle()
-	s.report(t, seed, length, kinds)
+	s.report(t, seed, length, kinds, perKind)
+}
+
+// shuffledRound is one of each kind, in random order.
+func shuffledRound(kinds []*faultKind, rng *rand.Rand) []*faultKind {
+	round := slices.Clone(kinds)
+	rng.Shuffle(len(round), func(i, j int) { round[i], round[j] = round[j], round[i] })
+	return round
 }
 
 // soak is one soak's parts and its books. The fault loop (the test's
@@ -130,29 +151,37 @@ type soak struct {
 	feeders  sync.WaitGroup
 	warmEnd  time.Time
 
+	// clockJumps counts the clock faults applied, whose direction
+	// alternates; the fault loop owns it.
+	clockJumps int
+
 	// agentMu guards agent, which the fault loop replaces on a restart.
 	agentMu sync.Mutex
 	agent   *agentProc
 	started time.Time // when agent started
 
-	// udpGate is held for writing while the agent is killed, so that no
-	// datagram is accepted after the last count of UDP readings accepted.
+	// udpGate is held for writing while the agent is killed or reloads,
+	// so that no datagram is accepted after the last count of UDP readings
+	// its old process or generation accepted.
 	udpGate sync.RWMutex
 
-	mu       sync.Mutex
-	accepted []acceptedID   // HTTP ids answered 202, in order
-	refused  map[string]int // HTTP answers other than 202, by status ("conn": no answer)
-	udpSent  int
-	udpAcc   counterEpochs
-	faults   []*faultRecord
-	samples  []memSample
-	peakGor  int
-	exits    []string // the agent's own exits (not our SIGKILL): the last lines of its log
+	mu        sync.Mutex
+	accepted  []acceptedID   // HTTP ids answered 202, in order
+	httpPosts int            // HTTP requests begun (the one HTTP feeder posts one at a time)
+	refused   map[string]int // HTTP answers other than 202, by status ("conn": no answer)
+	udpSent   int            // UDP ids udp-1 … udp-udpSent have been sent
+	udpAcc    counterEpochs
+	faults    []*faultRecord
+	drops     []*dropPhase // the drop_oldest phases, in order
+	samples   []memSample
+	peakGor   int
+	exits     []string // the agent's own exits (not our SIGKILL): the last lines of its log
 }
 
 type acceptedID struct {
-	id string
-	at time.Time
+	id   string
+	at   time.Time
+	post int // the request's number (soak.httpPosts when it began)
 }
 
 // memSample is one reading of the agent's resident memory.
@@ -204,7 +233,11 @@ func newSoak(t *testing.T) *soak {
 	s.mountDisk()
 	s.pki = plugintest.NewPKI(t, plugintest.P256)
 	s.pki.WriteFiles(t, s.dir)
-	s.modem, err = modemsim.Start(modemsim.Config{Model: "sim7600", Baud: -1, Link: filepath.Join(s.dir, "ttyUSB2"), StateDir: filepath.Join(s.dir, "flash")})
+	// NetworkTime: the modem's clock is right from every boot, as on a
+	// registered module, so the plugin has certificate validity checked
+	// (ignorelocaltime 0) and a clock jump can bite.
+	s.modem, err = modemsim.Start(modemsim.Config{Model: "sim7600", Baud: -1, Link: filepath.Join(s.dir, "ttyUSB2"),
+		StateDir: filepath.Join(s.dir, "flash"), NetworkTime: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -368,6 +401,10 @@ func (s *soak) startFeeders() {
 }
 
 func (s *soak) postHTTP(n int) {
+	s.mu.Lock()
+	post := s.httpPosts
+	s.httpPosts++
+	s.mu.Unlock()
 	var body bytes.Buffer
 	body.WriteByte('[')
 	for i := range n {
@@ -401,7 +438,7 @@ func (s *soak) postHTTP(n int) {
 		return
 	}
 	for _, id := range out.IDs {
-		s.accepted = append(s.accepted, acceptedID{id, now})
+		s.accepted = append(s.accepted, acceptedID{id, now, post})
 	}
 }
 
@@ -421,8 +458,9 @@ func (s *soak) refusals() int {
 
 type soakStatus struct {
 	Spool struct {
-		Pending int `json:"pending_readings"`
-		Dropped struct {
+		Pending          int    `json:"pending_readings"`
+		DamagedUncounted uint64 `json:"damaged_uncounted_regions"`
+		Dropped          struct {
 			Damaged         uint64 `json:"damaged"`
 			DropOldest      uint64 `json:"drop_oldest"`
 			RefusedUpstream uint64 `json:"refused_upstream"`
@@ -581,7 +619,7 @@ func (s *soak) checkRecoveries() {
 // input has appended what it received.
 func (s *soak) settle() {
 	s.modem.Fault(modemsim.Fault{Kind: modemsim.FaultNetworkRestore}) // fails if the network is up: fine
-	pollUntil(2*time.Minute, func() bool {
+	testutil.WaitFor(2*time.Minute, func() bool {
 		s.revive()
 		s.checkRecoveries()
 		s.mu.Lock()
@@ -602,7 +640,7 @@ func (s *soak) settle() {
 // apart agree (the input has appended what it received), for up to 5 s.
 func (s *soak) stableUDPCount() {
 	last := -1.0
-	pollUntil(5*time.Second, func() bool {
+	testutil.WaitFor(5*time.Second, func() bool {
 		time.Sleep(300 * time.Millisecond) // the interval between the two readings compared
 		v, err := s.observeUDP()
 		if err != nil {
@@ -612,18 +650,4 @@ func (s *soak) stableUDPCount() {
 		last = v
 		return same
 	})
-}
-
-// pollUntil calls cond every 50 ms until it holds (true) or within
-// passes (false). testutil.Eventually fails the test instead, which a
-// fault that does not take is not.
-func pollUntil(within time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return true
 }

@@ -136,6 +136,15 @@ func Eventually(t testing.TB, within time.Duration, what string, cond func() boo
 	}
 }
 
+// WaitFor calls cond until it returns true (true), or until within passes
+// (false). It is Eventually for a caller to whom a condition that never
+// comes is an outcome to report, not a failure: a fault that does not take,
+// a drain that may not finish. Unlike Eventually it may be called from any
+// goroutine.
+func WaitFor(within time.Duration, cond func() bool) bool {
+	return poll(within, nil, cond)
+}
+
 // WaitListening waits until a TCP socket listens on addr's port, for up to
 // within, and returns an error if none does, or as soon as exited is
 // closed (nil: never). It is for processes the test does not control

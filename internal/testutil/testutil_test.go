@@ -69,6 +69,20 @@ func TestEventually(t *testing.T) {
 	}
 }
 
+func TestWaitFor(t *testing.T) {
+	var calls int
+	if !WaitFor(5*time.Second, func() bool { calls++; return calls == 3 }) || calls != 3 {
+		t.Errorf("WaitFor: cond called %d times, want true after 3", calls)
+	}
+	start := time.Now()
+	if WaitFor(20*time.Millisecond, func() bool { return false }) {
+		t.Error("WaitFor reported a condition that never holds")
+	}
+	if d := time.Since(start); d < 20*time.Millisecond {
+		t.Errorf("WaitFor gave up after %s, before its 20ms", d)
+	}
+}
+
 func TestSyncBufferTakesConcurrentWriters(t *testing.T) {
 	var b SyncBuffer
 	done := make(chan struct{})

@@ -36,6 +36,9 @@ const (
 	FaultDelayResponse FaultKind = "delay-response"
 	// FaultSIMBusy makes the SIM busy for Duration, then +CPIN: READY.
 	FaultSIMBusy FaultKind = "sim-busy"
+	// FaultClockJump moves the module's clock by Duration (negative: back);
+	// see clock.go.
+	FaultClockJump FaultKind = "clock-jump"
 )
 
 // PeerCloseAll is the Fault.Session of a peer close of every open session
@@ -49,7 +52,7 @@ const maxGarbage = 1 << 20
 type Fault struct {
 	Kind     FaultKind
 	Session  int           // FaultPeerClose: 0 or 1, or PeerCloseAll
-	Duration time.Duration // FaultNetworkLoss (0: until restored), FaultDelayResponse, FaultSIMBusy
+	Duration time.Duration // FaultNetworkLoss (0: until restored), FaultDelayResponse, FaultSIMBusy, FaultClockJump (signed)
 	Bytes    int           // FaultGarbage: 1..1048576
 }
 
@@ -67,7 +70,7 @@ func (f Fault) String() string {
 			return string(f.Kind)
 		}
 		return fmt.Sprintf("%s %s", f.Kind, f.Duration)
-	case FaultDelayResponse, FaultSIMBusy:
+	case FaultDelayResponse, FaultSIMBusy, FaultClockJump:
 		return fmt.Sprintf("%s %s", f.Kind, f.Duration)
 	case FaultGarbage:
 		return fmt.Sprintf("%s %d", f.Kind, f.Bytes)
@@ -78,8 +81,9 @@ func (f Fault) String() string {
 // ParseFault parses the control protocol's fault syntax: "peer-close
 // <id>|all", "network-loss [<duration>]", "network-restore", "reboot",
 // "garbage <n>", "drop-response", "delay-response <duration>",
-// "sim-busy <duration>". Durations use Go syntax (5s, 250ms). It fails
-// naming the part that is wrong.
+// "sim-busy <duration>", "clock-jump <duration>". Durations use Go syntax
+// (5s, 250ms; clock-jump takes a sign: -3h). It fails naming the part that
+// is wrong.
 func ParseFault(s string) (Fault, error) {
 	fields := strings.Fields(s)
 	if len(fields) == 0 {
@@ -118,7 +122,7 @@ func ParseFault(s string) (Fault, error) {
 		}
 	case FaultNetworkRestore, FaultReboot, FaultDropResponse:
 		err = want(0)
-	case FaultDelayResponse, FaultSIMBusy:
+	case FaultDelayResponse, FaultSIMBusy, FaultClockJump:
 		if err = want(1); err == nil {
 			f.Duration, err = dur(args[0])
 		}
@@ -129,7 +133,7 @@ func ParseFault(s string) (Fault, error) {
 			}
 		}
 	default:
-		err = fmt.Errorf("unknown fault %q (known: peer-close, network-loss, network-restore, reboot, garbage, drop-response, delay-response, sim-busy)", f.Kind)
+		err = fmt.Errorf("unknown fault %q (known: peer-close, network-loss, network-restore, reboot, garbage, drop-response, delay-response, sim-busy, clock-jump)", f.Kind)
 	}
 	if err != nil {
 		return Fault{}, err
@@ -151,6 +155,10 @@ func (f Fault) validate() error {
 		if f.Duration <= 0 {
 			return fmt.Errorf("fault %s: duration %v must be positive", f.Kind, f.Duration)
 		}
+	case FaultClockJump:
+		if f.Duration == 0 {
+			return errors.New("fault clock-jump: a jump of 0 moves nothing")
+		}
 	case FaultGarbage:
 		if f.Bytes < 1 || f.Bytes > maxGarbage {
 			return fmt.Errorf("fault garbage: %d bytes is outside 1..%d", f.Bytes, maxGarbage)
@@ -164,7 +172,8 @@ func (f Fault) validate() error {
 
 // Fault injects f now. It fails if f is malformed, if it does not apply
 // (peer-close of a session that is not open, network-restore without a
-// loss) or if the modem is closed.
+// loss, a clock jump beyond what AT+CCLK can show) or if the modem is
+// closed.
 func (m *Modem) Fault(f Fault) error {
 	if err := f.validate(); err != nil {
 		return err
@@ -213,6 +222,8 @@ func (m *Modem) fault(f Fault) error {
 		m.delayNext += f.Duration
 	case FaultSIMBusy:
 		m.startSIMBusy(f.Duration, false)
+	case FaultClockJump:
+		return m.clockJump(f.Duration)
 	}
 	return nil
 }

@@ -65,8 +65,14 @@ type Config struct {
 	IPAddress string
 	// Clock is the time source the module's RTC (AT+CCLK) runs on, for
 	// tests that need a frozen clock; nil means time.Now. The RTC starts at
-	// 1980-01-06 00:00:00 like an unsynchronised module.
+	// 1980-01-06 00:00:00 like an unsynchronised module, unless
+	// NetworkTime.
 	Clock func() time.Time
+	// NetworkTime sets the RTC to Clock's time at every power-up (Start
+	// and each reboot), as on a module that takes the network's time
+	// (NITZ) when it registers. A clock jump (FaultClockJump) then lasts
+	// until the next jump, AT+CCLK write or reboot.
+	NetworkTime bool
 	// ControlSocket, when set, is the path of a unix socket serving the
 	// control protocol (see README.md). Close removes it.
 	ControlSocket string

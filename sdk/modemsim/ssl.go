@@ -250,6 +250,10 @@ func buildTLSConfig(c sslContext, mat tlsMaterial, host string, rtc func() time.
 	cfg := &tls.Config{
 		// Verification is done below per authmode, on the module's terms.
 		InsecureSkipVerify: true,
+		// The module's clock, not the host's: crypto/tls reads it for
+		// whatever is time-bound in a handshake, and VerifyConnection checks
+		// validity periods at the same clock (so a clock jump moves both).
+		Time: rtc,
 	}
 	switch c.version {
 	case 1:
@@ -294,7 +298,7 @@ func buildTLSConfig(c sslContext, mat tlsMaterial, host string, rtc func() time.
 		}
 		ignoreTime := c.ignoreLocalTime == 1
 		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
-			return verifyServerChain(cs.PeerCertificates, roots, dnsName, rtc, ignoreTime)
+			return verifyServerChain(cs.PeerCertificates, roots, dnsName, cfg.Time, ignoreTime)
 		}
 	}
 	return cfg, nil

@@ -60,6 +60,9 @@ func defaultPDP() map[int]*pdpContext {
 func (m *Modem) powerOnState() modemState {
 	st := defaultState(m.clock())
 	st.cmee = m.prof.cmeeDefault
+	if m.cfg.NetworkTime {
+		st.rtcBase = st.rtcSetAt.UTC()
+	}
 	return st
 }
 
