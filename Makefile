@@ -12,7 +12,7 @@ PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.0
 TOOLS := $(CURDIR)/.tools
 
-.PHONY: all build test deps demo proto bench vet fmt-check clean package package-test
+.PHONY: all build test deps demo proto bench vet fmt-check clean package package-test man
 
 all: build
 
@@ -23,6 +23,13 @@ build:
 	$(GO) build -o $(BIN)/cellgate-plugin-sim7600 ./plugins/sim7600
 	$(GO) build -o $(BIN)/cellgate-plugin-sim7800 ./plugins/sim7800
 	$(GO) build -o $(BIN)/cellgate-plugin-netstack ./plugins/netstack
+	@$(MAKE) --no-print-directory example-bg96
+
+# man writes cellgate's man pages (bin/doc/man/man1/*.1.gz) and its bash,
+# zsh and fish completion (bin/doc/completion/) from the command tree, as
+# the packages ship them: man -l bin/doc/man/man1/cellgate.1.gz
+man:
+	$(GO) run ./cmd/cellgate/gendoc -out $(BIN)/doc
 
 deps:
 	@scripts/deps.sh
@@ -39,10 +46,34 @@ vet:
 # openssl and mosquitto peers, then the 2-minute chaos soak (make soak) and
 # every fuzz target for 100 inputs (make fuzz; a count, not a duration: a
 # duration can cut a slow input short and report the deadline as a failure).
-test: deps fmt-check vet build package-test
+# certify runs first: a plugin that breaks the contract stops the suite.
+test: deps fmt-check vet build certify example-bg96-test package-test
 	$(GO) test -race -count=1 -timeout 25m $(PKGS)
 	$(call soak_run,2m)
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=100x
+
+# certify runs `cellgate plugin verify` (the conformance suite,
+# sdk/conformance) against every plugin: sim7600, sim7800 and the
+# out-of-tree bg96 example in front of their emulated modems, netstack over
+# this host's own IP stack. It fails on the first plugin that fails a check.
+.PHONY: certify
+certify: build
+	@set -e; for m in sim7600 sim7800 bg96; do \
+		$(BIN)/cellgate plugin verify --plugin $(BIN)/cellgate-plugin-$$m --model $$m --emulator $$m; \
+	done
+	$(BIN)/cellgate plugin verify --plugin $(BIN)/cellgate-plugin-netstack --model netstack
+
+# example-bg96 builds the out-of-tree Quectel BG96 plugin (its own Go
+# module in examples/quectel-bg96, on the public sdk only) into bin/;
+# example-bg96-test runs that module's own tests (transcripts, the
+# conformance suite against modemsim --model bg96, the import rule), which
+# the main module's go test ./... does not descend into.
+.PHONY: example-bg96 example-bg96-test
+example-bg96:
+	cd examples/quectel-bg96 && $(GO) build -o $(CURDIR)/$(BIN)/cellgate-plugin-bg96 .
+
+example-bg96-test:
+	cd examples/quectel-bg96 && $(GO) vet ./... && $(GO) test -race -count=1 -timeout 10m ./...
 
 # bench runs every benchmark once and prints each figure as a ratio to the
 # baseline measured in the same run (scripts/bench-ratios.awk).

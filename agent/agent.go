@@ -14,12 +14,14 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -28,6 +30,7 @@ import (
 	"github.com/cellgate/cellgate/agent/input"
 	"github.com/cellgate/cellgate/agent/pluginhost"
 	"github.com/cellgate/cellgate/agent/spool"
+	"github.com/cellgate/cellgate/agent/statuspage"
 	"github.com/cellgate/cellgate/transport/uplink"
 )
 
@@ -59,12 +62,17 @@ type Options struct {
 	// it when a remote configuration changes log.level, so the change
 	// takes effect at once. Without it log.level applies at the next start.
 	LogLevel *slog.LevelVar
+	// StatusPageInterval is how often the status page samples the agent
+	// for its charts; 0 means statuspage.DefaultInterval (tests use less).
+	StatusPageInterval time.Duration
 }
 
 // Addrs are where the inputs listen.
 type Addrs struct {
 	HTTP net.Addr
 	UDP  net.Addr
+	// Status is where the status listener (status.listen) listens.
+	Status net.Addr
 }
 
 // stopTimeout bounds the whole shutdown after the parts have returned:
@@ -89,6 +97,19 @@ type Agent struct {
 	fw     *forwarder
 	// remote is the remote configuration; nil when it is off.
 	remote *remoteConfig
+	// rotation is the client certificate's rotation (rotation.go); nil
+	// without a client certificate or an MQTT uplink.
+	rotation *rotation
+	// link follows the uplink's sessions and publishes, poller the modem's
+	// state; page is the status page, statusSrv the status listener (nil
+	// when status.listen is empty).
+	link      *linkState
+	poller    *modemPoller
+	page      *statuspage.Page
+	statusSrv *statusServer
+	// spoolOpen is true from the spool's opening to its closing; ready
+	// once the agent takes readings (GET /readyz).
+	spoolOpen, ready atomic.Bool
 
 	// mu guards live, inputs and uplink, which reconfigure (on the remote
 	// configuration's goroutine) replaces while the surfaces read them.
@@ -138,7 +159,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 // (started: bringing a modem up takes minutes), the uplink over it, and the
 // forwarder between spool and uplink. On failure it releases what it built.
 func newAgent(ctx context.Context, cfg *config.Config, opts Options) (a *Agent, err error) {
-	a = &Agent{cfg: cfg, live: cfg, log: opts.Logger, started: time.Now(), logLevel: opts.LogLevel}
+	a = &Agent{cfg: cfg, live: cfg, log: opts.Logger, started: time.Now(), logLevel: opts.LogLevel, link: newLinkState(cfg.DeviceID)}
 	if a.log == nil {
 		a.log = slog.Default()
 	}
@@ -146,30 +167,52 @@ func newAgent(ctx context.Context, cfg *config.Config, opts Options) (a *Agent, 
 		return nil, fmt.Errorf("agent options: AliveInterval %v with Alive set", opts.AliveInterval)
 	}
 	a.onStarted, a.onAlive, a.aliveEvery = opts.Started, opts.Alive, opts.AliveInterval
+	// `return nil, err` sets a to nil before the deferred stop runs, and the
+	// closers registered below read a: stop the agent that was built.
+	built := a
 	defer func() {
 		if err != nil {
+			a = built
 			a.stop()
+			a = nil
 		}
 	}()
 	if a.spool, err = openSpool(cfg.Spool, a.log.With("part", "spool")); err != nil {
 		return nil, err
 	}
-	a.onStop("spool", func(context.Context) error { return a.spool.Close() })
+	a.spoolOpen.Store(true)
+	a.onStop("spool", func(context.Context) error { a.spoolOpen.Store(false); return a.spool.Close() })
+	if a.page, err = newStatusPage(a, opts.StatusPageInterval); err != nil {
+		return nil, err
+	}
 
 	addrs, err := a.buildInputs()
 	if err != nil {
 		return nil, err
 	}
+	if a.statusSrv, err = a.buildStatusListener(cfg.Status); err != nil {
+		return nil, err
+	}
+	if a.statusSrv != nil {
+		a.onStop("status listener", a.statusSrv.close)
+		addrs.Status = a.statusSrv.ln.Addr()
+	}
 	if opts.Ready != nil {
 		opts.Ready(addrs)
 	}
 
+	// Before anything reads the TLS files: a rotation the last run left
+	// ends in one consistent set (rotation.go).
+	if a.rotation, err = newRotation(a, a.log.With("part", "certificate rotation")); err != nil {
+		return nil, err
+	}
 	if a.host, err = startHost(ctx, cfg, opts.Executable, a.log.With("part", "plugin")); err != nil {
 		return nil, err
 	}
 	a.onStop("plugin host", a.host.Close)
+	a.poller = &modemPoller{src: a.host, interval: cmp.Or(cfg.Modem.Poll, defaultModemPoll), log: a.log.With("part", "modem poll")}
 
-	if a.uplink, err = newUplink(ctx, cfg, a.host, a.log.With("part", "uplink")); err != nil {
+	if a.uplink, err = newUplink(ctx, cfg, a.sessionDialer(), a.log.With("part", "uplink")); err != nil {
 		return nil, err
 	}
 	a.onStop("uplink", func(context.Context) error { return a.currentUplink().Close() })
@@ -177,9 +220,13 @@ func newAgent(ctx context.Context, cfg *config.Config, opts Options) (a *Agent, 
 	if a.fw, err = newForwarder(cfg, a.spool, a.uplink, a.log.With("part", "forwarder")); err != nil {
 		return nil, err
 	}
+	a.fw.link = a.link
 
 	if a.remote, err = newRemoteConfig(a, a.log.With("part", "remote config")); err != nil {
 		return nil, err
+	}
+	if a.rotation != nil {
+		a.rotation.attach(a.uplink)
 	}
 	return a, nil
 }
@@ -201,12 +248,18 @@ func (a *Agent) run(ctx context.Context) error {
 		a.startInput(in)
 	}
 	part("plugin host", a.watchHost)
+	part("modem poll", a.poller.run)
 	part("forwarder", a.fw.run)
 	if a.remote != nil {
 		part("remote config", a.remote.run)
 	}
-	if a.onStarted != nil {
-		part("readiness", a.reportStarted)
+	if a.rotation != nil {
+		part("certificate rotation", a.rotation.run)
+	}
+	part("readiness", a.reportStarted)
+	part("status page", a.page.Run)
+	if a.statusSrv != nil {
+		part("status listener", a.statusSrv.serve)
 	}
 	if a.onAlive != nil {
 		part("health", a.reportAlive)
@@ -263,7 +316,10 @@ func stopInput(in *inputPart) {
 // newAgent. A host that stops for good first is watchHost's to report.
 func (a *Agent) reportStarted(ctx context.Context) error {
 	if a.host.WaitLaunched(ctx) == nil {
-		a.onStarted()
+		a.ready.Store(true)
+		if a.onStarted != nil {
+			a.onStarted()
+		}
 	}
 	return nil
 }

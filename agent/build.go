@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/cellgate/cellgate/agent/certcheck"
 	"github.com/cellgate/cellgate/agent/config"
 	"github.com/cellgate/cellgate/agent/input"
 	"github.com/cellgate/cellgate/agent/pluginhost"
@@ -146,11 +147,19 @@ func (a *Agent) closeInputs(context.Context) error {
 
 // startHost starts the plugin supervisor for the configured modem, with
 // the bundle to provision in modem-TLS mode.
+//
+// Before anything starts it checks the files the configuration names
+// (certcheck: CA, certificate, key, key password, plugin checksums) and
+// refuses to touch the modem when one is wrong; warnings are logged.
 func startHost(ctx context.Context, cfg *config.Config, executable string, log *slog.Logger) (*pluginhost.Host, error) {
-	dirs := pluginhost.DefaultDirs(executable)
-	if cfg.Plugins.Dir != "" {
-		dirs = []string{cfg.Plugins.Dir}
+	rep := certcheck.Check(cfg, certcheck.Options{Executable: executable})
+	for _, w := range rep.Warnings {
+		log.Warn("certificate check", "key", w.Key, "warning", w.Message)
 	}
+	if err := rep.Err(); err != nil {
+		return nil, err
+	}
+	dirs := certcheck.PluginDirs(cfg.Plugins, executable)
 	var sum []byte
 	if h := cfg.Plugins.SHA256[cfg.Modem.Model]; h != "" {
 		var err error
@@ -180,7 +189,10 @@ func startHost(ctx context.Context, cfg *config.Config, executable string, log *
 }
 
 // loadBundle reads the TLS files the configuration names: for the modem's
-// SSL context 0 in modem mode, for crypto/tls in host mode.
+// SSL context 0 in modem mode, for crypto/tls in host mode. The key stays
+// as the file has it; an encrypted one travels with its password
+// (tls.key_password_file), which the modem (keypwd) or transport's host
+// TLS uses in memory.
 func loadBundle(t config.TLS) (sdk.Bundle, error) {
 	b := sdk.Bundle{Profile: 0, Insecure: t.Insecure}
 	for _, f := range []struct {
@@ -196,6 +208,13 @@ func loadBundle(t config.TLS) (sdk.Bundle, error) {
 			return b, fmt.Errorf("%s: %w", f.key, err)
 		}
 		*f.dst = data
+	}
+	if t.KeyPasswordFile != "" {
+		pw, err := certcheck.ReadKeyPassword(t.KeyPasswordFile, t.AllowReadableKey)
+		if err != nil {
+			return b, fmt.Errorf("tls.key_password_file: %w", err)
+		}
+		b.KeyPassword = pw
 	}
 	return b, nil
 }
@@ -217,6 +236,12 @@ func newUplink(ctx context.Context, cfg *config.Config, host transport.SessionDi
 			return nil, err
 		}
 	}
+	return newUplinkTo(ctx, ucfg, ep, host, log)
+}
+
+// newUplinkTo builds the uplink ucfg says on a route to ep: newUplink's
+// second half, which a certificate rotation calls with the new set.
+func newUplinkTo(ctx context.Context, ucfg uplink.Config, ep transport.Endpoint, host transport.SessionDialer, log *slog.Logger) (uplink.Uplink, error) {
 	route, err := transport.NewRoute(host, ep)
 	if err != nil {
 		var ce *transport.CredentialError

@@ -63,6 +63,7 @@ modem: {model: sim7600, port: %q}
 plugins: {dir: %q}
 tls: {mode: modem, ca: ca.pem, cert: client.pem, key: client.key}
 inputs: {http: {listen: "127.0.0.1:%d"}, demo: {rate: %d}}
+status: {listen: ""}
 spool: {dir: spool}
 uplink:
   https: {url: "%s/ingest"}

@@ -86,6 +86,9 @@ type forwarder struct {
 	// acked wakes those waiting for the next acknowledgement upstream (the
 	// remote configuration's confirm window); nil: nobody waits.
 	acked *notifier
+	// link counts publishes by outcome, retries and ack latency
+	// (linkstate.go); nil counts nothing.
+	link *linkState
 }
 
 // holdRequest asks the forwarder to stop between batches: it closes held
@@ -387,7 +390,14 @@ func (f *forwarder) send(ctx, drain context.Context, m uplink.Message, n int) er
 		if drain.Err() != nil {
 			return drain.Err()
 		}
+		if attempt > 1 && f.link != nil {
+			f.link.retries.Add(1)
+		}
+		begun := time.Now()
 		err := f.sendOnce(ctx, drain, m)
+		if f.link != nil {
+			f.link.published(time.Since(begun), err)
+		}
 		if err == nil {
 			return nil
 		}

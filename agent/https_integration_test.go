@@ -136,6 +136,7 @@ modem: {model: sim7600, port: %q}
 plugins: {dir: %q}
 tls: {mode: %s, ca: ca.pem, cert: client.pem, key: client.key}
 inputs: {http: {listen: "127.0.0.1:%d"}}
+status: {listen: ""}
 spool: {dir: spool}
 uplink:
   https: {url: "%s/ingest"}

@@ -48,9 +48,29 @@ type world struct {
 	agent  *agentProc
 	mode   string
 	ingest string // http://127.0.0.1:port
+	status string // the status listener, http://127.0.0.1:port
 }
 
 func newWorld(t *testing.T, mode string) *world {
+	t.Helper()
+	return newWorldWith(t, mode, worldOptions{})
+}
+
+// worldOptions change what newWorldWith configures.
+type worldOptions struct {
+	// poll is modem.poll; 0 leaves the default.
+	poll time.Duration
+	// tokenFile is status.token_file; "" sets none.
+	tokenFile string
+	// model is the emulated modem's personality and modem.model; "" is
+	// sim7600.
+	model string
+	// pluginDir is plugins.dir, "" the plugins built beside cellgate;
+	// pluginSHA256, when set, pins model's plugin (plugins.sha256).
+	pluginDir, pluginSHA256 string
+}
+
+func newWorldWith(t *testing.T, mode string, o worldOptions) *world {
 	t.Helper()
 	bin, err := binaries()
 	if err != nil {
@@ -63,7 +83,17 @@ func newWorld(t *testing.T, mode string) *world {
 	}
 	w.pki = plugintest.NewPKI(t, plugintest.P256)
 	w.pki.WriteFiles(t, w.dir)
-	w.modem, err = modemsim.Start(modemsim.Config{Model: "sim7600", Baud: -1, Link: filepath.Join(w.dir, "ttyUSB2"), StateDir: filepath.Join(w.dir, "flash")})
+	model, pluginDir, pins := "sim7600", bin, ""
+	if o.model != "" {
+		model = o.model
+	}
+	if o.pluginDir != "" {
+		pluginDir = o.pluginDir
+	}
+	if o.pluginSHA256 != "" {
+		pins = fmt.Sprintf(", sha256: {%s: %q}", model, o.pluginSHA256)
+	}
+	w.modem, err = modemsim.Start(modemsim.Config{Model: model, Baud: -1, Link: filepath.Join(w.dir, "ttyUSB2"), StateDir: filepath.Join(w.dir, "flash")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,17 +102,24 @@ func newWorld(t *testing.T, mode string) *world {
 	w.sub = newSubscriber(t, w.pki, w.broker.addr)
 	port := testutil.FreePort(t)
 	w.ingest = fmt.Sprintf("http://127.0.0.1:%d", port)
+	statusPort := testutil.FreePort(t)
+	w.status = fmt.Sprintf("http://127.0.0.1:%d", statusPort)
+	poll := "30s"
+	if o.poll > 0 {
+		poll = o.poll.String()
+	}
 	cfg := fmt.Sprintf(`device_id: it-gw
-modem: {model: sim7600, port: %q}
-plugins: {dir: %q}
+modem: {model: %s, port: %q, poll: %s}
+plugins: {dir: %q%s}
 tls: {mode: %s, ca: ca.pem, cert: client.pem, key: client.key}
 inputs: {http: {listen: "127.0.0.1:%d"}}
+status: {listen: "127.0.0.1:%d", token_file: %q}
 spool: {dir: spool}
 uplink:
   mqtt: {broker: "mqtts://%s", topic: "cellgate/{device_id}/telemetry", qos: 1}
   batch: {max_readings: 50, max_delay: 200ms}
 log: {level: debug}
-`, filepath.Join(w.dir, "ttyUSB2"), bin, mode, port, w.broker.addr)
+`, model, filepath.Join(w.dir, "ttyUSB2"), poll, pluginDir, pins, mode, port, statusPort, o.tokenFile, w.broker.addr)
 	if err := os.WriteFile(filepath.Join(w.dir, "cellgate.yaml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +186,7 @@ func (w *world) tryPost(n int, tag string) ([]string, error) {
 func (w *world) expectStatus(n int) {
 	w.t.Helper()
 	bin, _ := binaries()
-	addr := strings.TrimPrefix(w.ingest, "http://")
+	addr := strings.TrimPrefix(w.status, "http://")
 	var out []byte
 	defer func() {
 		if w.t.Failed() {
@@ -184,12 +221,7 @@ func (w *world) expectStatus(n int) {
 	if err != nil || !strings.Contains(string(human), "0 readings pending") {
 		w.t.Fatalf("cellgate status: %v\n%s", err, human)
 	}
-	resp, err := http.Get(w.ingest + "/metrics")
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	metrics, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	metrics := w.scrape()
 	for _, want := range []string{
 		fmt.Sprintf(`cellgate_uplink_acked_readings_total{device="it-gw"} %d`, st.Uplink.Acked),
 		`cellgate_spool_pending_readings{device="it-gw"} 0`,
@@ -203,6 +235,7 @@ func (w *world) expectStatus(n int) {
 			w.t.Fatalf("/metrics lacks %q:\n%s", want, metrics)
 		}
 	}
+	w.expectMetricNames(metrics)
 }
 
 // expectDelivered waits until the subscriber saw every id and reports the

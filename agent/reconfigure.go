@@ -201,7 +201,7 @@ func (a *Agent) reconfigureUplink(c changes, applied, next *config.Config) error
 		// applied saying so, and the rollback builds one again.
 		batch := applied.Uplink.Batch
 		applied.Uplink = config.Uplink{Batch: batch}
-		up, err := newUplink(a.gctx, next, a.host, a.log.With("part", "uplink"))
+		up, err := newUplink(a.gctx, next, a.sessionDialer(), a.log.With("part", "uplink"))
 		if err != nil {
 			return fmt.Errorf("build the new uplink: %w", err)
 		}
@@ -213,6 +213,9 @@ func (a *Agent) reconfigureUplink(c changes, applied, next *config.Config) error
 		applied.Uplink.Batch = batch
 		if a.remote != nil {
 			a.remote.attach(up, next)
+		}
+		if a.rotation != nil {
+			a.rotation.attach(up)
 		}
 	}
 	return nil

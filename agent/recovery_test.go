@@ -75,6 +75,7 @@ modem: {model: sim7600, port: %q}
 plugins: {dir: %q}
 tls: {mode: modem, ca: ca.pem, cert: client.pem, key: client.key}
 inputs: {http: {listen: "127.0.0.1:%d"}}
+status: {listen: ""}
 spool: {dir: spool}
 uplink:
   mqtt: {broker: "mqtts://127.0.0.1:1"}

@@ -104,11 +104,14 @@ func newRemoteWorld(t *testing.T) *remoteWorld {
 	w.key += ".key"
 	w.ports = [2]int{testutil.FreePort(t), testutil.FreePort(t)}
 	w.ingest = fmt.Sprintf("http://127.0.0.1:%d", w.ports[0])
+	statusPort := testutil.FreePort(t)
+	w.status = fmt.Sprintf("http://127.0.0.1:%d", statusPort)
 	cfg := fmt.Sprintf(`device_id: it-gw
 modem: {model: sim7600, port: %q}
 plugins: {dir: %q}
 tls: {mode: modem, ca: ca.pem, cert: client.pem, key: client.key}
 inputs: {http: {listen: "127.0.0.1:%d"}}
+status: {listen: "127.0.0.1:%d"}
 spool: {dir: spool}
 uplink:
   mqtt: {broker: "mqtts://%s", topic: "cellgate/{device_id}/telemetry", qos: 1}
@@ -119,7 +122,7 @@ remote_config:
   trusted_keys: {ops-test: %q}
   confirm: %s
   dir: state
-`, filepath.Join(w.dir, "ttyUSB2"), plugins, w.ports[0], w.broker.addr, strings.TrimSpace(string(pub)), remoteConfirm)
+`, filepath.Join(w.dir, "ttyUSB2"), plugins, w.ports[0], statusPort, w.broker.addr, strings.TrimSpace(string(pub)), remoteConfirm)
 	if err := os.WriteFile(filepath.Join(w.dir, "cellgate.yaml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +211,7 @@ func (w *remoteWorld) push(file string, want int) (string, time.Duration) {
 // remoteStatus reads remote_config of `cellgate status --json`.
 func (w *remoteWorld) remoteStatus() remoteStatusJSON {
 	w.t.Helper()
-	out := w.cellgate(0, "status", "--json", "--addr", strings.TrimPrefix(w.ingest, "http://"))
+	out := w.cellgate(0, "status", "--json", "--addr", strings.TrimPrefix(w.status, "http://"))
 	var st struct {
 		RemoteConfig remoteStatusJSON `json:"remote_config"`
 	}
@@ -348,7 +351,7 @@ func TestRemotePushCommitsLive(t *testing.T) {
 	if st.CommittedVersion != 1 || st.KeyID != "ops-test" || st.Pending != nil || st.Pushes["committed"] != 1 {
 		t.Fatalf("status after the push: %+v", st)
 	}
-	human := w.cellgate(0, "status", "--addr", strings.TrimPrefix(w.ingest, "http://"))
+	human := w.cellgate(0, "status", "--addr", strings.TrimPrefix(w.status, "http://"))
 	if !strings.Contains(human, "remote:   version 1 (key ops-test)") {
 		t.Fatalf("cellgate status:\n%s", human)
 	}
@@ -370,7 +373,7 @@ func TestRemotePushCommitsLive(t *testing.T) {
 
 func (w *remoteWorld) metrics() string {
 	w.t.Helper()
-	resp, err := http.Get(w.ingest + "/metrics")
+	resp, err := http.Get(w.status + "/metrics")
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -428,7 +431,7 @@ func TestRemotePushRefusalsAndReplayAfterRestart(t *testing.T) {
 
 	// The same checks on the gateway itself.
 	good := w.sign(1, "uplink: {batch: {max_readings: 3}}\n", "")
-	out = w.cellgate(0, "config", "apply", "--addr", strings.TrimPrefix(w.ingest, "http://"), good)
+	out = w.cellgate(0, "config", "apply", "--addr", strings.TrimPrefix(w.status, "http://"), good)
 	if !strings.Contains(out, `"state":"committed"`) {
 		t.Fatalf("config apply:\n%s", out)
 	}
@@ -494,7 +497,7 @@ func TestRemotePushBreakingConnectivityRollsBack(t *testing.T) {
 	file := w.sign(2, broken, "")
 	applied := make(chan string, 1)
 	go func() {
-		out, _, _ := w.run("config", "apply", "--addr", strings.TrimPrefix(w.ingest, "http://"), "--timeout", "30s", file)
+		out, _, _ := w.run("config", "apply", "--addr", strings.TrimPrefix(w.status, "http://"), "--timeout", "30s", file)
 		applied <- out
 	}()
 	w.statuses.expect(t, 2, "applying")

@@ -151,6 +151,11 @@ type soak struct {
 	feeders  sync.WaitGroup
 	warmEnd  time.Time
 
+	// statusPort and statusURL are the status listener's (/v1/status,
+	// /metrics).
+	statusPort int
+	statusURL  string
+
 	// clockJumps counts the clock faults applied, whose direction
 	// alternates; the fault loop owns it.
 	clockJumps int
@@ -246,6 +251,8 @@ func newSoak(t *testing.T) *soak {
 	s.sub = newSubscriber(t, s.pki, s.broker.addr)
 	s.httpPort, s.udpPort = testutil.FreePort(t), testutil.FreePort(t)
 	s.ingest = fmt.Sprintf("http://127.0.0.1:%d", s.httpPort)
+	s.statusPort = testutil.FreePort(t)
+	s.statusURL = fmt.Sprintf("http://127.0.0.1:%d", s.statusPort)
 	s.writeConfig("256MiB", "reject")
 	s.startAgent()
 	t.Cleanup(func() {
@@ -288,12 +295,13 @@ modem: {model: sim7600, port: %q}
 plugins: {dir: %q}
 tls: {mode: modem, ca: ca.pem, cert: client.pem, key: client.key}
 inputs: {http: {listen: "127.0.0.1:%d"}, udp: {listen: "127.0.0.1:%d"}}
+status: {listen: "127.0.0.1:%d"}
 spool: {dir: %q, max_bytes: %s, when_full: %s}
 uplink:
   mqtt: {broker: "mqtts://%s", topic: "cellgate/{device_id}/telemetry", qos: 1}
   batch: {max_readings: 50, max_delay: 200ms}
 log: {level: info}
-`, filepath.Join(s.dir, "ttyUSB2"), s.bin, s.httpPort, s.udpPort, s.spoolDir, maxBytes, whenFull, s.broker.addr)
+`, filepath.Join(s.dir, "ttyUSB2"), s.bin, s.httpPort, s.udpPort, s.statusPort, s.spoolDir, maxBytes, whenFull, s.broker.addr)
 	tmp := filepath.Join(s.dir, "cellgate.yaml.new")
 	if err := os.WriteFile(tmp, []byte(cfg), 0o644); err != nil {
 		s.t.Fatal(err)
@@ -470,7 +478,7 @@ type soakStatus struct {
 
 func (s *soak) status() (soakStatus, error) {
 	var st soakStatus
-	resp, err := s.client.Get(s.ingest + "/v1/status")
+	resp, err := s.client.Get(s.statusURL + "/v1/status")
 	if err != nil {
 		return st, err
 	}
@@ -484,7 +492,7 @@ func (s *soak) status() (soakStatus, error) {
 // metrics returns the agent's goroutines and its UDP input's accepted
 // readings from /metrics.
 func (s *soak) metrics() (goroutines int, udpAccepted float64, err error) {
-	resp, err := s.client.Get(s.ingest + "/metrics")
+	resp, err := s.client.Get(s.statusURL + "/metrics")
 	if err != nil {
 		return 0, 0, err
 	}

@@ -11,18 +11,29 @@ import (
 // operator to tell where readings are stuck.
 type Status struct {
 	DeviceID string `json:"device_id"`
-	Uptime   string `json:"uptime"`
+	// Uptime is the seconds since the agent started, at StartedAt.
+	Uptime    float64   `json:"uptime"`
+	StartedAt time.Time `json:"started_at"`
+	// Health is what GET /healthz answers now.
+	Health Health `json:"health"`
 	// ModemReady says the plugin is up with the modem open (and
-	// provisioned in modem-TLS mode); Modem is what it reported last.
-	ModemReady     bool           `json:"modem_ready"`
-	Modem          *sdk.ModemInfo `json:"modem,omitempty"`
-	PluginPID      int            `json:"plugin_pid,omitempty"`
-	PluginRestarts int            `json:"plugin_restarts"`
-	Spool          SpoolStatus    `json:"spool"`
-	Uplink         UplinkStatus   `json:"uplink"`
+	// provisioned in modem-TLS mode) and, when the plugin reports the
+	// modem's state, registered; Modem is what its Open reported.
+	ModemReady bool           `json:"modem_ready"`
+	Modem      *sdk.ModemInfo `json:"modem,omitempty"`
+	// ModemStatus is the modem's state at the latest poll (modem.poll);
+	// absent before the first.
+	ModemStatus    *ModemState  `json:"modem_status,omitempty"`
+	PluginPID      int          `json:"plugin_pid,omitempty"`
+	PluginRestarts int          `json:"plugin_restarts"`
+	Spool          SpoolStatus  `json:"spool"`
+	Uplink         UplinkStatus `json:"uplink"`
 	// RemoteConfig is the committed remote configuration and any push
 	// pending; absent when remote configuration is off.
 	RemoteConfig *RemoteConfigStatus `json:"remote_config,omitempty"`
+	// Cert is the client certificate and its rotation (rotation.go);
+	// absent without a client certificate or an MQTT uplink.
+	Cert *CertStatus `json:"cert,omitempty"`
 }
 
 // SpoolStatus is the spool's share of Status.
@@ -68,12 +79,30 @@ type UplinkStatus struct {
 	AckedBatches  int64      `json:"acked_batches"`
 	AckedReadings int64      `json:"acked_readings"`
 	LastAck       *time.Time `json:"last_ack,omitempty"`
+	LinkStatus
+}
+
+// ModemState is the modem's state as the latest poll found it: what the
+// plugin reported (sdk.ModemStatus, inlined) with the signal in dBm, or why
+// the poll got no answer.
+type ModemState struct {
+	// PolledAt is when the poll ended.
+	PolledAt time.Time `json:"polled_at"`
+	// PollError says why the poll got no answer; the fields below are then
+	// empty.
+	PollError string `json:"poll_error,omitempty"`
+	// PluginUp says the plugin is up with the modem open.
+	PluginUp bool `json:"plugin_up"`
+	*sdk.ModemStatus
+	// SignalDBM is SignalRSSI in dBm; absent when there is no signal.
+	SignalDBM *int `json:"signal_dbm"`
 }
 
 // status reads each part's figures now. Every part exists once newAgent
 // returned, and the surfaces serve only while the agent runs.
 func (a *Agent) status() Status {
-	st := Status{DeviceID: a.cfg.DeviceID, Uptime: time.Since(a.started).Round(time.Second).String()}
+	st := Status{DeviceID: a.cfg.DeviceID, StartedAt: a.started.UTC(),
+		Uptime: time.Since(a.started).Round(time.Millisecond).Seconds(), Health: a.health()}
 	ss := a.spool.Stats()
 	st.Spool = SpoolStatus{Pending: ss.Pending, PendingBytes: ss.PendingBytes, DiskBytes: ss.DiskBytes,
 		Dropped: ss.Drops.Total(), DamagedUncounted: ss.Drops.DamagedUncounted,
@@ -81,12 +110,18 @@ func (a *Agent) status() Status {
 	if info, ok := a.host.Info(); ok {
 		st.Modem = &info
 	}
-	st.ModemReady = a.host.IsReady()
+	pluginUp := a.host.IsReady()
 	st.PluginPID = a.host.PID()
 	st.PluginRestarts = a.host.Restarts()
+	st.ModemStatus = a.modemState(pluginUp)
+	st.ModemReady = pluginUp && a.unregisteredPoll() == nil
 	st.Uplink = a.fw.status()
+	st.Uplink.LinkStatus = a.link.status()
 	st.Uplink.Kind = a.cfg.Uplink.Kind()
 	st.RemoteConfig = a.remoteStatus()
+	if a.rotation != nil {
+		st.Cert = a.rotation.snapshot()
+	}
 	return st
 }
 
@@ -109,4 +144,33 @@ func (f *forwarder) status() UplinkStatus {
 		st.LastAck = &t
 	}
 	return st
+}
+
+// modemState is the latest poll as Status shows it; nil before the first.
+func (a *Agent) modemState(ready bool) *ModemState {
+	p := a.poller.latest()
+	if p == nil {
+		return nil
+	}
+	ms := &ModemState{PolledAt: p.At, PluginUp: ready}
+	if p.Err != nil {
+		ms.PollError = p.Err.Error()
+		return ms
+	}
+	st := p.Status
+	ms.ModemStatus = &st
+	if dbm, ok := p.Status.SignalDBM(); ok {
+		ms.SignalDBM = &dbm
+	}
+	return ms
+}
+
+// unregisteredPoll returns the latest poll when it found the modem open but
+// neither home nor roaming (it cannot carry data, whatever the plugin
+// says), and nil otherwise.
+func (a *Agent) unregisteredPoll() *modemPoll {
+	if p := a.poller.latest(); p != nil && p.Err == nil && p.Status.PortOpen && !registeredStates[p.Status.Registration] {
+		return p
+	}
+	return nil
 }

@@ -9,6 +9,8 @@ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mos
 command -v protoc    >/dev/null 2>&1 || need+=(protobuf-compiler)
 # The remote configuration tests run the Python signer of docs/remote-config.md.
 /usr/bin/python3 -c 'import cryptography' >/dev/null 2>&1 || need+=(python3-cryptography)
+# The payload tests decode batches with the Python decoder of docs/payloads.md.
+/usr/bin/python3 -c 'import cbor2' >/dev/null 2>&1 || need+=(python3-cbor2)
 # make package-test: run the arm64 and armhf binaries (qemu-user), read the
 # .rpm packages (rpm), check the unit (systemd-analyze, in systemd) and the
 # udev rule (udevadm, in udev).
@@ -16,6 +18,10 @@ command -v qemu-aarch64 >/dev/null 2>&1 && command -v qemu-arm >/dev/null 2>&1 |
 command -v rpm             >/dev/null 2>&1 || need+=(rpm)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v udevadm         >/dev/null 2>&1 || need+=(udev)
+# make package-test renders the packaged man page (man -l).
+command -v man             >/dev/null 2>&1 || need+=(man-db)
+# The status page's browser test drives a headless chromium (chromedp).
+command -v chromium        >/dev/null 2>&1 || need+=(chromium)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

@@ -9,10 +9,37 @@ expected_files="-rw-r--r-- root/root ./etc/cellgate/cellgate.yaml
 -rwxr-xr-x root/root ./usr/lib/cellgate/plugins/cellgate-plugin-sim7800
 -rw-r--r-- root/root ./usr/lib/systemd/system/cellgate.service
 -rw-r--r-- root/root ./usr/lib/udev/rules.d/99-cellgate-modem.rules
+-rw-r--r-- root/root ./usr/share/bash-completion/completions/cellgate
 -rw-r--r-- root/root ./usr/share/doc/cellgate/LICENSE
 -rw-r--r-- root/root ./usr/share/doc/cellgate/THIRD-PARTY-LICENSES
 -rw-r--r-- root/root ./usr/share/doc/cellgate/changelog.Debian.gz
--rw-r--r-- root/root ./usr/share/doc/cellgate/copyright"
+-rw-r--r-- root/root ./usr/share/doc/cellgate/copyright
+-rw-r--r-- root/root ./usr/share/fish/vendor_completions.d/cellgate.fish
+-rw-r--r-- root/root ./usr/share/zsh/vendor-completions/_cellgate"
+
+# check_man_list WHAT LISTING: LISTING (mode owner path lines) holds one
+# root-owned 0644 ./usr/share/man/man1/NAME.1.gz per page gendoc wrote.
+check_man_list() {
+	local what=$1 listing=$2 want got
+	want=$(cd "$out/stage/doc/man/man1" && ls | sed 's|^|-rw-r--r-- root/root ./usr/share/man/man1/|' | sort -k3)
+	got=$(grep ' \./usr/share/man/' <<<"$listing" || true)
+	[ -n "$want" ] && grep -q '/cellgate\.1\.gz$' <<<"$want" || fail "gendoc wrote no cellgate.1.gz in $out/stage/doc/man/man1"
+	[ "$got" = "$want" ] || fail "$what: man pages differ from the generated ones:$(diff <(echo "$want") <(echo "$got"))"
+}
+
+# check_man ROOT WHAT: the packaged man pages are whole gzip files and
+# cellgate(1) renders with its commands and environment.
+check_man() {
+	local root=$1 what=$2 page text
+	for page in "$root"/usr/share/man/man1/*.1.gz; do
+		gzip -t "$page" || fail "$what: $page is not a whole gzip file"
+	done
+	command -v man >/dev/null || fail "man not found: run make deps"
+	text=$(MANWIDTH=100 man -l "$root/usr/share/man/man1/cellgate.1.gz" 2>&1) || fail "$what: man -l cellgate.1.gz: $text"
+	for want in "cellgate - An edge agent" "cellgate-status(1)" "CELLGATE_" "Environment"; do
+		grep -qF -- "$want" <<<"$text" || fail "$what: man cellgate does not show \"$want\""
+	done
+}
 
 # The marker package-test writes into the installed configuration: it tells
 # a leftover of an interrupted run from an operator's installation.
@@ -38,12 +65,15 @@ inspect_deb() {
 	done
 	local files
 	files=$(dpkg-deb -c "$deb" | awk '$1 !~ /^d/ { sub("^0/0$", "root/root", $2); print $1, $2, $6 }' | sort -k3)
+	check_man_list "$deb" "$files"
+	files=$(grep -v ' \./usr/share/man/' <<<"$files")
 	[ "$files" = "$expected_files" ] || fail "$deb: files differ from the expected:$(diff <(echo "$expected_files") <(echo "$files"))"
 	[ -z "$(dpkg-deb -c "$deb" | awk '$1 ~ /^d/ && ($1 != "drwxr-xr-x" || $2 != "root/root")')" ] ||
 		fail "$deb: a directory is not root-owned 0755"
 	mkdir -p "$root" && dpkg-deb -x "$deb" "$root"
 	check_tree "$root" "$deb"
-	say "$deb: $(stat -c %s "$deb") bytes; metadata, conffiles, scripts, files, modes, static binaries, pinned checksums ok"
+	check_man "$root" "$deb"
+	say "$deb: $(stat -c %s "$deb") bytes; metadata, conffiles, scripts, files, modes, static binaries, pinned checksums, man pages ok"
 }
 
 # check_tree ROOT WHAT: the binaries under ROOT are static, trimmed and
@@ -75,7 +105,10 @@ inspect_rpm() {
 		fail "$rpm: name, version, release, arch or license: $(rpm -qp --qf '%{NAME} %{VERSION} %{RELEASE} %{ARCH} %{LICENSE}' "$rpm")"
 	local files want
 	files=$(rpm -qp --qf '[%{FILEMODES:perms} %{FILEUSERNAME}/%{FILEGROUPNAME} .%{FILENAMES}\n]' "$rpm" 2>/dev/null | grep -v '^d' | sort -k3)
-	want=$(grep -v changelog.Debian.gz <<<"$expected_files")
+	check_man_list "$rpm" "$files"
+	files=$(grep -v ' \./usr/share/man/' <<<"$files")
+	# rpm-based systems look for zsh completion in site-functions.
+	want=$(grep -v changelog.Debian.gz <<<"$expected_files" | sed 's|/zsh/vendor-completions/|/zsh/site-functions/|')
 	[ "$files" = "$want" ] || fail "$rpm: files differ from the expected:$(diff <(echo "$want") <(echo "$files"))"
 	[ "$(rpm -qpc "$rpm" 2>/dev/null)" = /etc/cellgate/cellgate.yaml ] || fail "$rpm: config files: $(rpm -qpc "$rpm")"
 	grep -qx "cn /etc/cellgate/cellgate.yaml" <<<"$(rpm -qp --qf '[%{FILEFLAGS:fflags} %{FILENAMES}\n]' "$rpm" 2>/dev/null)" ||
@@ -257,10 +290,11 @@ post_readings() {
 # stay in the spool. Before the upgrade it takes 3 readings; after it, the
 # status must still count them.
 run_installed_agent() {
-	local phase=$1 port link=$work/ttyUSB2-installed log=$work/agent-$1.log agent
+	local phase=$1 port sport link=$work/ttyUSB2-installed log=$work/agent-$1.log agent
 	port=$(free_port)
+	sport=$(free_port)
 	start_modem "$link"
-	CELLGATE_MODEM__PORT=$link CELLGATE_UPLINK__MQTT__BROKER=mqtts://127.0.0.1:1 CELLGATE_INPUTS__HTTP__LISTEN=127.0.0.1:$port \
+	CELLGATE_MODEM__PORT=$link CELLGATE_UPLINK__MQTT__BROKER=mqtts://127.0.0.1:1 CELLGATE_INPUTS__HTTP__LISTEN=127.0.0.1:$port CELLGATE_STATUS__LISTEN=127.0.0.1:$sport \
 		/usr/bin/cellgate run --config /etc/cellgate/cellgate.yaml >"$log" 2>&1 &
 	agent=$!
 	pids+=("$agent")
@@ -274,8 +308,8 @@ run_installed_agent() {
 		[ "$(post_readings "$port" '[{"sensor":"t1","value":1},{"sensor":"t1","value":2},{"sensor":"t1","value":3}]')" = "HTTP/1.1 202 Accepted" ] ||
 			fail "POST /v1/readings to the installed agent was not accepted: $(cat "$log")"
 	else
-		grep -qE '"pending_readings": *3[,}]' <<<"$(/usr/bin/cellgate status --addr "127.0.0.1:$port" --json)" ||
-			fail "after the upgrade the spool does not hold the 3 readings: $(/usr/bin/cellgate status --addr "127.0.0.1:$port" --json)"
+		grep -qE '"pending_readings": *3[,}]' <<<"$(/usr/bin/cellgate status --addr "127.0.0.1:$sport" --json)" ||
+			fail "after the upgrade the spool does not hold the 3 readings: $(/usr/bin/cellgate status --addr "127.0.0.1:$sport" --json)"
 	fi
 	stop "$agent"
 	stop "$modem_pid"

@@ -113,6 +113,9 @@ sizes() {
 
 NFPM=$(nfpm)
 mkdir -p "$out/stage"
+# Man pages and completion come from the command tree, the same for every
+# architecture: generated once on the host, copied into each stage.
+$GO run ./cmd/cellgate/gendoc -out "$out/stage/doc" >/dev/null
 # What this build stamped, for scripts/package-test.sh to check against.
 echo "$stamps" >"$out/stage/version.env"
 echo "package: cellgate $VERSION (commit $COMMIT, $DATE)"
@@ -122,6 +125,7 @@ for arch in $arches; do
 	rm -rf "$stage" && mkdir -p "$stage"
 	build_binaries "$arch" "$stage"
 	packaged_config "$stage"
+	cp -R "$out/stage/doc/man" "$out/stage/doc/completion" "$stage/"
 	third_party_licenses "$arch" "$stage/THIRD-PARTY-LICENSES"
 	binaries+=("$stage/cellgate" "$stage/cellgate-plugin-sim7600" "$stage/cellgate-plugin-sim7800")
 	# nfpm's xz runs on one core for ~15 s a package: all in parallel.

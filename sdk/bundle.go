@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -18,10 +19,11 @@ type CheckedBundle struct {
 	// Cert is the client certificate (the first of Cert's blocks), nil when
 	// the bundle has no client identity.
 	Cert *x509.Certificate
-	// KeyEncrypted says the key is a password-protected PEM block, whose
-	// match with Cert CheckBundle cannot prove: a plugin whose modem takes
-	// the password (Bundle.KeyPassword) passes it on, one that cannot use
-	// such a key refuses it.
+	// KeyEncrypted says the key is a password-protected PEM block. With
+	// Bundle.KeyPassword, CheckBundle decrypts it in memory to prove the
+	// match with Cert (a wrong password is a BundleError on
+	// "key_password"); a plugin whose modem takes the password passes it
+	// on with the encrypted key, one that cannot use such a key refuses it.
 	KeyEncrypted bool
 }
 
@@ -30,9 +32,10 @@ type CheckedBundle struct {
 // field and, for PEM, the block and byte offset, instead of failing at a
 // handshake far from the cause: a CA unless Insecure, every PEM block a
 // parsable certificate, none expired at now, a client certificate and key
-// given together, and the key matching the certificate (unless encrypted;
-// see CheckedBundle.KeyEncrypted). Limits of a modem (file sizes, profiles,
-// TLS versions) are the plugin's to check.
+// given together, and the key matching the certificate (for an encrypted
+// key, only when its password is given; see CheckedBundle.KeyEncrypted).
+// Limits of a modem (file sizes, profiles, TLS versions) are the plugin's
+// to check.
 func CheckBundle(b Bundle, now time.Time) (CheckedBundle, error) {
 	var out CheckedBundle
 	if len(b.CA) == 0 {
@@ -71,38 +74,51 @@ func CheckBundle(b Bundle, now time.Time) (CheckedBundle, error) {
 	if block == nil {
 		return out, &BundleError{Field: "key", Reason: "no PEM block found: not a PEM private key"}
 	}
-	if block.Type == "ENCRYPTED PRIVATE KEY" || block.Headers["Proc-Type"] == "4,ENCRYPTED" {
+	key := b.Key
+	if encryptedBlock(block) {
 		out.KeyEncrypted = true
-		return out, nil
+		if b.KeyPassword == "" {
+			return out, nil
+		}
+		plain, err := DecryptKeyPEM(b.Key, b.KeyPassword)
+		if err != nil {
+			return out, &BundleError{Field: "key_password", Reason: err.Error()}
+		}
+		key = plain
 	}
-	if _, err := tls.X509KeyPair(b.Cert, b.Key); err != nil {
+	if _, err := tls.X509KeyPair(b.Cert, key); err != nil {
 		return out, &BundleError{Field: "key", Reason: fmt.Sprintf("the key does not match the client certificate or cannot be parsed: %v", err)}
 	}
 	return out, nil
 }
 
 // ParseCertificates decodes every CERTIFICATE block of data and reports the
-// first problem as a *BundleError for field, with the block's number and
-// byte offset, so an operator can find it in the file.
+// first problem as a *BundleError for field, with the block's number, line
+// and byte offset, so an operator can find it in the file. Text between
+// blocks is ignored, as OpenSSL does; a block that cannot be decoded (bad
+// base64, no END line) is a problem.
 func ParseCertificates(field string, data []byte) ([]*x509.Certificate, error) {
 	var certs []*x509.Certificate
 	rest := data
 	for {
-		offset := len(data) - len(rest)
+		where := pemPosition(data, len(data)-len(rest))
 		var block *pem.Block
 		block, rest = pem.Decode(rest)
 		if block == nil {
-			if strings.TrimSpace(string(rest)) != "" && len(certs) == 0 {
-				return nil, &BundleError{Field: field, Reason: fmt.Sprintf("no PEM block found (byte %d): not a PEM certificate", offset)}
+			switch {
+			case bytes.Contains(rest, []byte("-----BEGIN")):
+				return nil, &BundleError{Field: field, Reason: fmt.Sprintf("PEM block %d at %s cannot be decoded (bad base64 or no END line)", len(certs)+1, where)}
+			case strings.TrimSpace(string(rest)) != "" && len(certs) == 0:
+				return nil, &BundleError{Field: field, Reason: fmt.Sprintf("no PEM block found (byte %d): not a PEM certificate", len(data)-len(rest))}
 			}
 			break
 		}
 		if block.Type != "CERTIFICATE" {
-			return nil, &BundleError{Field: field, Reason: fmt.Sprintf("PEM block %d at byte %d is %q, want CERTIFICATE", len(certs)+1, offset, block.Type)}
+			return nil, &BundleError{Field: field, Reason: fmt.Sprintf("PEM block %d at %s is %q, want CERTIFICATE", len(certs)+1, where, block.Type)}
 		}
 		c, err := x509.ParseCertificate(block.Bytes)
 		if err != nil {
-			return nil, &BundleError{Field: field, Reason: fmt.Sprintf("PEM block %d at byte %d: %v", len(certs)+1, offset, err)}
+			return nil, &BundleError{Field: field, Reason: fmt.Sprintf("PEM block %d at %s: %v", len(certs)+1, where, err)}
 		}
 		certs = append(certs, c)
 	}
@@ -110,6 +126,16 @@ func ParseCertificates(field string, data []byte) ([]*x509.Certificate, error) {
 		return nil, &BundleError{Field: field, Reason: "no certificate in PEM data"}
 	}
 	return certs, nil
+}
+
+// pemPosition says where the next PEM block at or after offset begins, as
+// "byte B (line L)" (0-based byte, 1-based line), or where the scan stands
+// when no block follows.
+func pemPosition(data []byte, offset int) string {
+	if i := bytes.Index(data[offset:], []byte("-----BEGIN")); i >= 0 {
+		offset += i
+	}
+	return fmt.Sprintf("byte %d (line %d)", offset, 1+bytes.Count(data[:offset], []byte("\n")))
 }
 
 // ContentName names a credential file after its content:

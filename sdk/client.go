@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -108,17 +109,28 @@ func (c *client) callError(ctx context.Context, op string, err error) error {
 func (c *client) transportError(op string, err error) error {
 	code := status.Code(err)
 	if c.hasExited(code) {
-		return fmt.Errorf("plugin %s: %w (%v)", op, ErrPluginExited, err)
+		return fmt.Errorf("plugin %s: %w%s", op, ErrPluginExited, rpcWords(err, ErrPluginExited))
 	}
 	switch code {
 	case codes.Canceled:
-		return fmt.Errorf("plugin %s: %w (%v)", op, context.Canceled, err)
+		return fmt.Errorf("plugin %s: %w%s", op, context.Canceled, rpcWords(err, context.Canceled))
 	case codes.DeadlineExceeded:
-		return fmt.Errorf("plugin %s: %w (%v)", op, context.DeadlineExceeded, err)
+		return fmt.Errorf("plugin %s: %w%s", op, context.DeadlineExceeded, rpcWords(err, context.DeadlineExceeded))
 	case codes.Unavailable:
-		return fmt.Errorf("plugin %s: connection to the plugin lost: %w", op, err)
+		return fmt.Errorf("plugin %s: connection to the plugin lost%s", op, rpcWords(err, nil))
 	}
 	return &PluginError{Op: op, Message: status.Convert(err).Message()}
+}
+
+// rpcWords is the message of a bare gRPC failure, " (<message>)", without
+// gRPC's "rpc error: code = ... desc =" framing, which means nothing to an
+// operator; empty when the message only repeats sentinel.
+func rpcWords(err, sentinel error) string {
+	msg := status.Convert(err).Message()
+	if msg == "" || (sentinel != nil && strings.Contains(msg, sentinel.Error())) {
+		return ""
+	}
+	return " (" + msg + ")"
 }
 
 // hasExited reports whether the plugin process is gone. A connection failure

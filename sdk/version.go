@@ -18,7 +18,11 @@ import (
 // and maps a kind it does not know to a generic one (see README.md). A new
 // major version is a break: the agent refuses a plugin of another major
 // version with a *ContractError before any call.
-const ContractVersion = "1.0"
+//
+// 1.1 added the optional Status RPC (StatusReporter): a plugin that does
+// not implement it answers UNIMPLEMENTED, and the host does not send it to
+// a plugin that negotiated 1.0.
+const ContractVersion = "1.1"
 
 // contract is the contract this process speaks: ContractVersion, replaced
 // only by the sdk's own tests of the negotiation.

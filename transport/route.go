@@ -147,7 +147,8 @@ func ModemDialRequest(host string, port, profile int, serverName string) sdk.Dia
 // CredentialError says which of the credentials host-mode TLS could not use;
 // callers name it in their own terms (a config key, a flag).
 type CredentialError struct {
-	// Field is "ca" or "cert/key".
+	// Field is "ca", "key" (it cannot be decrypted: see sdk.DecryptKeyPEM)
+	// or "cert/key".
 	Field string
 	Err   error
 }
@@ -159,7 +160,9 @@ func (e *CredentialError) Unwrap() error { return e.Err }
 // (the gateway speaks to upstreams it is configured for, so there is no old
 // peer to accommodate), the server verified against the bundle's CA, or the
 // system's roots when it has none, unless Insecure; the client certificate
-// when the bundle has one. A bad CA or key pair is a *CredentialError.
+// when the bundle has one. An encrypted key (PKCS#8 or legacy PEM) is
+// decrypted here, in memory, with the bundle's KeyPassword; it is never
+// written out. A bad CA, key password or key pair is a *CredentialError.
 func HostTLSConfig(b sdk.Bundle, serverName string) (*tls.Config, error) {
 	c := &tls.Config{MinVersion: tls.VersionTLS13, ServerName: serverName}
 	if b.Insecure {
@@ -172,7 +175,15 @@ func HostTLSConfig(b sdk.Bundle, serverName string) (*tls.Config, error) {
 		c.RootCAs = pool
 	}
 	if len(b.Cert) > 0 || len(b.Key) > 0 {
-		pair, err := tls.X509KeyPair(b.Cert, b.Key)
+		key := b.Key
+		if sdk.KeyPEMEncrypted(key) {
+			plain, err := sdk.DecryptKeyPEM(key, b.KeyPassword)
+			if err != nil {
+				return nil, &CredentialError{Field: "key", Err: err}
+			}
+			key = plain
+		}
+		pair, err := tls.X509KeyPair(b.Cert, key)
 		if err != nil {
 			return nil, &CredentialError{Field: "cert/key", Err: err}
 		}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
+	"github.com/spf13/pflag"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/cellgate/cellgate/agent"
@@ -36,37 +37,35 @@ import (
 // exits 1 on a refusal or a rollback.
 
 // configKeygen: cellgate config keygen --out NAME.
-func configKeygen(_ context.Context, args []string, env Env) error {
-	fs := newFlagSet("config keygen", env)
+func configKeygen(fs *pflag.FlagSet, env Env) action {
 	out := fs.String("out", "", "base name of the key files: NAME.key (private, mode 0600) and NAME.pub (public)")
-	if err := parse(fs, args); err != nil {
-		return err
+	return func(context.Context) error {
+		if *out == "" || fs.NArg() != 0 {
+			return usageError("config keygen: want --out NAME and no argument")
+		}
+		key, err := remote.GenerateKey()
+		if err != nil {
+			return err
+		}
+		pemKey, err := remote.MarshalPrivateKey(key)
+		if err != nil {
+			return err
+		}
+		pub := remote.EncodePublicKey(key.Public().(ed25519.PublicKey))
+		keyFile, pubFile := *out+".key", *out+".pub"
+		// Never overwrite a key: it may be the only copy of one gateways trust.
+		if err := writeNew(keyFile, pemKey, 0o600); err != nil {
+			return err
+		}
+		if err := writeNew(pubFile, []byte(pub+"\n"), 0o644); err != nil {
+			os.Remove(keyFile)
+			return err
+		}
+		id := filepath.Base(*out)
+		fmt.Fprintf(env.Stdout, "wrote %s (secret: it signs pushes; keep it off the gateways) and %s\n", keyFile, pubFile)
+		fmt.Fprintf(env.Stdout, "trust it in each gateway's configuration file:\n\nremote_config:\n  enabled: true\n  trusted_keys:\n    %s: %q\n", id, pub)
+		return nil
 	}
-	if *out == "" || fs.NArg() != 0 {
-		return usageError("config keygen: want --out NAME and no argument")
-	}
-	key, err := remote.GenerateKey()
-	if err != nil {
-		return err
-	}
-	pemKey, err := remote.MarshalPrivateKey(key)
-	if err != nil {
-		return err
-	}
-	pub := remote.EncodePublicKey(key.Public().(ed25519.PublicKey))
-	keyFile, pubFile := *out+".key", *out+".pub"
-	// Never overwrite a key: it may be the only copy of one gateways trust.
-	if err := writeNew(keyFile, pemKey, 0o600); err != nil {
-		return err
-	}
-	if err := writeNew(pubFile, []byte(pub+"\n"), 0o644); err != nil {
-		os.Remove(keyFile)
-		return err
-	}
-	id := filepath.Base(*out)
-	fmt.Fprintf(env.Stdout, "wrote %s (secret: it signs pushes; keep it off the gateways) and %s\n", keyFile, pubFile)
-	fmt.Fprintf(env.Stdout, "trust it in each gateway's configuration file:\n\nremote_config:\n  enabled: true\n  trusted_keys:\n    %s: %q\n", id, pub)
-	return nil
 }
 
 func writeNew(name string, data []byte, perm os.FileMode) error {
@@ -96,60 +95,58 @@ func parseValidity(s string) (time.Duration, error) {
 
 // configSign: cellgate config sign --key F --key-id ID --version N --device
 // ID [--expires 7d] OVERLAY.yaml: the envelope on stdout.
-func configSign(_ context.Context, args []string, env Env) error {
-	fs := newFlagSet("config sign", env)
+func configSign(fs *pflag.FlagSet, env Env) action {
 	keyFile := fs.String("key", "", "the private key file (from config keygen)")
 	keyID := fs.String("key-id", "", "the key's ID, as the gateways' remote_config.trusted_keys names it")
 	version := fs.Uint64("version", 0, "the push's version: above every version the gateways committed")
 	device := fs.String("device", "", "the gateway's device_id, or '*' for every gateway that trusts the key")
 	expires := fs.String("expires", "7d", "how long the push is valid: 7d, 36h, 90m")
-	if err := parse(fs, args); err != nil {
-		return err
+	return func(context.Context) error {
+		if fs.NArg() != 1 {
+			return usageError("config sign: want one overlay file (- for stdin)")
+		}
+		switch {
+		case *keyFile == "":
+			return usageError("config sign: --key is required")
+		case !config.KeyIDPattern.MatchString(*keyID):
+			return usageError("config sign: --key-id %q: want 1 to 64 letters, digits, '.', '_' or '-'", *keyID)
+		case *version == 0:
+			return usageError("config sign: --version is required, from 1")
+		case *device != remote.AnyDevice && !config.DeviceIDPattern.MatchString(*device):
+			return usageError("config sign: --device %q: want a device_id or '*'", *device)
+		}
+		validity, err := parseValidity(*expires)
+		if err != nil {
+			return usageError("config sign: %v", err)
+		}
+		keyPEM, err := os.ReadFile(*keyFile)
+		if err != nil {
+			return err
+		}
+		key, err := remote.ParsePrivateKey(keyPEM)
+		if err != nil {
+			return fmt.Errorf("%s: %w", *keyFile, err)
+		}
+		overlay, err := readArg(fs.Arg(0), env)
+		if err != nil {
+			return err
+		}
+		if err := checkOverlay(overlay); err != nil {
+			return fmt.Errorf("%s: %w", fs.Arg(0), err)
+		}
+		now := time.Now().UTC().Truncate(time.Second)
+		e := remote.NewEnvelope(*device, *version, now, now.Add(validity), *keyID, string(overlay))
+		e.Sign(key)
+		data, err := e.Marshal()
+		if err != nil {
+			return err
+		}
+		if len(data) > remote.MaxEnvelopeBytes {
+			return fmt.Errorf("the envelope is %d bytes; gateways refuse more than %d", len(data), remote.MaxEnvelopeBytes)
+		}
+		fmt.Fprintf(env.Stdout, "%s\n", data)
+		return nil
 	}
-	if fs.NArg() != 1 {
-		return usageError("config sign: want one overlay file (- for stdin)")
-	}
-	switch {
-	case *keyFile == "":
-		return usageError("config sign: --key is required")
-	case !config.KeyIDPattern.MatchString(*keyID):
-		return usageError("config sign: --key-id %q: want 1 to 64 letters, digits, '.', '_' or '-'", *keyID)
-	case *version == 0:
-		return usageError("config sign: --version is required, from 1")
-	case *device != remote.AnyDevice && !config.DeviceIDPattern.MatchString(*device):
-		return usageError("config sign: --device %q: want a device_id or '*'", *device)
-	}
-	validity, err := parseValidity(*expires)
-	if err != nil {
-		return usageError("config sign: %v", err)
-	}
-	keyPEM, err := os.ReadFile(*keyFile)
-	if err != nil {
-		return err
-	}
-	key, err := remote.ParsePrivateKey(keyPEM)
-	if err != nil {
-		return fmt.Errorf("%s: %w", *keyFile, err)
-	}
-	overlay, err := readArg(fs.Arg(0), env)
-	if err != nil {
-		return err
-	}
-	if err := checkOverlay(overlay); err != nil {
-		return fmt.Errorf("%s: %w", fs.Arg(0), err)
-	}
-	now := time.Now().UTC().Truncate(time.Second)
-	e := remote.NewEnvelope(*device, *version, now, now.Add(validity), *keyID, string(overlay))
-	e.Sign(key)
-	data, err := e.Marshal()
-	if err != nil {
-		return err
-	}
-	if len(data) > remote.MaxEnvelopeBytes {
-		return fmt.Errorf("the envelope is %d bytes; gateways refuse more than %d", len(data), remote.MaxEnvelopeBytes)
-	}
-	fmt.Fprintf(env.Stdout, "%s\n", data)
-	return nil
 }
 
 // checkOverlay refuses an overlay every gateway would refuse: not a YAML
@@ -178,42 +175,40 @@ func readArg(name string, env Env) ([]byte, error) {
 // configVerify: cellgate config verify --trusted F [--device ID] push.json:
 // the envelope's checks on this machine, with the key of F trusted under
 // the envelope's key_id and the default allow list.
-func configVerify(_ context.Context, args []string, env Env) error {
-	fs := newFlagSet("config verify", env)
+func configVerify(fs *pflag.FlagSet, env Env) action {
 	trusted := fs.String("trusted", "", "the public key file (NAME.pub) the envelope must be signed with")
 	device := fs.String("device", "", "the gateway the envelope must address (default: the one it names)")
-	if err := parse(fs, args); err != nil {
-		return err
+	return func(context.Context) error {
+		if *trusted == "" || fs.NArg() != 1 {
+			return usageError("config verify: want --trusted NAME.pub and one envelope file (- for stdin)")
+		}
+		pubData, err := os.ReadFile(*trusted)
+		if err != nil {
+			return err
+		}
+		pub, err := remote.ParsePublicKeyFile(pubData)
+		if err != nil {
+			return fmt.Errorf("%s: %w", *trusted, err)
+		}
+		data, err := readArg(fs.Arg(0), env)
+		if err != nil {
+			return err
+		}
+		e, err := remote.ParseEnvelope(data)
+		if err != nil {
+			return &exitError{code: 1, err: err}
+		}
+		p := remote.Policy{DeviceID: cmpOr(*device, e.DeviceID), Trusted: map[string]ed25519.PublicKey{e.KeyID: pub}, Now: time.Now()}
+		if _, err := remote.Verify(data, p); err != nil {
+			return &exitError{code: 1, err: err}
+		}
+		if err := remote.CheckAllowed(e.Config, config.DefaultRemoteAllow); err != nil {
+			return &exitError{code: 1, err: fmt.Errorf("%w (under the default remote_config.allow)", err)}
+		}
+		fmt.Fprintf(env.Stdout, "ok: version %d for %s signed by %s, issued %s, expires %s; sets %s\n",
+			e.Version, e.DeviceID, e.KeyID, e.IssuedAt, e.ExpiresAt, strings.Join(remote.OverlayKeys(e.Config), ", "))
+		return nil
 	}
-	if *trusted == "" || fs.NArg() != 1 {
-		return usageError("config verify: want --trusted NAME.pub and one envelope file (- for stdin)")
-	}
-	pubData, err := os.ReadFile(*trusted)
-	if err != nil {
-		return err
-	}
-	pub, err := remote.ParsePublicKeyFile(pubData)
-	if err != nil {
-		return fmt.Errorf("%s: %w", *trusted, err)
-	}
-	data, err := readArg(fs.Arg(0), env)
-	if err != nil {
-		return err
-	}
-	e, err := remote.ParseEnvelope(data)
-	if err != nil {
-		return &exitError{code: 1, err: err}
-	}
-	p := remote.Policy{DeviceID: cmpOr(*device, e.DeviceID), Trusted: map[string]ed25519.PublicKey{e.KeyID: pub}, Now: time.Now()}
-	if _, err := remote.Verify(data, p); err != nil {
-		return &exitError{code: 1, err: err}
-	}
-	if err := remote.CheckAllowed(e.Config, config.DefaultRemoteAllow); err != nil {
-		return &exitError{code: 1, err: fmt.Errorf("%w (under the default remote_config.allow)", err)}
-	}
-	fmt.Fprintf(env.Stdout, "ok: version %d for %s signed by %s, issued %s, expires %s; sets %s\n",
-		e.Version, e.DeviceID, e.KeyID, e.IssuedAt, e.ExpiresAt, strings.Join(remote.OverlayKeys(e.Config), ", "))
-	return nil
 }
 
 func cmpOr(a, b string) string {
@@ -242,8 +237,7 @@ func printStatus(env Env, st remote.Status) {
 // configPush: cellgate config push --broker URL --ca --cert --key push.json:
 // publishes the envelope on the gateway's config topic and prints the
 // statuses it publishes for this version until the final one.
-func configPush(ctx context.Context, args []string, env Env) error {
-	fs := newFlagSet("config push", env)
+func configPush(fs *pflag.FlagSet, env Env) action {
 	broker := fs.String("broker", "", "the broker, mqtts://host[:port]")
 	caFile := fs.String("ca", "", "PEM certificate authorities to verify the broker with (default: the system's)")
 	certFile := fs.String("cert", "", "PEM client certificate")
@@ -253,40 +247,39 @@ func configPush(ctx context.Context, args []string, env Env) error {
 	configTopic := fs.String("config-topic", "", "default "+config.DefaultConfigTopic)
 	statusTopic := fs.String("status-topic", "", "default "+config.DefaultStatusTopic)
 	timeout := fs.Duration("timeout", 3*time.Minute, "how long to wait for the final status (more than the gateways' remote_config.confirm)")
-	if err := parse(fs, args); err != nil {
-		return err
+	return func(ctx context.Context) error {
+		if *broker == "" || fs.NArg() != 1 {
+			return usageError("config push: want --broker mqtts://host:port and one envelope file (- for stdin)")
+		}
+		u, err := url.Parse(*broker)
+		if err != nil || u.Scheme != "mqtts" || u.Host == "" {
+			return usageError("config push: --broker %q: want mqtts://host[:port]", *broker)
+		}
+		if u.Port() == "" {
+			u.Host += ":8883"
+		}
+		data, err := readArg(fs.Arg(0), env)
+		if err != nil {
+			return err
+		}
+		e, err := remote.ParseEnvelope(data)
+		if err != nil {
+			return err
+		}
+		dev := cmpOr(*device, e.DeviceID)
+		if dev == remote.AnyDevice && (*configTopic == "" || *statusTopic == "") {
+			return usageError("config push: the envelope is for every gateway ('*'): name one with --device, or give both topics")
+		}
+		expand := strings.NewReplacer("{device_id}", dev)
+		ct, st := expand.Replace(cmpOr(*configTopic, config.DefaultConfigTopic)), expand.Replace(cmpOr(*statusTopic, config.DefaultStatusTopic))
+		tlsCfg, err := clientTLS(*caFile, *certFile, *keyFile, *sni)
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(ctx, *timeout)
+		defer cancel()
+		return pushAndWait(ctx, u, tlsCfg, ct, st, data, e.Version, env)
 	}
-	if *broker == "" || fs.NArg() != 1 {
-		return usageError("config push: want --broker mqtts://host:port and one envelope file (- for stdin)")
-	}
-	u, err := url.Parse(*broker)
-	if err != nil || u.Scheme != "mqtts" || u.Host == "" {
-		return usageError("config push: --broker %q: want mqtts://host[:port]", *broker)
-	}
-	if u.Port() == "" {
-		u.Host += ":8883"
-	}
-	data, err := readArg(fs.Arg(0), env)
-	if err != nil {
-		return err
-	}
-	e, err := remote.ParseEnvelope(data)
-	if err != nil {
-		return err
-	}
-	dev := cmpOr(*device, e.DeviceID)
-	if dev == remote.AnyDevice && (*configTopic == "" || *statusTopic == "") {
-		return usageError("config push: the envelope is for every gateway ('*'): name one with --device, or give both topics")
-	}
-	expand := strings.NewReplacer("{device_id}", dev)
-	ct, st := expand.Replace(cmpOr(*configTopic, config.DefaultConfigTopic)), expand.Replace(cmpOr(*statusTopic, config.DefaultStatusTopic))
-	tlsCfg, err := clientTLS(*caFile, *certFile, *keyFile, *sni)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
-	return pushAndWait(ctx, u, tlsCfg, ct, st, data, e.Version, env)
 }
 
 func clientTLS(caFile, certFile, keyFile, sni string) (*tls.Config, error) {
@@ -381,77 +374,79 @@ func pushAndWait(ctx context.Context, broker *url.URL, tlsCfg *tls.Config, confi
 }
 
 // configApply: cellgate config apply [--config F | --addr HOST:PORT]
-// push.json: hands the envelope to the running agent (POST /v1/config on
-// its HTTP input, loopback), which takes it through the same checks as a
-// push from the config topic, then follows GET /v1/status until the final
-// state.
-func configApply(ctx context.Context, args []string, env Env) error {
-	fs := newFlagSet("config apply", env)
+// [--token-file F] push.json: hands the envelope to the running agent (POST
+// /v1/config on its status listener, found as `cellgate status` finds it),
+// which takes it through the same checks as a push from the config topic,
+// then follows GET /v1/status until the final state.
+func configApply(fs *pflag.FlagSet, env Env) action {
 	config.BindFlags(fs)
-	addr := fs.String("addr", "", "the agent's HTTP input (default: inputs.http.listen from the config)")
+	addr := fs.String("addr", "", "the agent's status listener, HOST:PORT (default: status.listen from the config, else "+defaultStatusListen+")")
+	tokenFile := fs.String("token-file", "", "file holding the status listener's bearer token (default: status.token_file)")
 	timeout := fs.Duration("timeout", 3*time.Minute, "how long to wait for the final state (more than remote_config.confirm)")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		return usageError("config apply: want one envelope file (- for stdin)")
-	}
-	data, err := readArg(fs.Arg(0), env)
-	if err != nil {
-		return err
-	}
-	base, err := agentURL(fs, *addr, env)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
-	first, err := postEnvelope(ctx, base, data)
-	if err != nil {
-		return err
-	}
-	printStatus(env, first)
-	if done, err := finalState(first); done {
-		return err
-	}
-	// A push that moves the HTTP input is followed at its new address.
-	if e, perr := remote.ParseEnvelope(data); perr == nil {
-		if moved := overlayHTTPListen(e.Config); moved != "" {
-			if b, err := agentURL(fs, moved, env); err == nil {
-				base = b
+	return func(ctx context.Context) error {
+		if fs.NArg() != 1 {
+			return usageError("config apply: want one envelope file (- for stdin)")
+		}
+		data, err := readArg(fs.Arg(0), env)
+		if err != nil {
+			return err
+		}
+		target, err := resolveStatusTarget(fs.Lookup("config").Value.String(), fs.Changed("config"), *addr, *tokenFile)
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(ctx, *timeout)
+		defer cancel()
+		first, err := postEnvelope(ctx, target, data)
+		if err != nil {
+			return err
+		}
+		printStatus(env, first)
+		if done, err := finalState(first); done {
+			return err
+		}
+		// A push that moves the status listener is followed there.
+		if e, perr := remote.ParseEnvelope(data); perr == nil {
+			if moved := overlayStatusListen(e.Config); moved != "" {
+				if b, err := loopbackURL(moved); err == nil {
+					target.base = b
+				}
 			}
 		}
-	}
-	tick := time.NewTicker(300 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("no final state for version %d: %w", first.Version, ctx.Err())
-		case <-tick.C:
-		}
-		body, err := getStatus(ctx, base)
-		if err != nil {
-			continue // the input may be moving
-		}
-		var st agent.Status
-		if json.Unmarshal(body, &st) != nil || st.RemoteConfig == nil || st.RemoteConfig.Last == nil {
-			continue
-		}
-		if last := *st.RemoteConfig.Last; last.Version == first.Version && last.State != remote.StateApplying {
-			printStatus(env, last)
-			_, err := finalState(last)
-			return err
+		tick := time.NewTicker(300 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("no final state for version %d: %w", first.Version, ctx.Err())
+			case <-tick.C:
+			}
+			body, err := getStatusWith(ctx, target)
+			if err != nil {
+				continue // the listener may be moving
+			}
+			var st agent.Status
+			if json.Unmarshal(body, &st) != nil || st.RemoteConfig == nil || st.RemoteConfig.Last == nil {
+				continue
+			}
+			if last := *st.RemoteConfig.Last; last.Version == first.Version && last.State != remote.StateApplying {
+				printStatus(env, last)
+				_, err := finalState(last)
+				return err
+			}
 		}
 	}
 }
 
-func postEnvelope(ctx context.Context, base string, data []byte) (remote.Status, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/config", bytes.NewReader(data))
+func postEnvelope(ctx context.Context, t statusTarget, data []byte) (remote.Status, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.base+"/v1/config", bytes.NewReader(data))
 	if err != nil {
 		return remote.Status{}, err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if t.token != "" {
+		req.Header.Set("Authorization", "Bearer "+t.token)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return remote.Status{}, fmt.Errorf("is the agent running? %w", err)
@@ -474,17 +469,11 @@ func postEnvelope(ctx context.Context, base string, data []byte) (remote.Status,
 	return out.Status, nil
 }
 
-// overlayHTTPListen returns inputs.http.listen as an overlay sets it, or "".
-func overlayHTTPListen(overlay string) string {
-	var o struct {
-		Inputs struct {
-			HTTP struct {
-				Listen string `yaml:"listen"`
-			} `yaml:"http"`
-		} `yaml:"inputs"`
-	}
+// overlayStatusListen returns status.listen as an overlay sets it, or "".
+func overlayStatusListen(overlay string) string {
+	var o statusSection
 	if yaml.Unmarshal([]byte(overlay), &o) != nil {
 		return ""
 	}
-	return o.Inputs.HTTP.Listen
+	return o.Status.Listen
 }

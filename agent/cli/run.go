@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/cellgate/cellgate/agent"
@@ -21,8 +22,23 @@ import (
 	"github.com/cellgate/cellgate/internal/sdnotify"
 )
 
-func init() {
-	extraCommands["run"] = runCmd
+// runCommand is `cellgate run`, the agent itself.
+func runCommand(env Env) *cobra.Command {
+	return leaf(&cobra.Command{
+		Use:   "run",
+		Short: "Run the agent until SIGINT or SIGTERM (SIGHUP reloads the configuration)",
+		Long: `Run the agent: inputs, spool, uplink and the modem's plugin, until SIGINT or
+SIGTERM. SIGHUP (systemctl reload) re-reads and validates the configuration
+and rebuilds the agent with it; an invalid one is logged and the running one
+kept. Under systemd (Type=notify) it reports READY=1 once it takes readings.
+
+The configuration is the file (--config), then CELLGATE_* environment
+variables, then the flags below; an invalid configuration starts nothing
+(exit 1, every problem on stderr).`,
+		Example: `  cellgate run --config /etc/cellgate/cellgate.yaml
+  cellgate run --config ./cellgate.yaml --modem.port /dev/ttyUSB3 --log.level debug
+  CELLGATE_MODEM__APN=iot.example cellgate run`,
+	}, func(fs *pflag.FlagSet) action { return runCmd(fs, env) })
 }
 
 // runCmd: cellgate run [--config F] [overrides]: the agent, until SIGINT or
@@ -44,30 +60,28 @@ func init() {
 // readings (see agent.Options.Started), WATCHDOG=1 from the agent's health
 // loop when WatchdogSec= is set, RELOADING=1 and READY=1 around a reload,
 // and STOPPING=1 on SIGTERM.
-func runCmd(ctx context.Context, args []string, env Env) error {
-	// Caught first: SIGHUP's default action would end the agent.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-
-	fs := newFlagSet("run", env)
+func runCmd(fs *pflag.FlagSet, env Env) action {
 	config.BindFlags(fs)
-	if err := parse(fs, args); err != nil {
-		return err
+	return func(ctx context.Context) error {
+		// Caught before the configuration is read: SIGHUP's default action
+		// would end the agent.
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		if fs.NArg() != 0 {
+			return usageError("run: unexpected argument %q", fs.Arg(0))
+		}
+		first, err := loadRunConfig(fs)
+		if err != nil {
+			printErr(env.Stderr, err.Error())
+			return &exitError{code: 1, err: fmt.Errorf("configuration is not valid; nothing started")}
+		}
+		notify, watchdog := sdnotify.FromEnv()
+		r := &runner{env: env, fs: fs, notify: notify, watchdog: watchdog}
+		stopping := context.AfterFunc(ctx, func() { r.send(sdnotify.Stopping) })
+		defer stopping()
+		return r.loop(ctx, r.start(ctx, first), hup)
 	}
-	if fs.NArg() != 0 {
-		return usageError("run: unexpected argument %q", fs.Arg(0))
-	}
-	first, err := loadRunConfig(fs)
-	if err != nil {
-		printErr(env.Stderr, err.Error())
-		return &exitError{code: 1, err: fmt.Errorf("configuration is not valid; nothing started")}
-	}
-	notify, watchdog := sdnotify.FromEnv()
-	r := &runner{env: env, fs: fs, notify: notify, watchdog: watchdog}
-	stopping := context.AfterFunc(ctx, func() { r.send(sdnotify.Stopping) })
-	defer stopping()
-	return r.loop(ctx, r.start(ctx, first), hup)
 }
 
 // loaded is a configuration as `cellgate run` loaded it, with what to log
@@ -90,8 +104,9 @@ func loadRunConfig(fs *pflag.FlagSet) (loaded, error) {
 	return loaded{cfg: cfg, warnings: warnings, credentials: creds}, nil
 }
 
-// useCredentials points tls.ca, tls.cert and tls.key at the systemd
-// credentials of the same names in dir ($CREDENTIALS_DIRECTORY), when
+// useCredentials points tls.ca, tls.cert, tls.key and tls.key_password_file
+// at the systemd credentials of the same names in dir
+// ($CREDENTIALS_DIRECTORY), when
 // there: the unit's `LoadCredential=tls.key:/etc/cellgate/client.key` lets
 // the service's dynamic user read a key only root may read. An empty
 // credential is the unit's placeholder for a file that does not exist
@@ -105,7 +120,7 @@ func useCredentials(cfg *config.Config, dir string) []string {
 	for _, c := range []struct {
 		name string
 		path *string
-	}{{"tls.ca", &cfg.TLS.CA}, {"tls.cert", &cfg.TLS.Cert}, {"tls.key", &cfg.TLS.Key}} {
+	}{{"tls.ca", &cfg.TLS.CA}, {"tls.cert", &cfg.TLS.Cert}, {"tls.key", &cfg.TLS.Key}, {"tls.key_password_file", &cfg.TLS.KeyPasswordFile}} {
 		cred := filepath.Join(dir, c.name)
 		if fi, err := os.Stat(cred); err != nil || !fi.Mode().IsRegular() || fi.Size() == 0 {
 			continue

@@ -2,7 +2,6 @@ package cli_test
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -32,8 +31,9 @@ func TestRunUnderSystemd(t *testing.T) {
 	creds := filepath.Join(dir, "credentials")
 	writeCredentialKey(t, creds, pkiFiles(t, plugintest.NewPKI(t, plugintest.P256)))
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
+	statusAddr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
 	cfgPath := filepath.Join(dir, "cellgate.yaml")
-	writeRunConfig(t, cfgPath, "gw-before", m.Path(), bin, httpAddr, dir, "")
+	writeRunConfig(t, cfgPath, "gw-before", m.Path(), bin, httpAddr, statusAddr, dir, "")
 
 	stderr, journal := journalFile(t, dir)
 	cmd := exec.Command(filepath.Join(bin, "cellgate"), "run", "--config", cfgPath)
@@ -57,19 +57,19 @@ func TestRunUnderSystemd(t *testing.T) {
 	notes.expect(t, "READY=1")
 	notes.expect(t, "WATCHDOG=1")
 	notes.expect(t, "WATCHDOG=1")
-	waitDeviceID(t, httpAddr, "gw-before")
+	waitDeviceID(t, cfgPath, "gw-before")
 
-	writeRunConfig(t, cfgPath, "gw-after", m.Path(), bin, httpAddr, dir, "")
+	writeRunConfig(t, cfgPath, "gw-after", m.Path(), bin, httpAddr, statusAddr, dir, "")
 	cmd.Process.Signal(syscall.SIGHUP)
 	notes.expect(t, "RELOADING=1")
 	notes.expect(t, "READY=1")
-	waitDeviceID(t, httpAddr, "gw-after")
+	waitDeviceID(t, cfgPath, "gw-after")
 
-	writeRunConfig(t, cfgPath, "gw-broken", m.Path(), bin, httpAddr, dir, "  max_byte: 1MiB\n")
+	writeRunConfig(t, cfgPath, "gw-broken", m.Path(), bin, httpAddr, statusAddr, dir, "  max_byte: 1MiB\n")
 	cmd.Process.Signal(syscall.SIGHUP)
 	notes.expect(t, "RELOADING=1")
 	notes.expect(t, "STATUS=reload refused")
-	waitDeviceID(t, httpAddr, "gw-after")
+	waitDeviceID(t, cfgPath, "gw-after")
 
 	cmd.Process.Signal(syscall.SIGTERM)
 	notes.expect(t, "STOPPING=1")
@@ -164,19 +164,20 @@ func writeCredentialKey(t *testing.T, creds, pki string) {
 // writeRunConfig writes a host-TLS configuration whose tls.key names a file
 // that does not exist: the agent comes up only by using the credential.
 // extraSpool is appended to the spool section (to make the file invalid).
-func writeRunConfig(t *testing.T, path, deviceID, port, plugins, httpAddr, dir, extraSpool string) {
+func writeRunConfig(t *testing.T, path, deviceID, port, plugins, httpAddr, statusAddr, dir, extraSpool string) {
 	t.Helper()
 	cfg := fmt.Sprintf(`device_id: %s
 modem: {model: sim7600, port: %q}
 plugins: {dir: %q}
 tls: {mode: host, cert: %q, key: /nonexistent/client.key}
 inputs: {http: {listen: %q}}
+status: {listen: %q}
 spool:
   dir: %q
 %suplink:
   mqtt: {broker: "mqtts://127.0.0.1:1"}
 log: {level: debug, format: json}
-`, deviceID, port, plugins, filepath.Join(dir, "client.pem"), httpAddr, filepath.Join(dir, "spool"), extraSpool)
+`, deviceID, port, plugins, filepath.Join(dir, "client.pem"), httpAddr, statusAddr, filepath.Join(dir, "spool"), extraSpool)
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -197,22 +198,17 @@ func journalFile(t *testing.T, dir string) (*os.File, string) {
 	return f, fmt.Sprintf("%d:%d", st.Dev, st.Ino)
 }
 
-// waitDeviceID waits until GET /v1/status reports id.
-func waitDeviceID(t *testing.T, addr, id string) {
+// waitDeviceID waits until `cellgate status --json`, finding the status
+// listener in the configuration file cfgPath, reports id. The file may be
+// invalid elsewhere: status reads only its status section.
+func waitDeviceID(t *testing.T, cfgPath, id string) {
 	t.Helper()
 	testutil.Eventually(t, time.Minute, "status reports device "+id, func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v1/status", nil)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
+		out, _, code := cellgate(t, "", "status", "--config", cfgPath, "--json")
 		var st struct {
 			DeviceID string `json:"device_id"`
 		}
-		return json.NewDecoder(resp.Body).Decode(&st) == nil && st.DeviceID == id
+		return code == 0 && json.Unmarshal([]byte(out), &st) == nil && st.DeviceID == id
 	})
 }
 
@@ -333,10 +329,11 @@ modem: {model: sim7600, port: %q}
 plugins: {dir: %q}
 tls: {mode: host}
 inputs: {http: {listen: %q}}
+status: {listen: %q}
 spool: {dir: %q}
 uplink:
   mqtt: {broker: "mqtts://127.0.0.1:1"}
-`, filepath.Join(dir, "no-modem-here"), bin, httpAddr, filepath.Join(dir, "spool"))
+`, filepath.Join(dir, "no-modem-here"), bin, httpAddr, fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t)), filepath.Join(dir, "spool"))
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -355,7 +352,7 @@ uplink:
 		}
 	})
 	notes.expect(t, "READY=1")
-	waitDeviceID(t, httpAddr, "gw-offline")
+	waitDeviceID(t, cfgPath, "gw-offline")
 	resp, err := http.Post("http://"+httpAddr+"/v1/readings", "application/json", strings.NewReader(`{"sensor":"t1","value":1}`))
 	if err != nil {
 		t.Fatal(err)

@@ -1,141 +1,154 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
-	"net"
+	"io/fs"
 	"net/http"
+	"os"
+	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"go.yaml.in/yaml/v3"
 
-	"github.com/cellgate/cellgate/agent"
 	"github.com/cellgate/cellgate/agent/config"
 )
 
-func init() {
-	extraCommands["status"] = statusCmd
+// defaultStatusListen is status.listen when neither the flag nor the
+// configuration file sets it.
+const defaultStatusListen = config.DefaultStatusListen
+
+// statusCommand is `cellgate status`.
+func statusCommand(env Env) *cobra.Command {
+	return leaf(&cobra.Command{
+		Use:   "status",
+		Short: "Ask the running agent how it is doing (modem, signal, link, spool, last error)",
+		Long: `Ask the running agent for GET /v1/status on its status listener and print a
+compact summary: modem, signal, link, spool and the last error (--json: the
+agent's JSON as it is).
+
+The address is --addr, else status.listen from the configuration file
+(--config, default ` + config.DefaultFile + `), else ` + defaultStatusListen + `.
+Only status.listen and status.token_file are read from the file: an error
+elsewhere in the configuration does not stop this command. The bearer token
+is read from --token-file, else status.token_file.`,
+		Example: `  cellgate status
+  cellgate status --addr 127.0.0.1:9464 --json
+  cellgate status --config ./cellgate.yaml --token-file /etc/cellgate/status.token`,
+		Args: noOperands,
+	}, func(fs *pflag.FlagSet) action { return statusCmd(fs, env) })
 }
 
-// statusCmd: cellgate status [--config F | --addr HOST:PORT] [--json]: asks
-// the running agent (GET /v1/status on its HTTP input) where readings are.
-func statusCmd(ctx context.Context, args []string, env Env) error {
-	fs := newFlagSet("status", env)
-	config.BindFlags(fs)
-	addr := fs.String("addr", "", "the agent's HTTP input (default: inputs.http.listen from the config)")
+// statusCmd: cellgate status [--config F] [--addr HOST:PORT] [--token-file
+// F] [--json].
+func statusCmd(fs *pflag.FlagSet, env Env) action {
+	cfgFile := fs.String("config", config.DefaultFile, "configuration file to read status.listen and status.token_file from")
+	addr := fs.String("addr", "", "the agent's status listener, HOST:PORT (default: status.listen, else "+defaultStatusListen+")")
+	tokenFile := fs.String("token-file", "", "file holding the status listener's bearer token (default: status.token_file)")
 	asJSON := fs.Bool("json", false, "print the agent's JSON as it is")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	base, err := agentURL(fs, *addr, env)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	body, err := getStatus(ctx, base)
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		fmt.Fprintln(env.Stdout, string(body))
+	return func(ctx context.Context) error {
+		target, err := resolveStatusTarget(*cfgFile, fs.Changed("config"), *addr, *tokenFile)
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		body, err := getStatusWith(ctx, target)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			fmt.Fprintln(env.Stdout, strings.TrimSpace(string(body)))
+			return nil
+		}
+		var st map[string]any
+		if err := json.Unmarshal(body, &st); err != nil {
+			return fmt.Errorf("agent status from %s: not JSON: %w", target.base, err)
+		}
+		printStatusSummary(env.Stdout, st)
 		return nil
 	}
-	var st agent.Status
-	if err := json.Unmarshal(body, &st); err != nil {
-		return fmt.Errorf("agent status: %w", err)
-	}
-	modem := "not ready"
-	if st.ModemReady {
-		modem = "ready"
-	}
-	if st.Modem != nil {
-		modem += fmt.Sprintf(" (%s %s, %s, rssi %d)", st.Modem.Model, st.Modem.Revision, st.Modem.Registration, st.Modem.SignalRSSI)
-	}
-	last := "never"
-	if st.Uplink.LastAck != nil {
-		last = st.Uplink.LastAck.Local().Format(time.RFC3339)
-	}
-	fmt.Fprintf(env.Stdout, "device:   %s (up %s)\nmodem:    %s\nplugin:   pid %d, %d restarts\nspool:    %d readings pending (%d bytes), %d dropped\nuplink:   %s, %d readings in %d batches acknowledged, last %s\n",
-		st.DeviceID, st.Uptime, modem, st.PluginPID, st.PluginRestarts, st.Spool.Pending, st.Spool.PendingBytes, st.Spool.Dropped,
-		st.Uplink.Kind, st.Uplink.AckedReadings, st.Uplink.AckedBatches, last)
-	if rc := st.RemoteConfig; rc != nil {
-		printRemoteStatus(env.Stdout, rc)
-	}
-	return nil
 }
 
-// agentURL is the base URL of the running agent's HTTP input: --addr, or
-// inputs.http.listen from the configuration, on loopback when it listens
-// on every address.
-func agentURL(fs *pflag.FlagSet, addr string, env Env) (string, error) {
-	if addr == "" {
-		cfg, _, err := loadConfig(fs)
-		if err != nil {
-			fmt.Fprintln(env.Stderr, err)
-			return "", &exitError{code: 1, err: fmt.Errorf("configuration is not valid: pass --addr")}
+// statusTarget is where `cellgate status` asks, and with which token.
+type statusTarget struct {
+	base  string // http://host:port
+	token string // bearer token; empty for none
+}
+
+// statusSection is the part of the configuration file `cellgate status`
+// reads; the rest of the file is not looked at.
+type statusSection struct {
+	Status struct {
+		Listen    string `yaml:"listen"`
+		TokenFile string `yaml:"token_file"`
+	} `yaml:"status"`
+}
+
+// resolveStatusTarget resolves the address and token: flags, then the file's
+// status section (a missing default file is no error), then the default.
+func resolveStatusTarget(cfgFile string, explicit bool, addr, tokenFile string) (statusTarget, error) {
+	var sec statusSection
+	if addr == "" || tokenFile == "" {
+		data, err := os.ReadFile(cfgFile)
+		switch {
+		case err == nil:
+			if err := yaml.Unmarshal(data, &sec); err != nil {
+				return statusTarget{}, fmt.Errorf("%s: reading its status section: %w (pass --addr)", cfgFile, err)
+			}
+		case errors.Is(err, fs.ErrNotExist) && !explicit:
+		default:
+			return statusTarget{}, fmt.Errorf("--config: %w", err)
 		}
-		if cfg.Inputs.HTTP.Listen == "" {
-			return "", usageError("the HTTP input is off (inputs.http.listen is empty): nothing to ask")
-		}
-		addr = cfg.Inputs.HTTP.Listen
 	}
-	host, port, err := net.SplitHostPort(addr)
+	addr = cmp.Or(addr, sec.Status.Listen, defaultStatusListen)
+	tokenFile = cmp.Or(tokenFile, sec.Status.TokenFile)
+	base, err := loopbackURL(addr)
 	if err != nil {
-		return "", usageError("--addr %q: %v", addr, err)
+		return statusTarget{}, usageError("status address %q: %v", addr, err)
 	}
-	if host == "" || host == "0.0.0.0" || host == "::" {
-		host = "127.0.0.1"
+	t := statusTarget{base: base}
+	if tokenFile != "" {
+		data, err := os.ReadFile(tokenFile)
+		if err != nil {
+			return statusTarget{}, fmt.Errorf("status token: %w", err)
+		}
+		t.token = strings.TrimSpace(string(data))
 	}
-	return "http://" + net.JoinHostPort(host, port), nil
+	return t, nil
 }
 
-// getStatus reads GET /v1/status of the agent at base.
-func getStatus(ctx context.Context, base string) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/status", nil)
+// getStatusWith reads GET /v1/status of the agent at t.
+func getStatusWith(ctx context.Context, t statusTarget) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.base+"/v1/status", nil)
 	if err != nil {
 		return nil, err
 	}
+	if t.token != "" {
+		req.Header.Set("Authorization", "Bearer "+t.token)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("is the agent running? %w", err)
+		return nil, fmt.Errorf("no agent answers at %s (is it running? is status.listen set?): %w", t.base, errors.Unwrap(err))
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("agent status from %s: %w", t.base, err)
 	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("agent answered %s: %s", resp.Status, body)
+	switch {
+	case resp.StatusCode == http.StatusUnauthorized && t.token == "":
+		return nil, fmt.Errorf("agent at %s wants a bearer token: pass --token-file or set status.token_file", t.base)
+	case resp.StatusCode == http.StatusUnauthorized:
+		return nil, fmt.Errorf("agent at %s refused the bearer token (401)", t.base)
+	case resp.StatusCode != http.StatusOK:
+		return nil, fmt.Errorf("agent at %s answered %s: %s", t.base, resp.Status, strings.TrimSpace(string(body)))
 	}
 	return body, nil
-}
-
-// printRemoteStatus writes the remote configuration lines of `cellgate
-// status`.
-func printRemoteStatus(w io.Writer, rc *agent.RemoteConfigStatus) {
-	committed := "none committed"
-	if rc.CommittedVersion > 0 {
-		committed = fmt.Sprintf("version %d (key %s)", rc.CommittedVersion, rc.KeyID)
-		if rc.CommittedAt != nil {
-			committed += ", committed " + rc.CommittedAt.Local().Format(time.RFC3339)
-		}
-	}
-	fmt.Fprintf(w, "remote:   %s\n", committed)
-	if p := rc.Pending; p != nil {
-		by := ""
-		if p.ConfirmBy != nil {
-			by = ", rolled back at " + p.ConfirmBy.Local().Format(time.RFC3339) + " unless healthy"
-		}
-		fmt.Fprintf(w, "          pending version %d (key %s) since %s%s\n", p.Version, p.KeyID, p.Since.Local().Format(time.RFC3339), by)
-	}
-	if l := rc.Last; l != nil {
-		line := fmt.Sprintf("last push: version %d %s at %s", l.Version, l.State, l.At.Local().Format(time.RFC3339))
-		if l.Reason != "" {
-			line += " (" + l.Reason + ")"
-		}
-		fmt.Fprintf(w, "          %s\n", line)
-	}
 }

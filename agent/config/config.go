@@ -22,6 +22,10 @@ import (
 // absence is not an error: the defaults, environment and flags apply alone.
 const DefaultFile = "/etc/cellgate/cellgate.yaml"
 
+// DefaultStatusListen is status.listen's default: the status listener on
+// loopback. `cellgate status` asks there when nothing else names it.
+const DefaultStatusListen = "127.0.0.1:9464"
+
 // EnvPrefix starts every environment variable that sets a key. Nesting is
 // written with a double underscore because keys such as max_bytes contain
 // single ones: CELLGATE_SPOOL__MAX_BYTES sets spool.max_bytes.
@@ -40,6 +44,11 @@ type Config struct {
 	Spool    Spool   `koanf:"spool"`
 	Uplink   Uplink  `koanf:"uplink"`
 	Log      Log     `koanf:"log"`
+	// Status is the operator's listener: status, metrics, health, the
+	// status page and the remote configuration endpoint.
+	Status Status `koanf:"status"`
+	// Health says when /healthz calls the agent unhealthy.
+	Health Health `koanf:"health"`
 	// RemoteConfig says whether and how the configuration may be changed
 	// by signed pushes (see docs/remote-config.md).
 	RemoteConfig RemoteConfig `koanf:"remote_config"`
@@ -77,6 +86,26 @@ type Modem struct {
 	// (sdk.ModemConfig.Options). Each plugin documents the keys it reads
 	// and refuses any other, which stops the agent.
 	Options map[string]string `koanf:"options"`
+	// Poll is how often the agent asks the plugin for the modem's state
+	// (SIM, registration, signal, operator, packet data context).
+	Poll time.Duration `koanf:"poll"`
+}
+
+// Status is the status listener: GET /v1/status, /metrics, /healthz,
+// /readyz, the status page (/ and /v1/history) and /v1/config.
+type Status struct {
+	// Listen is host:port; empty disables the listener.
+	Listen string `koanf:"listen"`
+	// TokenFile, when set, names a file (mode 0600 or stricter) holding a
+	// bearer token every request but /healthz and /readyz must carry.
+	TokenFile string `koanf:"token_file"`
+}
+
+// Health is what /healthz holds the agent to.
+type Health struct {
+	// MaxAckAge is how long the uplink may go without an acknowledged
+	// publish while readings wait before the agent is unhealthy.
+	MaxAckAge time.Duration `koanf:"max_ack_age"`
 }
 
 // Plugins says where modem plugins live and how they are verified.
@@ -104,6 +133,26 @@ type TLS struct {
 	SNI string `koanf:"sni"`
 	// Insecure skips server verification. Load returns a warning when set.
 	Insecure bool `koanf:"insecure"`
+	// KeyPasswordFile names a file holding the password of an encrypted
+	// Key (PKCS#8 "ENCRYPTED PRIVATE KEY" or legacy PEM encryption); one
+	// trailing newline is stripped. Like Key, it must not be readable by
+	// group or others.
+	KeyPasswordFile string `koanf:"key_password_file"`
+	// RenewBefore is how long before the client certificate expires the
+	// checks start warning (and rotation starts).
+	RenewBefore time.Duration `koanf:"renew_before"`
+	// AllowReadableKey accepts a Key (and KeyPasswordFile) that group or
+	// others may read; by default such a file is refused.
+	AllowReadableKey bool `koanf:"allow_readable_key"`
+	// KeyType is the type of the key a certificate rotation makes on the
+	// gateway: p256 (the default), p384, p521 or rsa2048.
+	KeyType string `koanf:"key_type"`
+	// CSRSubject is the common name of a rotation's certificate request;
+	// empty means the device id.
+	CSRSubject string `koanf:"csr_subject"`
+	// RotationTimeout bounds each wait of a certificate rotation: for the
+	// signed certificate, and for the first acknowledged publish with it.
+	RotationTimeout time.Duration `koanf:"rotation_timeout"`
 }
 
 // The TLS modes.
@@ -223,7 +272,8 @@ type HTTPS struct {
 type Batch struct {
 	MaxReadings int           `koanf:"max_readings"`
 	MaxDelay    time.Duration `koanf:"max_delay"`
-	// Encoding is EncodingJSON, EncodingCBOR or EncodingCBORDeflate.
+	// Encoding is EncodingJSON, EncodingCBOR, EncodingCBORDeflate or
+	// EncodingCompact.
 	Encoding string `koanf:"encoding"`
 }
 
@@ -232,6 +282,7 @@ const (
 	EncodingJSON        = "json"
 	EncodingCBOR        = "cbor"
 	EncodingCBORDeflate = "cbor+deflate"
+	EncodingCompact     = "compact"
 )
 
 // Log configures the agent's slog output.
@@ -279,9 +330,10 @@ type RemoteConfig struct {
 
 // NeverRemote are the top-level keys no overlay may set, whatever
 // remote_config.allow says: the gateway's identity, its modem and plugins,
-// its TLS credentials, and the remote configuration's own rules. Load
-// refuses them in every overlay.
-var NeverRemote = []string{"device_id", "modem", "plugins", "tls", "remote_config"}
+// its TLS credentials, the remote configuration's own rules, and the status
+// listener (its token guards POST /v1/config). Load refuses them in every
+// overlay.
+var NeverRemote = []string{"device_id", "modem", "plugins", "tls", "remote_config", "status"}
 
 // DefaultRemoteAllow is the default of remote_config.allow.
 var DefaultRemoteAllow = []string{"inputs.*", "uplink.batch.*", "uplink.mqtt.topic", "uplink.mqtt.keepalive", "spool.max_bytes", "spool.when_full", "log.*"}
@@ -314,6 +366,7 @@ func Defaults() map[string]any {
 			"baud":    115200,
 			"apn":     "",
 			"options": map[string]any{},
+			"poll":    "30s",
 		},
 		"plugins": map[string]any{
 			"dir":    "/usr/lib/cellgate/plugins",
@@ -326,6 +379,15 @@ func Defaults() map[string]any {
 			"key":      "",
 			"sni":      "",
 			"insecure": false,
+			// key_password_file, renew_before, allow_readable_key:
+			// see TLS.
+			"key_password_file":  "",
+			"renew_before":       "720h",
+			"allow_readable_key": false,
+			// key_type, csr_subject, rotation_timeout: see TLS.
+			"key_type":         "p256",
+			"csr_subject":      "",
+			"rotation_timeout": "10m",
 		},
 		"inputs": map[string]any{
 			"http": map[string]any{"listen": "127.0.0.1:8080", "max_body": "1MiB"},
@@ -349,6 +411,13 @@ func Defaults() map[string]any {
 		"log": map[string]any{
 			"level":  "info",
 			"format": "text",
+		},
+		"status": map[string]any{
+			"listen":     DefaultStatusListen,
+			"token_file": "",
+		},
+		"health": map[string]any{
+			"max_ack_age": "5m",
 		},
 		"remote_config": map[string]any{
 			"enabled":      false,

@@ -252,7 +252,7 @@ func TestFieldErrorsCarryTheirLocation(t *testing.T) {
 	}
 	want := []FieldError{
 		{Path: "modem.baud", File: file, Line: 6, Problem: fe.Problem},
-		{Path: "uplink.batch.encoding", Source: "env CELLGATE_UPLINK__BATCH__ENCODING", Problem: `"zip" is not one of json, cbor or cbor+deflate`},
+		{Path: "uplink.batch.encoding", Source: "env CELLGATE_UPLINK__BATCH__ENCODING", Problem: `"zip" is not one of json, cbor, cbor+deflate or compact`},
 	}
 	if len(es.Problems) != len(want) {
 		t.Fatalf("problems = %v, want %d", es.Problems, len(want))

@@ -104,6 +104,7 @@ func (v *validator) validate(c *Config) {
 	for path, value := range map[string]string{
 		"modem.port": c.Modem.Port, "plugins.dir": c.Plugins.Dir, "spool.dir": c.Spool.Dir,
 		"tls.ca": c.TLS.CA, "tls.cert": c.TLS.Cert, "tls.key": c.TLS.Key, "remote_config.dir": c.RemoteConfig.Dir,
+		"tls.key_password_file": c.TLS.KeyPasswordFile, "status.token_file": c.Status.TokenFile,
 	} {
 		if strings.IndexFunc(value, unicode.IsControl) >= 0 {
 			v.failf(path, "%s contains a control character; a path cannot", show(value))
@@ -117,6 +118,10 @@ func (v *validator) validate(c *Config) {
 	v.uplink(c.Uplink)
 	v.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	v.oneOf("log.format", c.Log.Format, "text", "json")
+	v.statusListener(c.Status)
+	if c.Health.MaxAckAge < 10*time.Second || c.Health.MaxAckAge > 24*time.Hour {
+		v.failf("health.max_ack_age", "%s is out of range (want 10s to 24h)", formatDuration(c.Health.MaxAckAge))
+	}
 	v.remoteConfig(c.RemoteConfig, c.Uplink.MQTT)
 }
 
@@ -129,6 +134,9 @@ func (v *validator) modem(m Modem) {
 		v.required("modem.port", "name the modem's serial device, e.g. /dev/ttyUSB2")
 	case !filepath.IsAbs(m.Port):
 		v.failf("modem.port", "%q is not an absolute device path (want e.g. /dev/ttyUSB2)", m.Port)
+	}
+	if m.Poll < 100*time.Millisecond || m.Poll > time.Hour {
+		v.failf("modem.poll", "%s is out of range (want 100ms to 1h)", formatDuration(m.Poll))
 	}
 	if !slices.Contains(standardBauds, m.Baud) {
 		strs := make([]string, len(standardBauds))
@@ -187,6 +195,16 @@ func (v *validator) tls(t TLS) {
 	case t.Key != "" && t.Cert == "":
 		v.fail("tls.key", []string{"tls.cert"}, "is set without tls.cert (set both or neither)")
 	}
+	if t.KeyPasswordFile != "" && t.Key == "" {
+		v.fail("tls.key_password_file", []string{"tls.key"}, "is set without tls.key (the password decrypts tls.key)")
+	}
+	if t.RenewBefore < 0 || t.RenewBefore > 366*24*time.Hour {
+		v.failf("tls.renew_before", "%s is out of range (want 0s to 8784h, a year)", formatDuration(t.RenewBefore))
+	}
+	v.oneOf("tls.key_type", t.KeyType, "p256", "p384", "p521", "rsa2048")
+	if t.RotationTimeout < 10*time.Second || t.RotationTimeout > 24*time.Hour {
+		v.failf("tls.rotation_timeout", "%s is out of range (want 10s to 24h)", formatDuration(t.RotationTimeout))
+	}
 	if t.SNI != "" && !validHost(t.SNI) {
 		v.failf("tls.sni", "%q is not a host name", t.SNI)
 	}
@@ -206,11 +224,24 @@ func (v *validator) inputs(in Inputs) {
 	}
 }
 
+// statusListener checks the status listener's keys.
+func (v *validator) statusListener(s Status) {
+	exposure := statusExposure
+	if s.TokenFile == "" {
+		exposure += " (set status.token_file to require a bearer token)"
+	} else if !filepath.IsAbs(s.TokenFile) {
+		v.failf("status.token_file", "%q is not an absolute path", s.TokenFile)
+	}
+	v.listen("status.listen", s.Listen, exposure)
+}
+
 // What a listener beyond loopback lets other machines do, for its warning.
-// The HTTP input's listener also serves the agent's status and metrics.
+// The HTTP input's listener serves only the ingest and /healthz, /readyz;
+// the status listener serves the agent's status and metrics.
 const (
 	datagramExposure = "other machines can send readings"
-	httpExposure     = datagramExposure + ", and read the agent's status (/v1/status: modem IMEI, SIM ICCID, operator, signal, spool and uplink state) and metrics (/metrics)"
+	httpExposure     = datagramExposure + " and read /healthz"
+	statusExposure   = "other machines can read the agent's status (/v1/status: modem IMEI, SIM ICCID, operator, signal, spool and uplink state), metrics (/metrics) and status page"
 )
 
 // listen checks a host:port to listen on; empty disables the input. A
@@ -323,7 +354,7 @@ func (v *validator) uplink(u Uplink) {
 	if b.MaxDelay < 0 || b.MaxDelay > time.Hour {
 		v.failf("uplink.batch.max_delay", "%s is out of range (want 0s to 1h)", formatDuration(b.MaxDelay))
 	}
-	v.oneOf("uplink.batch.encoding", b.Encoding, EncodingJSON, EncodingCBOR, EncodingCBORDeflate)
+	v.oneOf("uplink.batch.encoding", b.Encoding, EncodingJSON, EncodingCBOR, EncodingCBORDeflate, EncodingCompact)
 }
 
 func (v *validator) mqtt(m MQTT) {
@@ -432,7 +463,7 @@ func normalize(c *Config, fileDir string) {
 		m.ConfigTopic = expand.Replace(m.ConfigTopic)
 		m.StatusTopic = expand.Replace(m.StatusTopic)
 	}
-	for _, p := range []*string{&c.TLS.CA, &c.TLS.Cert, &c.TLS.Key, &c.Plugins.Dir, &c.Spool.Dir, &c.RemoteConfig.Dir} {
+	for _, p := range []*string{&c.TLS.CA, &c.TLS.Cert, &c.TLS.Key, &c.TLS.KeyPasswordFile, &c.Plugins.Dir, &c.Spool.Dir, &c.RemoteConfig.Dir} {
 		if *p != "" && !filepath.IsAbs(*p) && fileDir != "" {
 			*p = filepath.Join(fileDir, *p)
 		}

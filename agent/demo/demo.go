@@ -42,6 +42,9 @@ type Options struct {
 	// Out receives the subscriber's lines; Log the components' logs.
 	Out io.Writer
 	Log *slog.Logger
+	// Rotate shows one certificate rotation by CSR once readings flow
+	// (DEMO_ROTATE=1; rotate.go).
+	Rotate bool
 }
 
 // Run runs the demo until ctx ends, then stops everything and removes Dir.
@@ -94,8 +97,24 @@ func Run(ctx context.Context, o Options) error {
 	}
 	step("agent starting with %s (demo input: %g readings/s); Ctrl-C stops everything", cfgPath, o.Rate)
 
+	var rot *rotationDemo
+	if o.Rotate {
+		rot = startRotationDemo(ctx, pki, addr, o.Log, step)
+	}
 	// The agent stops when ctx ends.
-	err = agent.Run(ctx, cfg, agent.Options{Logger: o.Log.With("part", "agent")})
+	err = agent.Run(ctx, cfg, agent.Options{Logger: o.Log.With("part", "agent"), Ready: func(a agent.Addrs) {
+		rot.ready(a.Status)
+		if a.Status != nil {
+			// make demo builds cellgate beside the plugin: name the one that
+			// works from this shell, as the operator would type it.
+			cellgate := "cellgate"
+			if p := filepath.Join(o.PluginDir, "cellgate"); fileExists(p) {
+				cellgate = p
+			}
+			step("status page on http://%s/ ; from another shell: %s status --addr %s", a.Status, cellgate, a.Status)
+		}
+	}})
+	rot.wait()
 	c := modem.Counters()
 	step("stopped: %d readings received by the subscriber; the modem's socket carried %d bytes up and %d down, its serial line %d bytes",
 		received.Load(), c.NetTxBytes, c.NetRxBytes, c.SerialHostToModemBytes+c.SerialModemToHostBytes)
@@ -130,6 +149,7 @@ modem: {model: sim7600, port: %q, baud: %d}
 plugins: {dir: %q}
 tls: {mode: modem, ca: pki/ca.pem, cert: pki/client.pem, key: pki/client.key}
 inputs: {http: {listen: "127.0.0.1:0"}, demo: {rate: %g}}
+status: {listen: "127.0.0.1:0"}
 spool: {dir: spool, max_bytes: 16MiB}
 uplink:
   mqtt: {broker: "mqtts://%s", topic: "cellgate/{device_id}/telemetry", qos: 1}
@@ -207,4 +227,10 @@ func subscribe(ctx context.Context, pki *devpki.PKI, addr string, out io.Writer,
 		return nil, fmt.Errorf("subscribe: %w", err)
 	}
 	return c, nil
+}
+
+// fileExists says whether path names a regular file.
+func fileExists(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode().IsRegular()
 }

@@ -96,6 +96,9 @@ type HTTP struct {
 	budget   *semaphore.Weighted
 	returns  *memoryReturn
 	decoders sync.Pool // *reading.Decoder: a 16 KiB read buffer and one reading
+	// healthz, when set (HandleHealth), answers GET /healthz instead of
+	// the constant {"status":"ok"}.
+	healthz http.Handler
 	// Tests shorten these.
 	budgetWait      time.Duration
 	shutdownTimeout time.Duration
@@ -144,6 +147,10 @@ func (h *HTTP) Handler() http.Handler { return h.mux }
 // Handle serves pattern with handler on the ingest's listener (the agent
 // mounts its status and metrics surfaces here). Call it before Serve.
 func (h *HTTP) Handle(pattern string, handler http.Handler) { h.mux.Handle(pattern, handler) }
+
+// HandleHealth makes handler answer GET and HEAD /healthz (the agent's own
+// health, which knows more than the input). Call it before Serve.
+func (h *HTTP) HandleHealth(handler http.Handler) { h.healthz = handler }
 
 // Stats returns the ingest's counters: readings accepted, and readings
 // refused by reason.
@@ -231,6 +238,10 @@ func (h *HTTP) health(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		writeJSON(w, http.StatusMethodNotAllowed, errorResponse{Error: fmt.Sprintf("method %s not allowed on /healthz (want GET)", r.Method)})
+		return
+	}
+	if h.healthz != nil {
+		h.healthz.ServeHTTP(w, r)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})

@@ -198,6 +198,10 @@ type Host struct {
 	closeOnce sync.Once            // guards closeCtx and cancel
 	done      chan struct{}        // closed when run has returned
 	closeErr  error                // written by run before done is closed
+
+	// replay, when set by SetBundle, replaces cfg.Bundle as the bundle
+	// provisioned after every Open (certs.go).
+	replay atomic.Pointer[sdk.Bundle]
 }
 
 // snapshot is what the owner goroutine last published. A snapshot is never
@@ -569,14 +573,15 @@ func (h *Host) bringUp(ctx context.Context, p *sdk.Plugin) (sdk.ModemInfo, error
 	if err != nil {
 		return sdk.ModemInfo{}, fmt.Errorf("open modem on %s (plugin pid %d): %w", h.cfg.Modem.Port, p.PID(), err)
 	}
-	if h.cfg.Bundle == nil {
+	bundle := h.bundle()
+	if bundle == nil {
 		return info, nil
 	}
 	pctx, cancel := context.WithTimeout(ctx, h.cfg.OpenTimeout)
 	defer cancel()
-	rep, err := p.Transport().Provision(pctx, *h.cfg.Bundle)
+	rep, err := p.Transport().Provision(pctx, *bundle)
 	if err != nil {
-		return sdk.ModemInfo{}, fmt.Errorf("provision SSL context %d (plugin pid %d): %w", h.cfg.Bundle.Profile, p.PID(), err)
+		return sdk.ModemInfo{}, fmt.Errorf("provision SSL context %d (plugin pid %d): %w", bundle.Profile, p.PID(), err)
 	}
 	h.log.Info("modem provisioned", "pid", p.PID(), "op", "provision", "profile", rep.Profile,
 		"downloaded", len(rep.Downloaded), "deleted", len(rep.Deleted), "kept", len(rep.Kept), "auth_mode", rep.AuthMode)

@@ -36,11 +36,11 @@ type Batch struct {
 	Readings []Reading
 }
 
-// Encoder turns stored readings into an uplink payload and back. The three
+// Encoder turns stored readings into an uplink payload and back. The four
 // encoders are stateless and safe for concurrent use.
 type Encoder interface {
-	// Name is the encoding's configuration name: EncodingJSON, EncodingCBOR
-	// or EncodingCBORDeflate.
+	// Name is the encoding's configuration name: EncodingJSON,
+	// EncodingCBOR, EncodingCBORDeflate or EncodingCompact.
 	Name() string
 	// ContentType is the payload's media type, for the HTTP Content-Type
 	// header and the MQTT v5 content-type property.
@@ -70,12 +70,14 @@ func NewEncoder(name string) (Encoder, error) {
 		return cborEncoder{}, nil
 	case EncodingCBORDeflate:
 		return cborDeflateEncoder{}, nil
+	case EncodingCompact:
+		return compactEncoder{}, nil
 	}
-	return nil, fmt.Errorf("reading: unknown batch encoding %q (want %q, %q or %q)",
-		name, EncodingJSON, EncodingCBOR, EncodingCBORDeflate)
+	return nil, fmt.Errorf("reading: unknown batch encoding %q (want %q, %q, %q or %q)",
+		name, EncodingJSON, EncodingCBOR, EncodingCBORDeflate, EncodingCompact)
 }
 
-// DecodeBatch decodes a payload of any of the three encodings, chosen by
+// DecodeBatch decodes a payload of any of the four encodings, chosen by
 // its content type and content encoding as an upstream consumer receives
 // them (the HTTP headers, or the MQTT v5 content-type property). MQTT has
 // no content-encoding property, so for application/cbor with no encoding
@@ -92,6 +94,8 @@ func DecodeBatch(contentType, contentEncoding string, payload []byte) (Batch, er
 		name = EncodingJSON
 	case mt == ContentTypeCBOR && contentEncoding == ContentEncodingDeflate:
 		name = EncodingCBORDeflate
+	case mt == ContentTypeCompact && contentEncoding == "":
+		name = EncodingCompact
 	case mt == ContentTypeCBOR && contentEncoding == "":
 		name = EncodingCBOR
 		if looksZlib(payload) {

@@ -13,7 +13,7 @@ import (
 	"github.com/fxamacker/cbor/v2"
 )
 
-var allEncodings = []string{EncodingJSON, EncodingCBOR, EncodingCBORDeflate}
+var allEncodings = []string{EncodingJSON, EncodingCBOR, EncodingCBORDeflate, EncodingCompact}
 
 func mustEncoder(t testing.TB, name string) Encoder {
 	t.Helper()
@@ -321,13 +321,14 @@ func TestDecodeBatchChoosesByContentTypeAndSniffsDeflate(t *testing.T) {
 
 func TestNewEncoderRefusesUnknownNames(t *testing.T) {
 	_, err := NewEncoder("protobuf")
-	if err == nil || err.Error() != `reading: unknown batch encoding "protobuf" (want "json", "cbor" or "cbor+deflate")` {
+	if err == nil || err.Error() != `reading: unknown batch encoding "protobuf" (want "json", "cbor", "cbor+deflate" or "compact")` {
 		t.Errorf("NewEncoder(protobuf) = %v", err)
 	}
 	for _, tc := range []struct{ name, ct, ce string }{
 		{EncodingJSON, "application/json", ""},
 		{EncodingCBOR, "application/cbor", ""},
 		{EncodingCBORDeflate, "application/cbor", "deflate"},
+		{EncodingCompact, "application/vnd.cellgate.compact+cbor", ""},
 	} {
 		e := mustEncoder(t, tc.name)
 		if e.ContentType() != tc.ct || e.ContentEncoding() != tc.ce {

@@ -14,6 +14,7 @@ package remote
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
@@ -286,6 +287,9 @@ type Policy struct {
 	Now time.Time
 	// Committed is the version last committed (0: none yet).
 	Committed uint64
+	// Format is the format expected; empty means Format. A renewal
+	// request (renew.go) is checked by the same rules as RenewFormat.
+	Format string
 }
 
 // Verify runs the checks that need nothing but the envelope and the
@@ -300,8 +304,8 @@ func Verify(data []byte, p Policy) (*Envelope, error) {
 	if err != nil {
 		return nil, err
 	}
-	if e.Format != Format {
-		return e, refuse(ReasonFormat, "format %q is not %s", clip(e.Format), Format)
+	if want := cmp.Or(p.Format, Format); e.Format != want {
+		return e, refuse(ReasonFormat, "format %q is not %s", clip(e.Format), want)
 	}
 	if e.DeviceID != p.DeviceID && e.DeviceID != AnyDevice {
 		return e, refuse(ReasonDevice, "device_id %q is not this gateway (%s) nor %q", clip(e.DeviceID), p.DeviceID, AnyDevice)

@@ -21,6 +21,7 @@ func main() {
 	rate := flag.Float64("rate", 5, "demo readings per second")
 	baud := flag.Int("baud", 115200, "emulated modem line rate")
 	verbose := flag.Bool("v", false, "log the components at debug level")
+	rotate := flag.Bool("rotate", os.Getenv("DEMO_ROTATE") == "1", "show one certificate rotation by CSR (default from DEMO_ROTATE=1)")
 	flag.Parse()
 
 	level := slog.LevelWarn
@@ -35,7 +36,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := demo.Run(ctx, demo.Options{Dir: *dir, PluginDir: pluginDir, Rate: *rate, Baud: *baud, Out: os.Stdout, Log: log}); err != nil {
+	if err := demo.Run(ctx, demo.Options{Dir: *dir, PluginDir: pluginDir, Rate: *rate, Baud: *baud, Out: os.Stdout, Log: log, Rotate: *rotate}); err != nil {
 		fmt.Fprintln(os.Stderr, "cellgate-demo:", err)
 		os.Exit(1)
 	}

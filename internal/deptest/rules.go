@@ -46,6 +46,16 @@ var Rules = []Rule{
 		Reason: "sdk/modemsim is the independent model of the modem: code shared with the drivers would let one misreading of the manual hide in both sides",
 	},
 	{
+		// sdk/... above already keeps agent, transport, plugins and cmd
+		// out; this adds the rest of what is ours. sdk/proto is allowed
+		// because sdk is built on it. A new package under sdk/ that the
+		// kit must not use is added here.
+		From: own("sdk/atkit/..."),
+		Forbid: own("internal/...", "sdk/conformance/...", "sdk/modemsim/...",
+			"sdk/plugintest/...", "sdk/sdktest/..."),
+		Reason: "sdk/atkit is the driver kit a third party builds on: it may use only sdk and sdk/at (and its own packages), so a plugin importing it pulls in nothing else of ours",
+	},
+	{
 		From:   own("..."),
 		Except: TestKits,
 		Forbid: append(own("sdk/plugintest"), "testing"),

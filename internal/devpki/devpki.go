@@ -82,8 +82,9 @@ func NewCA(kt KeyType, name string) (*CA, error) {
 }
 
 // defaultValidity is how long certificates are valid from now unless a
-// Leaf says otherwise.
-const defaultValidity = 30 * 24 * time.Hour
+// Leaf says otherwise: past the agent's tls.renew_before default (30
+// days), so a fresh development certificate neither warns nor rotates.
+const defaultValidity = 90 * 24 * time.Hour
 
 // Leaf describes a certificate for CA.Issue. Every leaf may serve as a
 // TLS server and as a TLS client.
@@ -95,7 +96,7 @@ type Leaf struct {
 	// for. Nil means localhost, 127.0.0.1 and ::1; an empty list, none.
 	Hosts []string
 	// NotBefore and NotAfter bound the validity; zero means an hour ago
-	// and 30 days from now. An expired certificate is a valid Leaf.
+	// and 90 days from now. An expired certificate is a valid Leaf.
 	NotBefore, NotAfter time.Time
 }
 
@@ -192,20 +193,22 @@ func (p *PKI) ClientTLS() *tls.Config {
 }
 
 // WriteFiles writes ca.pem, ca.key, server.pem, server.key, client.pem and
-// client.key into dir, which must exist. Every file is readable by other
-// users, keys included: a broker started as root drops to its own user
-// before it reads them.
+// client.key into dir, which must exist. Every file but client.key is
+// readable by other users, keys included: a broker started as root drops
+// to its own user before it reads them. client.key is the gateway's and
+// 0600, as the agent's checks demand of tls.key.
 func (p *PKI) WriteFiles(dir string) error {
 	files := []struct {
 		name string
 		data []byte
+		mode os.FileMode
 	}{
-		{"ca.pem", p.CA.CertPEM}, {"ca.key", p.CA.KeyPEM},
-		{"server.pem", p.Server.CertPEM}, {"server.key", p.Server.KeyPEM},
-		{"client.pem", p.Client.CertPEM}, {"client.key", p.Client.KeyPEM},
+		{"ca.pem", p.CA.CertPEM, 0o644}, {"ca.key", p.CA.KeyPEM, 0o644},
+		{"server.pem", p.Server.CertPEM, 0o644}, {"server.key", p.Server.KeyPEM, 0o644},
+		{"client.pem", p.Client.CertPEM, 0o644}, {"client.key", p.Client.KeyPEM, 0o600},
 	}
 	for _, f := range files {
-		if err := os.WriteFile(filepath.Join(dir, f.name), f.data, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, f.name), f.data, f.mode); err != nil {
 			return fmt.Errorf("devpki: %w", err)
 		}
 	}

@@ -104,8 +104,13 @@ func TestWriteFilesWritesPEMThatLoads(t *testing.T) {
 			t.Errorf("%s and %s: %v", pair[0], pair[1], err)
 		}
 		fi, err := os.Stat(filepath.Join(dir, pair[1]))
-		if err != nil || fi.Mode().Perm()&0o004 == 0 {
-			t.Errorf("%s is not readable by other users (a broker's own user): %v %v", pair[1], fi.Mode(), err)
+		switch {
+		case err != nil:
+			t.Error(err)
+		case pair[1] == "client.key" && fi.Mode().Perm() != 0o600:
+			t.Errorf("client.key is %v, want 0600: the agent refuses a key others can read", fi.Mode())
+		case pair[1] != "client.key" && fi.Mode().Perm()&0o004 == 0:
+			t.Errorf("%s is not readable by other users (a broker's own user): %v", pair[1], fi.Mode())
 		}
 	}
 	if err := p.WriteFiles(filepath.Join(dir, "missing")); err == nil {

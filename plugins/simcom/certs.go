@@ -2,13 +2,14 @@ package simcom
 
 import (
 	"context"
-	"encoding/hex"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/cellgate/cellgate/sdk"
 	"github.com/cellgate/cellgate/sdk/at"
+	"github.com/cellgate/cellgate/sdk/atkit"
 )
 
 // certPrefix marks files this driver put on the modem. Provision only ever
@@ -16,64 +17,35 @@ import (
 // are left alone.
 const certPrefix = "cg"
 
-// provisioned is a checked bundle and the modem file names it maps to.
+// store is the modem's certificate store as the kit sees it: files named
+// "cgca-<12 hex>.pem" after their content, the module's 10240-byte file
+// limit, its SSL contexts, and encrypted keys accepted with their password,
+// which the module is given (AT+CSSLCFG="keypwd").
+func (p Profile) store() atkit.Store {
+	return atkit.Store{Prefix: certPrefix, MaxFileBytes: p.MaxCertBytes, Profiles: p.Contexts, KeyPassword: true}
+}
+
+// provisioned is a checked bundle, the modem file names it maps to, and its
+// SSL context settings in SIMCom's numbers.
 type provisioned struct {
-	bundle sdk.Bundle
-	ca     certFile
-	cert   certFile // zero when the bundle has no client certificate
-	key    certFile
-	auth   int
+	atkit.Credentials
+	auth int
 	// sslVersion is AT+CSSLCFG="sslversion": 3 (TLS 1.2 only) unless the
 	// bundle asks for an older protocol. 4 ("all") would let a downgrade
 	// to TLS 1.0 through, so it is never used.
 	sslVersion int
 }
 
-type certFile struct {
-	name string
-	data []byte
-}
-
-func (f certFile) set() bool { return f.name != "" }
-
-// nameFor derives a modem file name from the content: "cgca-<12 hex>.pem".
-// Equal content gets an equal name, so a second Provision finds the file
-// already present and a rotated certificate gets a new name beside the old.
-func nameFor(kind string, data []byte) string { return sdk.ContentName(certPrefix+kind, data) }
-
-// checkBundle parses and checks a bundle on the host, before the modem is
-// touched: PEM syntax, a matching key and certificate, validity dates, and
-// the module's 10240-byte file limit. now is the host clock.
+// checkBundle checks a bundle on the host, before the modem is touched:
+// the kit's checks (atkit.Store.Check: PEM syntax, a matching key and
+// certificate, validity dates at now, the file limit), then what SIMCom's
+// SSL stack can do.
 func checkBundle(b sdk.Bundle, p Profile, now time.Time) (provisioned, error) {
-	if b.Profile < 0 || b.Profile >= p.Contexts {
-		return provisioned{}, &sdk.BundleError{Field: "profile", Reason: fmt.Sprintf("SSL context %d is out of range 0-%d", b.Profile, p.Contexts-1)}
-	}
-	out := provisioned{bundle: b}
-	for _, f := range []struct {
-		field string
-		data  []byte
-	}{{"ca", b.CA}, {"cert", b.Cert}, {"key", b.Key}} {
-		if len(f.data) > p.MaxCertBytes {
-			return provisioned{}, &sdk.BundleError{Field: f.field, Reason: fmt.Sprintf("%d bytes exceeds the modem's %d-byte file limit (load only the root CA, not the chain)", len(f.data), p.MaxCertBytes)}
-		}
-	}
-	checked, err := sdk.CheckBundle(b, now)
+	creds, err := p.store().Check(b, now)
 	if err != nil {
 		return provisioned{}, err
 	}
-	if checked.KeyEncrypted && b.KeyPassword == "" {
-		return provisioned{}, &sdk.BundleError{Field: "key", Reason: "the private key is encrypted and no key password was given"}
-	}
-	// An encrypted key's password is handed to the module
-	// (AT+CSSLCFG="keypwd"): the host cannot check the pair without
-	// decrypting it, which Go's standard library does not do for PKCS#8.
-	if checked.CA != nil {
-		out.ca = certFile{nameFor("ca", b.CA), b.CA}
-	}
-	if checked.Cert != nil {
-		out.cert = certFile{nameFor("crt", b.Cert), b.Cert}
-		out.key = certFile{nameFor("key", b.Key), b.Key}
-	}
+	out := provisioned{Credentials: creds}
 	switch b.TLSVersion {
 	case "", "1.2":
 		out.sslVersion = 3
@@ -84,12 +56,12 @@ func checkBundle(b sdk.Bundle, p Profile, now time.Time) (provisioned, error) {
 	default:
 		return provisioned{}, &sdk.BundleError{Field: "tls_version", Reason: fmt.Sprintf("%q: want 1.0, 1.1 or 1.2 (the module has no TLS 1.3)", b.TLSVersion)}
 	}
-	switch {
-	case b.Insecure && out.cert.set():
+	switch hasCert := creds.Cert.Name != ""; {
+	case b.Insecure && hasCert:
 		out.auth = 3 // present our certificate, do not check the server
 	case b.Insecure:
 		out.auth = 0
-	case out.cert.set():
+	case hasCert:
 		out.auth = 2
 	default:
 		out.auth = 1
@@ -110,6 +82,9 @@ func (d *Driver) Provision(ctx context.Context, b sdk.Bundle) (sdk.ProvisionRepo
 	}
 	ch, err := d.ready(ctx)
 	if err != nil {
+		return sdk.ProvisionReport{}, err
+	}
+	if p, err = d.unlockForModem(ctx, ch, p, time.Now()); err != nil {
 		return sdk.ProvisionReport{}, err
 	}
 	report := sdk.ProvisionReport{Profile: b.Profile, AuthMode: p.auth}
@@ -141,37 +116,27 @@ func (d *Driver) Provision(ctx context.Context, b sdk.Bundle) (sdk.ProvisionRepo
 // files on the modem, and notes each file kept or downloaded in report.
 // While the store is suspect, files present under p's names are replaced.
 func (d *Driver) downloadMissing(ctx context.Context, ch *at.Channel, p provisioned, present []string, report *sdk.ProvisionReport) error {
-	have := map[string]bool{}
-	for _, n := range present {
-		have[n] = true
-	}
 	d.mu.Lock()
 	suspect := d.storeSuspect
 	d.mu.Unlock()
-	for _, f := range []certFile{p.ca, p.cert, p.key} {
-		if !f.set() {
-			continue
-		}
-		if have[f.name] && suspect {
+	download, kept := d.profile.store().Plan(p.Credentials, present, suspect)
+	report.Kept = append(report.Kept, kept...)
+	for _, f := range download {
+		var steps []atkit.Step
+		if slices.Contains(present, f.Name) {
 			// Its content may be filler (see Driver.sync): replace it.
-			if err := runScript(ctx, ch, []step{{op: "delete suspect " + f.name, cmd: "AT+CCERTDELE=" + quote(f.name)}}, nil); err != nil {
-				return d.modemErr("provision", err)
-			}
-			have[f.name] = false
+			steps = append(steps, atkit.Step{Op: "delete suspect " + f.Name, Cmd: "AT+CCERTDELE=" + atkit.Quote(f.Name)})
 		}
-		if have[f.name] {
-			report.Kept = append(report.Kept, f.name)
-			continue
-		}
-		cmd := fmt.Sprintf("AT+CCERTDOWN=%s,%d", quote(f.name), len(f.data))
 		// The file name is not secret, the key's bytes are.
-		dl := step{op: "download " + f.name, cmd: cmd, payload: f.data, timeout: downloadTimeout(len(f.data), d.config().Baud), secret: f.name == p.key.name}
-		if err := runScript(ctx, ch, []step{dl}, nil); err != nil {
+		steps = append(steps, atkit.Step{Op: "download " + f.Name, Cmd: fmt.Sprintf("AT+CCERTDOWN=%s,%d", atkit.Quote(f.Name), len(f.Data)),
+			Payload: f.Data, Timeout: downloadTimeout(len(f.Data), d.config().Baud), Secret: f.Kind == atkit.KindKey})
+		// Info, so an operator's terminal shows it while a slow line is busy.
+		d.log.Info("downloading certificate", "op", "provision", "file", f.Name, "bytes", len(f.Data))
+		if err := atkit.Run(ctx, ch, steps...); err != nil {
 			return d.modemErr("provision", err)
 		}
-		have[f.name] = true
-		report.Downloaded = append(report.Downloaded, f.name)
-		d.log.Info("certificate downloaded", "op", "provision", "file", f.name, "bytes", len(f.data))
+		report.Downloaded = append(report.Downloaded, f.Name)
+		d.log.Info("certificate downloaded", "op", "provision", "file", f.Name, "bytes", len(f.Data))
 	}
 	return nil
 }
@@ -190,16 +155,13 @@ func (d *Driver) deleteSuperseded(ctx context.Context, ch *at.Channel, profile i
 		d.log.Warn("cannot tell which certificates the SSL contexts use; deleting none", "op", "provision", "err", err)
 		return nil
 	}
-	for _, f := range []certFile{p.ca, p.cert, p.key} {
-		if f.set() && !inUse[f.name] {
-			return &sdk.ModemError{Op: "provision", Code: -1, Text: fmt.Sprintf("SSL context %d does not refer to %s after configuration (AT+CSSLCFG? disagrees)", profile, f.name)}
+	for _, f := range p.Files() {
+		if !inUse[f.Name] {
+			return &sdk.ModemError{Op: "provision", Code: -1, Text: fmt.Sprintf("SSL context %d does not refer to %s after configuration (AT+CSSLCFG? disagrees)", profile, f.Name)}
 		}
 	}
-	for _, n := range present {
-		if !strings.HasPrefix(n, certPrefix) || inUse[n] || !isOurs(n) {
-			continue
-		}
-		if err := runScript(ctx, ch, []step{{op: "delete superseded " + n, cmd: "AT+CCERTDELE=" + quote(n)}}, nil); err != nil {
+	for _, n := range d.profile.store().Superseded(present, inUse) {
+		if err := atkit.Run(ctx, ch, atkit.Step{Op: "delete superseded " + n, Cmd: "AT+CCERTDELE=" + atkit.Quote(n)}); err != nil {
 			// The new set works already; a leftover file only costs flash.
 			d.log.Warn("could not delete a superseded certificate", "file", n, "err", err)
 			continue
@@ -215,13 +177,13 @@ func (d *Driver) deleteSuperseded(ctx context.Context, ch *at.Channel, profile i
 func (d *Driver) referencedFiles(ctx context.Context, ch *at.Channel) (map[string]bool, error) {
 	used := map[string]bool{}
 	lines := 0
-	err := runScript(ctx, ch, []step{{op: "read SSL contexts", cmd: "AT+CSSLCFG?", check: func(r *at.Response) (bool, error) {
+	err := atkit.Run(ctx, ch, atkit.Step{Op: "read SSL contexts", Cmd: "AT+CSSLCFG?", Check: func(r *at.Response) (bool, error) {
 		for _, l := range r.Lines {
 			v, ok := strings.CutPrefix(at.Normalize(l), "+CSSLCFG:")
 			if !ok {
 				continue
 			}
-			fields := splitFields(v)
+			fields := atkit.Fields(v)
 			if len(fields) < 8 {
 				return false, fmt.Errorf("AT+CSSLCFG? line %q has %d fields, want at least 8", l, len(fields))
 			}
@@ -236,20 +198,8 @@ func (d *Driver) referencedFiles(ctx context.Context, ch *at.Channel) (map[strin
 			return false, fmt.Errorf("AT+CSSLCFG? listed no context")
 		}
 		return true, nil
-	}}}, nil)
+	}})
 	return used, err
-}
-
-// isOurs reports whether name has the shape nameFor produces.
-func isOurs(name string) bool {
-	for _, kind := range []string{"ca", "crt", "key"} {
-		rest, ok := strings.CutPrefix(name, certPrefix+kind+"-")
-		if ok && len(rest) == 12+len(".pem") && strings.HasSuffix(rest, ".pem") {
-			_, err := hex.DecodeString(strings.TrimSuffix(rest, ".pem"))
-			return err == nil
-		}
-	}
-	return false
 }
 
 // downloadTimeout allows the file's time on the line at the configured baud
@@ -268,33 +218,33 @@ func downloadTimeout(n, baud int) time.Duration {
 // because an unsynchronised module believes it is 1980 and would reject
 // every certificate as not yet valid.
 func (d *Driver) configureContext(ctx context.Context, ch *at.Channel, p provisioned, clockSynced bool) error {
-	c := p.bundle.Profile
+	c := p.Bundle.Profile
 	ignoreTime := 1
 	if clockSynced {
 		ignoreTime = 0
 	}
-	steps := []step{
-		{op: "set TLS version", cmd: fmt.Sprintf(`AT+CSSLCFG="sslversion",%d,%d`, c, p.sslVersion)},
-		{op: "set auth mode", cmd: fmt.Sprintf(`AT+CSSLCFG="authmode",%d,%d`, c, p.auth)},
-		{op: "set time check", cmd: fmt.Sprintf(`AT+CSSLCFG="ignorelocaltime",%d,%d`, c, ignoreTime)},
-		{op: "set handshake timeout", cmd: fmt.Sprintf(`AT+CSSLCFG="negotiatetime",%d,%d`, c, int(d.negotiateTime()/time.Second))},
+	steps := []atkit.Step{
+		{Op: "set TLS version", Cmd: fmt.Sprintf(`AT+CSSLCFG="sslversion",%d,%d`, c, p.sslVersion)},
+		{Op: "set auth mode", Cmd: fmt.Sprintf(`AT+CSSLCFG="authmode",%d,%d`, c, p.auth)},
+		{Op: "set time check", Cmd: fmt.Sprintf(`AT+CSSLCFG="ignorelocaltime",%d,%d`, c, ignoreTime)},
+		{Op: "set handshake timeout", Cmd: fmt.Sprintf(`AT+CSSLCFG="negotiatetime",%d,%d`, c, int(d.negotiateTime()/time.Second))},
 	}
-	if p.ca.set() {
-		steps = append(steps, step{op: "set CA", cmd: fmt.Sprintf(`AT+CSSLCFG="cacert",%d,%s`, c, quote(p.ca.name))})
+	if p.CA.Name != "" {
+		steps = append(steps, atkit.Step{Op: "set CA", Cmd: fmt.Sprintf(`AT+CSSLCFG="cacert",%d,%s`, c, atkit.Quote(p.CA.Name))})
 	}
-	if p.cert.set() {
+	if p.Cert.Name != "" {
 		steps = append(steps,
-			step{op: "set client certificate", cmd: fmt.Sprintf(`AT+CSSLCFG="clientcert",%d,%s`, c, quote(p.cert.name))},
-			step{op: "set client key", cmd: fmt.Sprintf(`AT+CSSLCFG="clientkey",%d,%s`, c, quote(p.key.name))},
+			atkit.Step{Op: "set client certificate", Cmd: fmt.Sprintf(`AT+CSSLCFG="clientcert",%d,%s`, c, atkit.Quote(p.Cert.Name))},
+			atkit.Step{Op: "set client key", Cmd: fmt.Sprintf(`AT+CSSLCFG="clientkey",%d,%s`, c, atkit.Quote(p.Key.Name))},
 		)
-		if p.bundle.KeyPassword != "" {
-			if err := validATString(p.bundle.KeyPassword); err != nil {
+		if pw := p.Bundle.KeyPassword; pw != "" {
+			if err := atkit.CheckString(pw); err != nil {
 				return &sdk.BundleError{Field: "key_password", Reason: "contains a character the modem cannot take"}
 			}
-			steps = append(steps, step{op: "set key password", cmd: fmt.Sprintf(`AT+CSSLCFG="keypwd",%d,%s`, c, quote(p.bundle.KeyPassword)), secret: true})
+			steps = append(steps, atkit.Step{Op: "set key password", Cmd: fmt.Sprintf(`AT+CSSLCFG="keypwd",%d,%s`, c, atkit.Quote(pw)), Secret: true})
 		}
 	}
-	return runScript(ctx, ch, steps, nil)
+	return atkit.Run(ctx, ch, steps...)
 }
 
 // ListCerts returns the names of the files in the modem's certificate store.
@@ -312,7 +262,7 @@ func (d *Driver) ListCerts(ctx context.Context) ([]string, error) {
 
 func (d *Driver) listCerts(ctx context.Context, ch *at.Channel) ([]string, error) {
 	var names []string
-	err := runScript(ctx, ch, []step{{op: "list certificates", cmd: "AT+CCERTLIST", check: func(r *at.Response) (bool, error) {
+	err := atkit.Run(ctx, ch, atkit.Step{Op: "list certificates", Cmd: "AT+CCERTLIST", Check: func(r *at.Response) (bool, error) {
 		for _, l := range r.Lines {
 			n := at.Normalize(l)
 			if v, ok := strings.CutPrefix(n, "+CCERTLIST:"); ok {
@@ -320,7 +270,7 @@ func (d *Driver) listCerts(ctx context.Context, ch *at.Channel) ([]string, error
 			}
 		}
 		return true, nil
-	}}}, nil)
+	}})
 	return names, err
 }
 
@@ -332,11 +282,9 @@ func (d *Driver) DeleteCert(ctx context.Context, name string) error {
 	}
 	d.mu.Lock()
 	for c, p := range d.bundles {
-		for _, f := range []certFile{p.ca, p.cert, p.key} {
-			if f.name == name {
-				d.mu.Unlock()
-				return &sdk.ModemError{Op: "delete certificate", Code: -1, Text: fmt.Sprintf("%s is in use by SSL context %d", name, c)}
-			}
+		if p.Has(name) {
+			d.mu.Unlock()
+			return &sdk.ModemError{Op: "delete certificate", Code: -1, Text: fmt.Sprintf("%s is in use by SSL context %d", name, c)}
 		}
 	}
 	d.mu.Unlock()
@@ -344,7 +292,7 @@ func (d *Driver) DeleteCert(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	if err := runScript(ctx, ch, []step{{op: "delete certificate " + name, cmd: "AT+CCERTDELE=" + quote(name)}}, nil); err != nil {
+	if err := atkit.Run(ctx, ch, atkit.Step{Op: "delete certificate " + name, Cmd: "AT+CCERTDELE=" + atkit.Quote(name)}); err != nil {
 		return d.modemErr("delete certificate", err)
 	}
 	return nil
@@ -359,7 +307,7 @@ func validCertName(name string) error {
 	if !strings.HasSuffix(name, ".pem") && !strings.HasSuffix(name, ".der") {
 		return &sdk.BundleError{Field: "name", Reason: fmt.Sprintf("%q: a certificate file name ends in .pem or .der", name)}
 	}
-	if err := validATString(name); err != nil {
+	if err := atkit.CheckString(name); err != nil {
 		return &sdk.BundleError{Field: "name", Reason: err.Error()}
 	}
 	return nil

@@ -8,6 +8,11 @@
 // session 0: +CCHOPEN: 0,15 (handshake error)". The options it reads from
 // sdk.ModemConfig.Options are listed at OptionNegotiateTime.
 //
+// It is built on the driver kit sdk/atkit, which opens and locks the port,
+// gets in sync with the modem, runs the bring-up steps (SIM, signal,
+// registration), checks and names certificate bundles and maps errors to
+// the contract's; what is here is SIMCom's dialect.
+//
 // One Driver owns one serial port and one at.Channel. The channel's reader
 // goroutine parses; URC handlers (run on the channel's dispatcher) only hand
 // data and events to sessions; every command is issued by a caller of the
@@ -28,6 +33,7 @@ import (
 
 	"github.com/cellgate/cellgate/sdk"
 	"github.com/cellgate/cellgate/sdk/at"
+	"github.com/cellgate/cellgate/sdk/atkit"
 )
 
 // Driver is a sdk.SecureTransport for one SIMCom modem of the model described
@@ -61,6 +67,9 @@ type Driver struct {
 	// have been a certificate download; Provision then replaces our files
 	// instead of trusting their names.
 	storeSuspect bool
+
+	// serial counts the bytes on the port, for Status (status.go).
+	serial serialCounters
 }
 
 // New returns a Driver for the model p. Logs go to log (nil discards).
@@ -72,7 +81,7 @@ func New(p Profile, log *slog.Logger) *Driver {
 		profile: p,
 		log:     log.With("modem", p.Name),
 		openPort: func(ctx context.Context, name string, baud int) (io.ReadWriteCloser, error) {
-			return openPort(ctx, name, baud)
+			return atkit.OpenPort(ctx, name, atkit.PortConfig{Baud: baud})
 		},
 		sessions:      make([]*session, p.Sessions),
 		bundles:       map[int]provisioned{},
@@ -94,7 +103,7 @@ func (d *Driver) Open(ctx context.Context, cfg sdk.ModemConfig) (sdk.ModemInfo, 
 	if cfg.Port == "" {
 		return sdk.ModemInfo{}, &sdk.SerialError{Op: "open", Err: "no serial port configured"}
 	}
-	if err := validATString(cfg.APN); err != nil {
+	if err := atkit.CheckString(cfg.APN); err != nil {
 		return sdk.ModemInfo{}, &sdk.ModemError{Op: "open", Code: -1, Text: "invalid APN: " + err.Error()}
 	}
 	opts, err := parseOptions(d.profile, cfg.Options)
@@ -115,10 +124,14 @@ func (d *Driver) Open(ctx context.Context, cfg sdk.ModemConfig) (sdk.ModemInfo, 
 
 	if ch == nil {
 		rw, err := d.openPort(ctx, cfg.Port, cfg.Baud)
-		if err != nil {
+		var se *sdk.SerialError
+		switch {
+		case errors.As(err, &se):
+			return sdk.ModemInfo{}, se // names the port once already
+		case err != nil:
 			return sdk.ModemInfo{}, &sdk.SerialError{Op: "open", Port: cfg.Port, Err: err.Error()}
 		}
-		ch = at.New(rw, at.WithLogger(d.log))
+		ch = at.New(d.serial.wrap(rw), at.WithLogger(d.log))
 		d.registerURCs(ch)
 		d.mu.Lock()
 		d.ch = ch
@@ -143,41 +156,62 @@ func (d *Driver) bringUp(ctx context.Context, ch *at.Channel, cfg sdk.ModemConfi
 	if regWait <= 0 {
 		regWait = 90 * time.Second
 	}
-	var info sdk.ModemInfo
-	registered := map[string]string{}
-
 	if err := d.sync(ctx, ch); err != nil {
 		return sdk.ModemInfo{}, err
 	}
+	var (
+		info             sdk.ModemInfo
+		signal           atkit.Signal
+		creg, cgreg, ceg atkit.RegStat
+	)
 	steps := d.identifySteps(&info)
-	steps = append(steps, networkSteps(&info, regWait, registered)...)
+	steps = append(steps,
+		// Right after boot the SIM is busy for a few seconds; SIMCom's
+		// checklist allows 20 s before calling it broken.
+		atkit.CheckSIM(30*time.Second),
+		atkit.Step{Op: "read ICCID", Cmd: "AT+CICCID", Optional: true, Check: func(r *at.Response) (bool, error) {
+			if v, ok := atkit.Field(r, "+ICCID:"); ok {
+				info.ICCID = v
+			}
+			return true, nil
+		}},
+		atkit.WaitSignal(regWait, &signal),
+		atkit.WaitRegistered("AT+CREG?", regWait, &creg),
+		optional(atkit.WaitRegistered("AT+CGREG?", 0, &cgreg)),
+		optional(atkit.WaitRegistered("AT+CEREG?", 0, &ceg)),
+	)
 	steps = append(steps, dataSteps(&info, cfg.APN)...)
-	err := runScript(ctx, ch, steps, func(op string, err error) {
-		d.log.Debug("optional bring-up step failed", "op", op, "err", err)
-	})
+	err := atkit.Script{Steps: steps, OnSkip: func(s atkit.Step, err error) {
+		d.log.Debug("optional bring-up step failed", "op", s.Op, "err", err)
+	}}.Run(ctx, ch)
 	if err != nil {
 		return sdk.ModemInfo{}, err
 	}
-	info.Registration = registered["+CREG:"]
+	info.SignalRSSI, info.SignalBER = signal.RSSI, signal.BER
+	info.Registration = creg.String()
 	return info, nil
 }
 
-// identifySteps is the first part of the bring-up script: echo off and
-// verbose errors, then what the modem is, into info. A modem that is not
-// of the driver's model fails it.
-func (d *Driver) identifySteps(info *sdk.ModemInfo) []step {
-	return []step{
-		{op: "echo off", cmd: "ATE0"},
-		{op: "verbose errors", cmd: "AT+CMEE=2"},
-		{op: "identify model", cmd: "AT+CGMM", check: func(r *at.Response) (bool, error) {
-			model := firstLine(r)
+func optional(s atkit.Step) atkit.Step {
+	s.Optional = true
+	return s
+}
+
+// identifySteps is the first part of the bring-up script (after Sync turned
+// echo off): verbose errors, then what the modem is, into info. A modem that
+// is not of the driver's model fails it.
+func (d *Driver) identifySteps(info *sdk.ModemInfo) []atkit.Step {
+	return []atkit.Step{
+		{Op: "verbose errors", Cmd: "AT+CMEE=2"},
+		{Op: "identify model", Cmd: "AT+CGMM", Check: func(r *at.Response) (bool, error) {
+			model := atkit.FirstLine(r)
 			if !d.profile.matches(model) {
 				return false, &sdk.ModelMismatchError{Want: d.profile.Name, Got: model}
 			}
 			info.Model = model
 			return true, nil
 		}},
-		{op: "identify", cmd: "ATI", check: func(r *at.Response) (bool, error) {
+		{Op: "identify", Cmd: "ATI", Check: func(r *at.Response) (bool, error) {
 			for _, l := range r.Lines {
 				k, v, ok := strings.Cut(l, ":")
 				if !ok {
@@ -195,14 +229,14 @@ func (d *Driver) identifySteps(info *sdk.ModemInfo) []step {
 			}
 			return true, nil
 		}},
-		{op: "read revision", cmd: "AT+CGMR", optional: true, check: func(r *at.Response) (bool, error) {
-			if v, ok := field(r, "+CGMR:"); ok && info.Revision == "" {
+		{Op: "read revision", Cmd: "AT+CGMR", Optional: true, Check: func(r *at.Response) (bool, error) {
+			if v, ok := atkit.Field(r, "+CGMR:"); ok && info.Revision == "" {
 				info.Revision = v
 			}
 			return true, nil
 		}},
-		{op: "read IMEI", cmd: "AT+CGSN", optional: true, check: func(r *at.Response) (bool, error) {
-			if l := firstLine(r); l != "" && info.IMEI == "" {
+		{Op: "read IMEI", Cmd: "AT+CGSN", Optional: true, Check: func(r *at.Response) (bool, error) {
+			if l := atkit.FirstLine(r); l != "" && info.IMEI == "" {
 				info.IMEI = l
 			}
 			return true, nil
@@ -210,61 +244,18 @@ func (d *Driver) identifySteps(info *sdk.ModemInfo) []step {
 	}
 }
 
-// networkSteps is the part of the bring-up script that waits for the SIM,
-// then for a signal and registration (each for up to regWait). It notes the
-// ICCID and signal in info, and each registration state in registered,
-// keyed by its prefix.
-func networkSteps(info *sdk.ModemInfo, regWait time.Duration, registered map[string]string) []step {
-	return []step{
-		// Right after boot the SIM answers "+CME ERROR: SIM busy" for a few
-		// seconds; SIMCom's checklist allows 20 s before calling it broken.
-		{op: "check SIM", cmd: "AT+CPIN?", retry: at.IsSIMBusy, within: 30 * time.Second, check: func(r *at.Response) (bool, error) {
-			v, ok := field(r, "+CPIN:")
-			if !ok {
-				return false, fmt.Errorf("no +CPIN line in %q", r.Lines)
-			}
-			if v != "READY" {
-				return false, &sdk.ModemError{Op: "check SIM", Code: -1, Text: "SIM not ready: " + v}
-			}
-			return true, nil
-		}},
-		{op: "read ICCID", cmd: "AT+CICCID", optional: true, check: func(r *at.Response) (bool, error) {
-			if v, ok := field(r, "+ICCID:"); ok {
-				info.ICCID = v
-			}
-			return true, nil
-		}},
-		// +CSQ: 99,99 (unknown) is normal right after boot.
-		{op: "wait for signal", cmd: "AT+CSQ", within: regWait, check: func(r *at.Response) (bool, error) {
-			v, ok := field(r, "+CSQ:")
-			if !ok {
-				return false, fmt.Errorf("no +CSQ line in %q", r.Lines)
-			}
-			rssi, ber, err := twoInts(v)
-			if err != nil {
-				return false, fmt.Errorf("+CSQ: %q: %w", v, err)
-			}
-			info.SignalRSSI, info.SignalBER = rssi, ber
-			return rssi != 99, nil
-		}},
-		{op: "wait for registration", cmd: "AT+CREG?", within: regWait, check: regCheck("+CREG:", registered)},
-		{op: "read GPRS registration", cmd: "AT+CGREG?", optional: true, check: regCheck("+CGREG:", registered)},
-		{op: "read LTE registration", cmd: "AT+CEREG?", optional: true, check: regCheck("+CEREG:", registered)},
-	}
-}
-
 // dataSteps is the last part of the bring-up script: the APN when one is
 // configured, PDP context 1 activated, and whether the network has set the
 // clock, into info.
-func dataSteps(info *sdk.ModemInfo, apn string) []step {
-	var steps []step
+func dataSteps(info *sdk.ModemInfo, apn string) []atkit.Step {
+	var steps []atkit.Step
 	if apn != "" {
-		steps = append(steps, step{op: "set APN", cmd: fmt.Sprintf(`AT+CGDCONT=1,"IP",%s`, quote(apn))})
+		steps = append(steps, atkit.Step{Op: "set APN", Cmd: `AT+CGDCONT=1,"IP",` + atkit.Quote(apn)})
 	}
 	return append(steps,
-		step{op: "activate PDP context", cmd: "AT+CGACT=1,1", timeout: 30 * time.Second},
-		step{op: "read clock", cmd: "AT+CCLK?", optional: true, check: func(r *at.Response) (bool, error) {
-			if v, ok := field(r, "+CCLK:"); ok {
+		atkit.Step{Op: "activate PDP context", Cmd: "AT+CGACT=1,1", Timeout: 30 * time.Second},
+		atkit.Step{Op: "read clock", Cmd: "AT+CCLK?", Optional: true, Check: func(r *at.Response) (bool, error) {
+			if v, ok := atkit.Field(r, "+CCLK:"); ok {
 				info.ClockSynced = clockSynced(v)
 			}
 			return true, nil
@@ -272,86 +263,33 @@ func dataSteps(info *sdk.ModemInfo, apn string) []step {
 	)
 }
 
-// sync waits until the modem answers AT. A modem still booting ignores AT
-// until it printed RDY, so silence is retried for a while. Silence can also
-// mean the modem is collecting payload bytes for an AT+CCHSEND or
+// sync waits until the modem answers and turns echo off (atkit.Sync). Silence
+// can mean the modem is collecting payload bytes for an AT+CCHSEND or
 // AT+CCERTDOWN whose sender died between command and payload (a plugin
-// killed with SIGKILL): after a few silent seconds the driver sends filler
-// to complete it, and marks the certificate store suspect, since a download
-// completed with filler leaves a file whose name no longer matches its
-// content.
+// killed with SIGKILL): the kit then sends filler to complete it, and the
+// certificate store is marked suspect, since a download completed with
+// filler leaves a file whose name no longer matches its content.
 //
 // The probe is AT+CGMM rather than AT because its answer carries a line: a
 // stale OK left in the line by the previous owner cannot pass for it.
 func (d *Driver) sync(ctx context.Context, ch *at.Channel) error {
-	attempt := step{op: "sync", cmd: "AT+CGMM", timeout: time.Second, retry: retryTimeouts, within: 3 * time.Second, every: 200 * time.Millisecond,
-		check: func(r *at.Response) (bool, error) { return firstLine(r) != "", nil }}
-	err := runScript(ctx, ch, []step{attempt}, nil)
-	if err == nil || ctx.Err() != nil {
-		return err
+	res, err := atkit.Sync(ctx, ch, atkit.SyncConfig{
+		Probe: atkit.Step{Op: "sync", Cmd: "AT+CGMM", Check: func(r *at.Response) (bool, error) {
+			return atkit.FirstLine(r) != "", nil
+		}},
+		UnstickBytes: d.profile.MaxCertBytes,
+	})
+	if res.Unstuck {
+		d.log.Warn("modem was silent; completed a payload a previous driver may have left it waiting for", "op", "sync", "bytes", d.profile.MaxCertBytes)
+		d.mu.Lock()
+		d.storeSuspect = true
+		d.mu.Unlock()
 	}
-	var me *at.CMEError
-	var ae *at.Error
-	if errors.As(err, &me) || errors.As(err, &ae) {
-		return err // the modem answers: it is not stuck
-	}
-	d.log.Warn("modem silent; completing a payload a previous driver may have left it waiting for", "op", "sync", "bytes", d.profile.MaxCertBytes)
-	if uerr := ch.Unstick(ctx, d.profile.MaxCertBytes); uerr != nil {
-		return &stepError{Op: "sync", Cmd: "AT", Cause: uerr}
-	}
-	d.mu.Lock()
-	d.storeSuspect = true
-	d.mu.Unlock()
-	attempt.within = 20 * time.Second
-	return runScript(ctx, ch, []step{attempt}, nil)
+	return err
 }
 
-// regCheck accepts a registration answer with stat 1 (home) or 5 (roaming)
-// and records it; other states mean "keep waiting".
-func regCheck(prefix string, into map[string]string) func(*at.Response) (bool, error) {
-	return func(r *at.Response) (bool, error) {
-		v, ok := field(r, prefix)
-		if !ok {
-			return false, fmt.Errorf("no %s line in %q", prefix, r.Lines)
-		}
-		parts := splitFields(v)
-		if len(parts) < 2 {
-			return false, fmt.Errorf("%s %q: want <n>,<stat>", prefix, v)
-		}
-		stat, err := strconv.Atoi(parts[1])
-		if err != nil {
-			return false, fmt.Errorf("%s %q: stat is not a number", prefix, v)
-		}
-		into[prefix] = registrationName(stat)
-		switch stat {
-		case 1, 5:
-			return true, nil
-		case 3:
-			return false, &sdk.ModemError{Op: "registration", Code: -1, Text: "registration denied (" + prefix + " " + v + ")"}
-		}
-		return false, nil
-	}
-}
-
-func registrationName(stat int) string {
-	switch stat {
-	case 0:
-		return "not registered"
-	case 1:
-		return "home"
-	case 2:
-		return "searching"
-	case 3:
-		return "denied"
-	case 5:
-		return "roaming"
-	case 6, 7:
-		return "sms only"
-	case 8:
-		return "emergency only"
-	}
-	return "unknown"
-}
+// registrationName names a <stat> of +CREG, +CGREG or +CEREG.
+func registrationName(stat int) string { return atkit.RegStat(stat).String() }
 
 // clockSynced reports whether a +CCLK value ("yy/MM/dd,hh:mm:ss±zz") looks
 // set: an unsynchronised module counts from 1980 (or 1970 on some firmware),
@@ -536,24 +474,15 @@ func (d *Driver) Stop(ctx context.Context) error {
 // deferred runs a command whose real result is a "+XXX: <err>" line that may
 // come before or after OK, and waits for it up to wait.
 func (d *Driver) deferred(ctx context.Context, ch *at.Channel, op, cmd, prefix string, wait time.Duration) error {
-	w := ch.Expect(at.Prefix(prefix))
-	defer w.Cancel()
-	cctx, cancel := context.WithTimeout(ctx, defaultStepTimeout)
-	_, err := ch.Command(cctx, cmd)
-	cancel()
+	line, err := atkit.Await(ctx, ch, atkit.Step{Op: op, Cmd: cmd}, at.Prefix(prefix), wait)
 	if err != nil {
-		return &stepError{Op: op, Cmd: cmd, Cause: err}
-	}
-	wctx, cancel := context.WithTimeout(ctx, wait)
-	defer cancel()
-	line, err := w.Wait(wctx)
-	if err != nil {
-		return &stepError{Op: op, Cmd: cmd, Cause: fmt.Errorf("waiting for %s: %w", prefix, err)}
+		return err
 	}
 	v := strings.TrimSpace(strings.TrimPrefix(at.Normalize(line), prefix))
-	code, err := strconv.Atoi(lastField(v))
+	parts := atkit.Fields(v)
+	code, err := strconv.Atoi(parts[len(parts)-1])
 	if err != nil {
-		return &stepError{Op: op, Cmd: cmd, Cause: fmt.Errorf("malformed result %q", line)}
+		return &atkit.StepError{Op: op, Cmd: cmd, Err: fmt.Errorf("malformed result %q", line)}
 	}
 	if code != 0 {
 		return cchError(strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(prefix, "+CCH"), ":")), -1, code)
@@ -580,114 +509,20 @@ func (d *Driver) negotiateTime() time.Duration {
 	return d.profile.NegotiateTime
 }
 
-// modemErr turns errors from the AT layer into the contract's typed errors so
-// they cross the plugin boundary intact; typed sdk errors pass through.
+// modemErr turns errors from the AT layer into the contract's typed errors
+// (atkit.SDKError) so they cross the plugin boundary intact.
 func (d *Driver) modemErr(op string, err error) error {
-	if err == nil {
-		return nil
-	}
-	var (
-		me  *sdk.ModemError
-		ne  *sdk.NetError
-		se  *sdk.SerialError
-		te  *sdk.TimeoutError
-		be  *sdk.BundleError
-		oe  *sdk.OptionError
-		mm  *sdk.ModelMismatchError
-		cme *at.CMEError
-		cms *at.CMSError
-		ae  *at.Error
-		st  *stepError
-	)
-	switch {
-	case errors.As(err, &me), errors.As(err, &ne), errors.As(err, &se), errors.As(err, &te),
-		errors.As(err, &be), errors.As(err, &oe), errors.As(err, &mm):
-		return err
-	}
-	cause := err
-	if errors.As(err, &st) {
-		op = op + ": " + st.Op
-		cause = st.Cause
-	}
-	var na *noAnswerError
-	if errors.As(err, &na) {
-		return &sdk.TimeoutError{Op: op, After: na.after}
-	}
-	switch {
-	// ModemError.Text is the modem's words as it printed them; its Error
-	// method adds the code when the words do not end with it.
-	case errors.As(err, &cme):
-		return &sdk.ModemError{Op: op, Code: cme.Code, Text: codedText("+CME ERROR: ", cme.Code, cme.Text)}
-	case errors.As(err, &cms):
-		return &sdk.ModemError{Op: op, Code: cms.Code, Text: codedText("+CMS ERROR: ", cms.Code, cms.Text)}
-	case errors.As(err, &ae):
-		return &sdk.ModemError{Op: op, Code: -1, Text: ae.Final}
-	case errors.Is(err, context.DeadlineExceeded):
-		return &sdk.TimeoutError{Op: op}
-	case errors.Is(err, context.Canceled):
-		return fmt.Errorf("%s: %w", op, err)
-	case errors.Is(err, at.ErrClosed):
-		return &sdk.SerialError{Op: op, Port: d.config().Port, Err: cause.Error()}
-	}
-	d.mu.Lock()
-	ch := d.ch
-	d.mu.Unlock()
-	if ch != nil {
-		select {
-		case <-ch.Done():
-			return &sdk.SerialError{Op: op, Port: d.config().Port, Err: cause.Error()}
-		default:
-		}
-	}
-	return fmt.Errorf("%s: %w", op, err)
-}
-
-// codedText is a +CME/+CMS ERROR final result as the modem's words: the
-// tag, then its text, or its number when it gave no text.
-func codedText(tag string, code int, text string) string {
-	if text == "" && code >= 0 {
-		return tag + strconv.Itoa(code)
-	}
-	return tag + text
+	return atkit.SDKError(op, err, d.channel(), d.config().Port)
 }
 
 // --- small parsers for the modem's answers ---
 
-// field returns the value after prefix in the first response line that has it.
-func field(r *at.Response, prefix string) (string, bool) {
-	for _, l := range r.Lines {
-		n := at.Normalize(l)
-		if strings.HasPrefix(n, prefix) {
-			return strings.TrimSpace(strings.TrimPrefix(n, prefix)), true
-		}
-	}
-	return "", false
-}
+func field(r *at.Response, prefix string) (string, bool) { return atkit.Field(r, prefix) }
 
-func firstLine(r *at.Response) string {
-	for _, l := range r.Lines {
-		if l = strings.TrimSpace(l); l != "" {
-			return l
-		}
-	}
-	return ""
-}
-
-func splitFields(v string) []string {
-	parts := strings.Split(v, ",")
-	for i := range parts {
-		parts[i] = strings.Trim(strings.TrimSpace(parts[i]), `"`)
-	}
-	return parts
-}
-
-func lastField(v string) string {
-	parts := splitFields(v)
-	return parts[len(parts)-1]
-}
+func splitFields(v string) []string { return atkit.Fields(v) }
 
 func twoInts(v string) (int, int, error) {
-	parts := splitFields(v)
+	parts := atkit.Fields(v)
 	if len(parts) < 2 {
 		return 0, 0, errors.New("want two numbers")
 	}
@@ -696,43 +531,25 @@ func twoInts(v string) (int, int, error) {
 		return 0, 0, err
 	}
 	b, err := strconv.Atoi(parts[1])
-	if err != nil {
-		return 0, 0, err
-	}
-	return a, b, nil
+	return a, b, err
 }
 
 // idAndCode parses "<prefix> <id>,<code>".
 func idAndCode(line, prefix string) (int, int, bool) {
-	n := at.Normalize(line)
-	if !strings.HasPrefix(n, prefix) {
+	v, ok := strings.CutPrefix(at.Normalize(line), prefix)
+	if !ok {
 		return 0, 0, false
 	}
-	a, b, err := twoInts(strings.TrimPrefix(n, prefix))
+	a, b, err := twoInts(v)
 	return a, b, err == nil
 }
 
 // sessionID parses the session id that follows prefix.
 func sessionID(line, prefix string) (int, bool) {
-	n := at.Normalize(line)
-	p := at.Normalize(prefix)
-	if !strings.HasPrefix(n, p) {
+	v, ok := strings.CutPrefix(at.Normalize(line), at.Normalize(prefix))
+	if !ok {
 		return 0, false
 	}
-	parts := splitFields(strings.TrimPrefix(n, p))
-	id, err := strconv.Atoi(parts[0])
+	id, err := strconv.Atoi(atkit.Fields(v)[0])
 	return id, err == nil
-}
-
-// quote renders s as an AT string argument. AT strings have no escapes, so a
-// double quote or a control character cannot be sent at all.
-func quote(s string) string { return `"` + s + `"` }
-
-func validATString(s string) error {
-	for i := 0; i < len(s); i++ {
-		if s[i] == '"' || s[i] < 0x20 || s[i] == 0x7f {
-			return fmt.Errorf("byte %d of %q cannot be sent in an AT string", i, s)
-		}
-	}
-	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/cellgate/cellgate/internal/testutil"
 	"github.com/cellgate/cellgate/sdk"
 	"github.com/cellgate/cellgate/sdk/at"
+	"github.com/cellgate/cellgate/sdk/atkit"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -172,10 +173,12 @@ func TestKeyPasswordStaysOutOfErrorsAndLogs(t *testing.T) {
 		t.Fatalf("Open: %v", err)
 	}
 	p := provisioned{
-		bundle:     sdk.Bundle{Profile: 0, KeyPassword: pw},
-		ca:         certFile{name: "cgca-000000000000.pem"},
-		cert:       certFile{name: "cgcrt-000000000000.pem"},
-		key:        certFile{name: "cgkey-000000000000.pem"},
+		Credentials: atkit.Credentials{
+			Bundle: sdk.Bundle{Profile: 0, KeyPassword: pw},
+			CA:     atkit.File{Kind: atkit.KindCA, Name: "cgca-000000000000.pem"},
+			Cert:   atkit.File{Kind: atkit.KindCert, Name: "cgcrt-000000000000.pem"},
+			Key:    atkit.File{Kind: atkit.KindKey, Name: "cgkey-000000000000.pem"},
+		},
 		auth:       2,
 		sslVersion: 3,
 	}

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/cellgate/cellgate/sdk"
+	"github.com/cellgate/cellgate/sdk/atkit"
 )
 
 // TestCCHCodesMapToNeutralKinds: SIMCom's <err> table lives here, and every
@@ -105,8 +106,10 @@ func TestNegotiateTimeOptionReachesTheModem(t *testing.T) {
 		t.Fatalf("Open: %v", err)
 	}
 	p := provisioned{
-		bundle:     sdk.Bundle{Profile: 0},
-		ca:         certFile{name: "cgca-000000000000.pem"},
+		Credentials: atkit.Credentials{
+			Bundle: sdk.Bundle{Profile: 0},
+			CA:     atkit.File{Kind: atkit.KindCA, Name: "cgca-000000000000.pem"},
+		},
 		auth:       1,
 		sslVersion: 3,
 	}

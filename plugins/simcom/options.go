@@ -21,6 +21,14 @@ const (
 	// NegotiateTime (120s). A shorter bound fails a dial to a silent
 	// server sooner; a longer one suits a slow network.
 	OptionNegotiateTime = "negotiate_time"
+	// OptionDecryptKeyOnHost ("true" or "false", default "false") is for
+	// firmware without AT+CSSLCFG="keypwd" (older than the manual's
+	// 2021-04-21 revision): with "true", an encrypted client key is
+	// decrypted by the plugin and downloaded to the module in plain;
+	// without it such a module refuses an encrypted key with a
+	// *sdk.BundleError. A module with keypwd always gets the key
+	// encrypted, whatever this says.
+	OptionDecryptKeyOnHost = "decrypt_key_on_host"
 )
 
 // The module's range for AT+CSSLCFG="negotiatetime".
@@ -31,7 +39,8 @@ const (
 
 // options are the settings Open parsed from ModemConfig.Options.
 type options struct {
-	negotiateTime time.Duration
+	negotiateTime    time.Duration
+	decryptKeyOnHost bool
 }
 
 // parseOptions checks raw against the options above and returns them, with
@@ -56,8 +65,16 @@ func parseOptions(p Profile, raw map[string]string) (options, error) {
 				return o, &sdk.OptionError{Key: k, Reason: fmt.Sprintf("%q is out of range (want whole seconds from %s to %s)", v, minNegotiateTime, maxNegotiateTime)}
 			}
 			o.negotiateTime = d
+		case OptionDecryptKeyOnHost:
+			switch strings.TrimSpace(v) {
+			case "true":
+				o.decryptKeyOnHost = true
+			case "false":
+			default:
+				return o, &sdk.OptionError{Key: k, Reason: fmt.Sprintf("%q is not true or false", v)}
+			}
 		default:
-			return o, &sdk.OptionError{Key: k, Reason: fmt.Sprintf("the %s plugin has no such option (it reads %s)", p.Name, OptionNegotiateTime)}
+			return o, &sdk.OptionError{Key: k, Reason: fmt.Sprintf("the %s plugin has no such option (it reads %s and %s)", p.Name, OptionNegotiateTime, OptionDecryptKeyOnHost)}
 		}
 	}
 	return o, nil

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cellgate/cellgate/sdk"
 	"github.com/cellgate/cellgate/sdk/at"
+	"github.com/cellgate/cellgate/sdk/atkit"
 )
 
 const (
@@ -35,7 +36,7 @@ const (
 // opens a plain TCP socket (client type 1) for host-side TLS. The deferred
 // +CCHOPEN result is awaited up to the context's negotiate time plus a margin.
 func (d *Driver) Dial(ctx context.Context, req sdk.DialRequest) (sdk.Session, error) {
-	if err := validATString(req.Host); err != nil || req.Host == "" || len(req.Host) > 256 {
+	if err := atkit.CheckString(req.Host); err != nil || req.Host == "" || len(req.Host) > 256 {
 		return nil, &sdk.ModemError{Op: "dial", Code: -1, Text: fmt.Sprintf("invalid host %q", req.Host)}
 	}
 	if req.Port < 1 || req.Port > 65535 {
@@ -102,20 +103,20 @@ func (d *Driver) startService(ctx context.Context, ch *at.Channel) error {
 	if started {
 		return nil
 	}
-	steps := []step{
+	steps := []atkit.Step{
 		// Send reports on (flow control needs them), data pushed as
 		// +CCHRECV: DATA frames, normal (not transparent) mode.
-		{op: "configure CCH reports", cmd: "AT+CCHSET=1,0"},
-		{op: "set CCH mode", cmd: "AT+CCHMODE=0"},
+		{Op: "configure CCH reports", Cmd: "AT+CCHSET=1,0"},
+		{Op: "set CCH mode", Cmd: "AT+CCHMODE=0"},
 	}
-	if err := runScript(ctx, ch, steps, nil); err != nil {
+	if err := atkit.Run(ctx, ch, steps...); err != nil {
 		// The service may still run from before an agent restart (the
 		// modem did not reboot): stop it and configure again.
 		d.log.Info("CCH service seems to be running already; restarting it", "err", err)
 		if serr := d.deferred(ctx, ch, "stop stale CCH service", "AT+CCHSTOP", "+CCHSTOP:", 10*time.Second); serr != nil {
 			d.log.Debug("stop stale CCH service", "err", serr)
 		}
-		if err := runScript(ctx, ch, steps, nil); err != nil {
+		if err := atkit.Run(ctx, ch, steps...); err != nil {
 			return d.modemErr("start CCH service", err)
 		}
 	}
@@ -176,7 +177,7 @@ func (d *Driver) open(ctx context.Context, ch *at.Channel, s *session, req sdk.D
 	// Registered before the command so that a quick result is not missed.
 	w := ch.Expect(at.Prefix(fmt.Sprintf("+CCHOPEN: %d,", s.id)))
 	defer w.Cancel()
-	cmd := fmt.Sprintf("AT+CCHOPEN=%d,%s,%d,%d", s.id, quote(req.Host), req.Port, clientType)
+	cmd := fmt.Sprintf("AT+CCHOPEN=%d,%s,%d,%d", s.id, atkit.Quote(req.Host), req.Port, clientType)
 	if err := d.sendOpen(ctx, ch, s.id, cmd, op); err != nil {
 		return err
 	}
@@ -215,15 +216,15 @@ func (d *Driver) selectSSLContext(ctx context.Context, ch *at.Channel, s *sessio
 		}
 		sni = 1
 	}
-	steps := []step{
-		{op: "set SNI", cmd: fmt.Sprintf(`AT+CSSLCFG="enableSNI",%d,%d`, req.Profile, sni), optional: true},
+	script := atkit.Script{Steps: []atkit.Step{
+		{Op: "set SNI", Cmd: fmt.Sprintf(`AT+CSSLCFG="enableSNI",%d,%d`, req.Profile, sni), Optional: true},
 		// The module forgets the session's context after every close
 		// or failed open, so it is set before every AT+CCHOPEN.
-		{op: "select SSL context", cmd: fmt.Sprintf("AT+CCHSSLCFG=%d,%d", s.id, req.Profile)},
-	}
-	if err := runScript(ctx, ch, steps, func(op string, err error) {
-		d.log.Warn("optional step failed (old firmware?)", "op", op, "err", err)
-	}); err != nil {
+		{Op: "select SSL context", Cmd: fmt.Sprintf("AT+CCHSSLCFG=%d,%d", s.id, req.Profile)},
+	}, OnSkip: func(st atkit.Step, err error) {
+		d.log.Warn("optional step failed (old firmware?)", "op", st.Op, "err", err)
+	}}
+	if err := script.Run(ctx, ch); err != nil {
 		return d.modemErr(op, err)
 	}
 	return nil
@@ -233,7 +234,7 @@ func (d *Driver) selectSSLContext(ctx context.Context, ch *at.Channel, s *sessio
 // immediate OK. A bare ERROR closes the slot and returns a
 // *staleSlotError, so that Dial may try once more.
 func (d *Driver) sendOpen(ctx context.Context, ch *at.Channel, id int, cmd, op string) error {
-	cctx, cancel := context.WithTimeout(ctx, defaultStepTimeout)
+	cctx, cancel := context.WithTimeout(ctx, atkit.DefaultStepTimeout)
 	_, err := ch.Command(cctx, cmd)
 	cancel()
 	if err == nil {
@@ -246,9 +247,9 @@ func (d *Driver) sendOpen(ctx context.Context, ch *at.Channel, id int, cmd, op s
 		// out): it answers ERROR to every open until it is closed.
 		d.log.Info("CCHOPEN refused; closing the slot in case the modem still holds it", "session", id)
 		d.closeQuietly(ch, id)
-		return &staleSlotError{cause: d.modemErr(op, &stepError{Op: "open", Cmd: cmd, Cause: err})}
+		return &staleSlotError{cause: d.modemErr(op, &atkit.StepError{Op: "open", Cmd: cmd, Err: err})}
 	}
-	return d.modemErr(op, &stepError{Op: "open", Cmd: cmd, Cause: err})
+	return d.modemErr(op, &atkit.StepError{Op: "open", Cmd: cmd, Err: err})
 }
 
 // awaitOpen waits up to wait for the deferred +CCHOPEN result of session s
@@ -287,7 +288,7 @@ func (d *Driver) awaitOpen(ctx context.Context, ch *at.Channel, s *session, w *a
 // closeQuietly closes a session slot whose state is unknown, ignoring the
 // ERROR a modem answers for a slot that is not open.
 func (d *Driver) closeQuietly(ch *at.Channel, id int) {
-	ctx, cancel := context.WithTimeout(context.Background(), defaultStepTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), atkit.DefaultStepTimeout)
 	defer cancel()
 	_, _ = ch.Command(ctx, fmt.Sprintf("AT+CCHCLOSE=%d", id))
 }
@@ -526,7 +527,7 @@ func (s *session) waitReports(ctx context.Context, ch *at.Channel, max int, abor
 
 // unsent asks AT+CCHSEND? how many bytes of this session await sending.
 func (s *session) unsent(ctx context.Context, ch *at.Channel) (int, error) {
-	cctx, cancel := context.WithTimeout(ctx, defaultStepTimeout)
+	cctx, cancel := context.WithTimeout(ctx, atkit.DefaultStepTimeout)
 	defer cancel()
 	r, err := ch.Command(cctx, "AT+CCHSEND?", at.WithResponsePrefix("+CCHSEND:"))
 	if err != nil {
@@ -566,7 +567,7 @@ func (s *session) Close(ctx context.Context) error {
 	prefix := fmt.Sprintf("+CCHCLOSE: %d,", s.id)
 	w := ch.Expect(at.Prefix(prefix))
 	defer w.Cancel()
-	cctx, cancel := context.WithTimeout(ctx, defaultStepTimeout)
+	cctx, cancel := context.WithTimeout(ctx, atkit.DefaultStepTimeout)
 	_, err := ch.Command(cctx, fmt.Sprintf("AT+CCHCLOSE=%d", s.id))
 	cancel()
 	s.end(sdk.SessionEvent{}, nil)

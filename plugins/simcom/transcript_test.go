@@ -72,3 +72,7 @@ func testCtx(t *testing.T) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+// nameFor is the modem file name the driver gives content of kind ("ca",
+// "crt", "key").
+func nameFor(kind string, data []byte) string { return SIM7600.store().Name(kind, data) }

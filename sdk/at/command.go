@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -24,8 +26,70 @@ type Response struct {
 type CommandOption func(*cmdOptions)
 
 type cmdOptions struct {
-	claims []string // normalized prefixes
-	secret bool
+	claims     []string // normalized prefixes
+	secret     bool
+	finalsOK   []string // extra successful final results (WithFinalOK)
+	finalsFail []string // extra failing final results (WithFinalError)
+	promptLine string   // the prompt is this line, not '>' (WithPromptLine)
+}
+
+// WithFinalOK declares lines that end this command successfully, like OK,
+// in addition to the standard final results. Use it for commands that a
+// modem ends with a result of its own and no OK, such as Quectel's
+// AT+QSSLSEND and AT+QISEND, which end with "SEND OK" after the payload:
+//
+//	resp, err := ch.CommandPayload(ctx, "AT+QSSLSEND=0,5", data,
+//		at.WithFinalOK("SEND OK"), at.WithFinalError("SEND FAIL"))
+//
+// A line matches when it equals one of lines once leading and trailing
+// spaces are removed (case-sensitive). Response.Final is the line as the
+// modem sent it. The standard final results still end the command too. The
+// lines are final only for this command: while it is not in flight they are
+// ordinary lines. The option may be given more than once.
+func WithFinalOK(lines ...string) CommandOption {
+	return func(o *cmdOptions) { o.finalsOK = appendTrimmed(o.finalsOK, lines) }
+}
+
+// WithFinalError declares lines that end this command with a failure, like
+// ERROR, in addition to the standard final results: the command returns its
+// Response and an *Error whose Final is the line (matching ErrError), so
+// errors.As tells "SEND FAIL" from "ERROR". Matching is as for WithFinalOK;
+// a line declared by both is a failure.
+func WithFinalError(lines ...string) CommandOption {
+	return func(o *cmdOptions) { o.finalsFail = appendTrimmed(o.finalsFail, lines) }
+}
+
+func appendTrimmed(dst, lines []string) []string {
+	for _, l := range lines {
+		if t := strings.TrimSpace(l); t != "" {
+			dst = append(dst, t)
+		}
+	}
+	return dst
+}
+
+// WithPromptLine makes CommandPayload wait for a whole line as its prompt
+// instead of '>': the modem answers the command with that line, then takes
+// the payload raw, then reports and ends the command as usual. Quectel's
+// AT+QFUPL file upload works so, with "CONNECT":
+//
+//	resp, err := ch.CommandPayload(ctx, `AT+QFUPL="ca.pem",1200,10`, pem,
+//		at.WithPromptLine("CONNECT"))
+//	// resp.Lines holds "+QFUPL: 1200,3e5a", resp.Final is "OK".
+//
+// A line is the prompt when, without leading and trailing spaces, it equals
+// line or starts with line followed by a space ("CONNECT 115200"). It is
+// the prompt only for the command in flight and only until it has come;
+// it is not a final result then, and it does not appear in Response.Lines.
+// A '>' is then an ordinary character. Everything else about CommandPayload
+// holds: a failing final result instead of the prompt returns the modem's
+// error and the payload is not written, the command slot is held from the
+// command to its final result, URCs keep being dispatched, and a caller
+// whose context ends before the prompt leaves the channel to write the
+// payload when the prompt comes. Command ignores this option.
+func WithPromptLine(line string) CommandOption {
+	t := strings.TrimSpace(line)
+	return func(o *cmdOptions) { o.promptLine = t }
 }
 
 // WithSecret marks the command's parameters and payload as secret (a key
@@ -74,7 +138,10 @@ type pending struct {
 	shown      string // what errors, logs and the trace show; "" means cmd
 	secret     bool   // the payload is secret too (WithSecret)
 	claimed    []string
+	finalsOK   []string // see WithFinalOK
+	finalsFail []string // see WithFinalError
 	wantPrompt bool
+	promptLine string // the prompt is this line; "" means '>'
 	prompted   bool
 	promptCh   chan struct{} // buffered 1: the reader never blocks
 	result     chan result   // buffered 1: the reader never blocks
@@ -103,6 +170,41 @@ func (p *pending) name() string {
 		return p.shown
 	}
 	return p.cmd
+}
+
+// extraFinal classifies line against the command's own final results
+// (WithFinalOK, WithFinalError).
+func (p *pending) extraFinal(line string) finalKind {
+	if len(p.finalsOK) == 0 && len(p.finalsFail) == 0 {
+		return notFinal
+	}
+	t := strings.TrimSpace(line)
+	switch {
+	case slices.Contains(p.finalsFail, t):
+		return finalFailed
+	case slices.Contains(p.finalsOK, t):
+		return finalOK
+	}
+	return notFinal
+}
+
+// isPromptLine reports whether line is the prompt of a command that waits
+// for a line prompt (WithPromptLine) and has not had it yet.
+func (p *pending) isPromptLine(line string) bool {
+	if !p.wantPrompt || p.prompted || p.promptLine == "" {
+		return false
+	}
+	t := strings.TrimSpace(line)
+	rest, ok := strings.CutPrefix(t, p.promptLine)
+	return ok && (rest == "" || rest[0] == ' ')
+}
+
+// promptName is the prompt as errors show it.
+func (p *pending) promptName() string {
+	if p.promptLine != "" {
+		return strconv.Quote(p.promptLine) + " prompt"
+	}
+	return "> prompt"
 }
 
 func (p *pending) claims(line string) bool {
@@ -151,7 +253,10 @@ func (c *Channel) Command(ctx context.Context, cmd string, opts ...CommandOption
 // CommandPayload writes cmd+"\r", waits for the ">" prompt, writes exactly
 // payload (raw, no terminator), then waits for the final result like
 // Command. The prompt is recognised as '>' at the start of a line, with or
-// without one following space ("\r\n>", "\r\n> ", ">").
+// without one following space ("\r\n>", "\r\n> ", ">"); with
+// WithPromptLine it is a whole line such as "CONNECT" instead. Commands
+// that end with a result of their own after the payload ("SEND OK") declare
+// it with WithFinalOK and WithFinalError.
 //
 // If the modem answers a final result instead of the prompt the payload is
 // not written: a failing result is returned as by Command, and an OK
@@ -159,9 +264,10 @@ func (c *Channel) Command(ctx context.Context, cmd string, opts ...CommandOption
 // so the caller may reuse it as soon as CommandPayload returns, even after a
 // timeout.
 //
-// A timeout while waiting for the prompt leaves the modem possibly waiting
-// for payload bytes; the resynchronisation probe then feeds it, and the
-// channel recovers once the modem has consumed its announced length.
+// A caller whose context ends while waiting for the prompt does not leave
+// the modem waiting for payload bytes: the channel writes the payload
+// itself when the prompt comes and waits for the final result before the
+// next command goes out (see the package documentation).
 func (c *Channel) CommandPayload(ctx context.Context, cmd string, payload []byte, opts ...CommandOption) (*Response, error) {
 	return c.exchange(ctx, cmd, payload, true, opts)
 }
@@ -204,9 +310,14 @@ func (c *Channel) exchange(ctx context.Context, cmd string, payload []byte, want
 		shown:      shown,
 		secret:     co.secret,
 		claimed:    co.claims,
+		finalsOK:   co.finalsOK,
+		finalsFail: co.finalsFail,
 		wantPrompt: wantPrompt,
 		promptCh:   make(chan struct{}, 1),
 		result:     make(chan result, 1),
+	}
+	if wantPrompt {
+		p.promptLine = co.promptLine
 	}
 	return c.run(ctx, p, body)
 }
@@ -242,7 +353,7 @@ func (c *Channel) run(ctx context.Context, p *pending, payload []byte) (*Respons
 		case r := <-p.result:
 			return r.resp, r.err
 		case <-ctx.Done():
-			return c.handOff(ctx, p, payload, "waiting for the > prompt")
+			return c.handOff(ctx, p, payload, "waiting for the "+p.promptName())
 		case <-c.done:
 			return c.stopped(p)
 		}
@@ -305,7 +416,7 @@ func (c *Channel) settle(p *pending, payload []byte) {
 	case <-p.result:
 		return // refused instead of prompting: nothing is owed
 	case <-t.C:
-		c.abandon(p, "waiting for the > prompt after the caller left", context.DeadlineExceeded)
+		c.abandon(p, "waiting for the "+p.promptName()+" after the caller left", context.DeadlineExceeded)
 		return
 	case <-c.done:
 		c.stopped(p)
@@ -452,7 +563,7 @@ func (c *Channel) completeLocked(p *pending, line string, kind finalKind) {
 	switch kind {
 	case finalOK, finalConnect:
 		if p.wantPrompt && !p.prompted {
-			err = fmt.Errorf("%w (command %s, final %q)", ErrNoPrompt, p.name(), line)
+			err = fmt.Errorf("%w (command %s waited for the %s, final %q)", ErrNoPrompt, p.name(), p.promptName(), line)
 		}
 	default:
 		err = finalError(p.name(), line, kind)

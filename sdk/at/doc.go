@@ -33,30 +33,41 @@
 // WithMaxLine is dropped up to the next CR or LF. With echo on (ATE1) the
 // echo of the command in flight is dropped, also when it arrives in pieces.
 // A '>' at the start of a line is the prompt when the command in flight
-// waits for one (CommandPayload); one space after it is skipped. After a
+// waits for one (CommandPayload); one space after it is skipped. A command
+// given WithPromptLine waits for a whole line instead ("CONNECT" for
+// Quectel's AT+QFUPL), and '>' is then an ordinary character. After a
 // binary header the announced number of bytes is read raw, whatever they
 // contain (CR LF, "OK", '>', other headers, NUL), across any number of
 // reads. Payload echo is not recognised: send ATE0 before payload commands.
 // There is no data mode: "CONNECT" is accepted as a successful final
-// result, and bytes after it are parsed as lines.
+// result, and bytes after it are parsed as lines, unless it is the prompt
+// of a CommandPayload given WithPromptLine("CONNECT"): then the payload is
+// written after it and the command goes on to its final result.
 //
 // Final results are OK, CONNECT [<text>], ERROR, NO CARRIER, CONNECT FAIL,
 // BUSY, NO ANSWER, NO DIALTONE, "+CME ERROR: <n|text>" and
-// "+CMS ERROR: <n|text>".
+// "+CMS ERROR: <n|text>". A command may declare more of its own, successes
+// with WithFinalOK and failures with WithFinalError, for modems that end a
+// command with something else: Quectel's AT+QSSLSEND ends with "SEND OK",
+// "SEND FAIL" or ERROR, and no OK.
 //
 // # Routing
 //
 // Each complete line goes to the first of:
 //
 //  1. the echo of the command in flight: dropped;
-//  2. a binary header (HandleBinary): its payload is read raw;
-//  3. a final result while a command is in flight: completes it;
-//  4. a waiter (Expect), in registration order: consumes the line;
-//  5. a prefix claimed by the in-flight command (WithResponsePrefix): an
+//  2. the prompt line (WithPromptLine) of the command in flight while it
+//     waits for it: the payload is written next;
+//  3. a binary header (HandleBinary): its payload is read raw;
+//  4. a final result while a command is in flight (a standard one, or one
+//     the command declared with WithFinalOK or WithFinalError): completes
+//     it;
+//  5. a waiter (Expect), in registration order: consumes the line;
+//  6. a prefix claimed by the in-flight command (WithResponsePrefix): an
 //     intermediate line;
-//  6. a URC handler (Handle), longest prefix first;
-//  7. the command in flight: an intermediate line;
-//  8. otherwise it is unsolicited: WithUnsolicited's handler, or a debug log.
+//  7. a URC handler (Handle), longest prefix first;
+//  8. the command in flight: an intermediate line;
+//  9. otherwise it is unsolicited: WithUnsolicited's handler, or a debug log.
 //
 // Prefix matching ignores spaces that follow ':' or ',' in both prefix and
 // line ("+CCHRECV:DATA,0,3" matches "+CCHRECV: DATA,"); callers always get
@@ -70,8 +81,10 @@
 // taken for the next command's. Three things then keep the channel honest:
 //
 //   - While idle, late lines are routed like any unsolicited line, and each
-//     final result counts against the abandoned commands (a modem answers
-//     in order, at most once per command). When every abandoned command is
+//     standard final result counts against the abandoned commands (a modem
+//     answers in order, at most once per command). A late final that only
+//     the abandoned command declared ("SEND OK") is an ordinary line then
+//     and does not count, so the next command probes. When every abandoned command is
 //     accounted for the channel is in sync again and the next command goes
 //     out directly. Late echoes of abandoned commands are dropped.
 //   - Otherwise, before the next command the channel sends a probe whose

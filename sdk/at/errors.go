@@ -17,9 +17,10 @@ var ErrClosed = errors.New("at: channel closed")
 // *CMEError and *CMSError. Use errors.As to get the modem's words.
 var ErrError = errors.New("at: modem rejected the command")
 
-// ErrNoPrompt is returned by CommandPayload when the modem answers OK without
-// first sending the ">" prompt. The payload was not written.
-var ErrNoPrompt = errors.New("at: modem answered without a > prompt; payload not sent")
+// ErrNoPrompt is returned by CommandPayload when the modem answers OK (or
+// another successful final result) without first sending the prompt: ">",
+// or the line given with WithPromptLine. The payload was not written.
+var ErrNoPrompt = errors.New("at: modem answered without the prompt; payload not sent")
 
 // ErrWaiterCanceled is returned by Waiter.Wait after Waiter.Cancel, unless a
 // line had already been consumed by the waiter.

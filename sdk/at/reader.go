@@ -135,11 +135,11 @@ func isBlank(b []byte) bool {
 }
 
 // takePrompt reports whether the command in flight was waiting for a '>'
-// prompt, and if so signals it.
+// prompt (not a line prompt, see WithPromptLine), and if so signals it.
 func (c *Channel) takePrompt() bool {
 	c.mu.Lock()
 	p := c.pending
-	ok := p != nil && p.wantPrompt && !p.prompted
+	ok := p != nil && p.wantPrompt && !p.prompted && p.promptLine == ""
 	if ok {
 		p.prompted = true
 		p.promptCh <- struct{}{}
@@ -179,6 +179,12 @@ func (c *Channel) route(line string, cr bool) {
 	// Traced under mu so the echo checks above and the routing below see
 	// the same command in flight; the tracer never takes mu.
 	c.tr.modem(line)
+	if p != nil && p.isPromptLine(line) {
+		p.prompted = true
+		p.promptCh <- struct{}{}
+		c.mu.Unlock()
+		return
+	}
 	if e, n, ok := c.binaryHeaderLocked(line); ok {
 		c.mu.Unlock()
 		c.startBinary(binState{entry: e, header: line, at: now, buf: make([]byte, n), skipLF: cr})
@@ -262,11 +268,15 @@ const (
 )
 
 // offerFinalLocked offers line, classified as kind, to the command in
-// flight p. A final result completes an ordinary command; a resync probe
+// flight p. A final result, standard or declared by p (WithFinalOK,
+// WithFinalError), completes an ordinary command; a resync probe
 // first waits for its marker line, and treats finals before it as stale.
 // c.mu must be held.
 func (c *Channel) offerFinalLocked(p *pending, line string, kind finalKind) finalOffer {
 	if p.marker == "" {
+		if kind == notFinal {
+			kind = p.extraFinal(line)
+		}
 		if kind == notFinal {
 			return lineNotTaken
 		}

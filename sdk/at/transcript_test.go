@@ -179,7 +179,7 @@ type harness struct {
 	written  int64
 
 	waiters  map[string]*Waiter
-	claims   []CommandOption
+	claims   []CommandOption // the next command's options (@claim, @finalok, @finalerror, @promptline)
 	payload  []byte      // the next command's payload, from @payload
 	inflight chan string // the formatted outcome of the command in flight
 	stopped  bool
@@ -203,6 +203,12 @@ func (h *harness) action(ctx context.Context, s transcript.Step) error {
 		h.waiters[name] = h.c.Expect(Prefix(prefix))
 	case "claim":
 		h.claims = append(h.claims, WithResponsePrefix(s.Text))
+	case "finalok":
+		h.claims = append(h.claims, WithFinalOK(s.Text))
+	case "finalerror":
+		h.claims = append(h.claims, WithFinalError(s.Text))
+	case "promptline":
+		h.claims = append(h.claims, WithPromptLine(s.Text))
 	case "payload":
 		p, err := strconv.Unquote(s.Text)
 		if err != nil {

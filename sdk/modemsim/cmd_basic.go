@@ -177,17 +177,15 @@ func cmdCPIN(m *Modem, c atCommand, r *reply) string {
 // emuRSSI is the signal the emulated cell gives (about -69 dBm).
 const emuRSSI = 22
 
-// cmdCSQ is AT+CSQ: 99,99 (unknown) until registered.
+// cmdCSQ is AT+CSQ: 99,99 (unknown) until registered, then the emulated
+// cell's signal or what SetSignal chose.
 func cmdCSQ(m *Modem, c atCommand, r *reply) string {
 	switch c.form {
 	case formTest:
 		return r.add("+CSQ: (0-31,99),(0-7,99)")
 	case formExec:
-		rssi := 99
-		if m.registered() {
-			rssi = emuRSSI
-		}
-		return r.add(fmt.Sprintf("+CSQ: %d,99", rssi))
+		rssi, ber := m.csq()
+		return r.add(fmt.Sprintf("+CSQ: %d,%d", rssi, ber))
 	}
 	return "ERROR"
 }

@@ -23,7 +23,11 @@ const (
 	// FaultNetworkRestore): open sessions end with +CCH_RECV_CLOSED:
 	// <id>,9, opens fail with 17, registration shows searching.
 	FaultNetworkLoss FaultKind = "network-loss"
-	// FaultNetworkRestore ends a network loss.
+	// FaultRegistrationDenied is a network loss in which the network
+	// refuses the module: registration shows denied (<stat> 3) until
+	// FaultNetworkRestore.
+	FaultRegistrationDenied FaultKind = "registration-denied"
+	// FaultNetworkRestore ends a network loss (or a denial).
 	FaultNetworkRestore FaultKind = "network-restore"
 	// FaultReboot resets the module, as AT+CRESET does.
 	FaultReboot FaultKind = "reboot"
@@ -120,7 +124,7 @@ func ParseFault(s string) (Fault, error) {
 		} else if len(args) == 1 {
 			f.Duration, err = dur(args[0])
 		}
-	case FaultNetworkRestore, FaultReboot, FaultDropResponse:
+	case FaultNetworkRestore, FaultReboot, FaultDropResponse, FaultRegistrationDenied:
 		err = want(0)
 	case FaultDelayResponse, FaultSIMBusy, FaultClockJump:
 		if err = want(1); err == nil {
@@ -133,7 +137,7 @@ func ParseFault(s string) (Fault, error) {
 			}
 		}
 	default:
-		err = fmt.Errorf("unknown fault %q (known: peer-close, network-loss, network-restore, reboot, garbage, drop-response, delay-response, sim-busy, clock-jump)", f.Kind)
+		err = fmt.Errorf("unknown fault %q (known: peer-close, network-loss, registration-denied, network-restore, reboot, garbage, drop-response, delay-response, sim-busy, clock-jump)", f.Kind)
 	}
 	if err != nil {
 		return Fault{}, err
@@ -163,7 +167,7 @@ func (f Fault) validate() error {
 		if f.Bytes < 1 || f.Bytes > maxGarbage {
 			return fmt.Errorf("fault garbage: %d bytes is outside 1..%d", f.Bytes, maxGarbage)
 		}
-	case FaultNetworkRestore, FaultReboot, FaultDropResponse:
+	case FaultNetworkRestore, FaultReboot, FaultDropResponse, FaultRegistrationDenied:
 	default:
 		return fmt.Errorf("unknown fault %q", f.Kind)
 	}
@@ -205,6 +209,9 @@ func (m *Modem) fault(f Fault) error {
 		m.endSession(s, fmt.Sprintf("+CCH_PEER_CLOSED: %d", s.id))
 	case FaultNetworkLoss:
 		m.networkLoss(f.Duration)
+	case FaultRegistrationDenied:
+		m.st.netDenied = true
+		m.networkLoss(0)
 	case FaultNetworkRestore:
 		if !m.st.netLost {
 			return errors.New("fault network-restore: the network is not lost")

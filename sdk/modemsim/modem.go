@@ -76,6 +76,11 @@ type Config struct {
 	// ControlSocket, when set, is the path of a unix socket serving the
 	// control protocol (see README.md). Close removes it.
 	ControlSocket string
+	// NoKeyPwd emulates SIMCom firmware older than the manual's 2021-04-21
+	// revision, whose AT+CSSLCFG has no "keypwd": AT+CSSLCFG=? does not
+	// list it and setting it answers ERROR, so an encrypted client key
+	// cannot be unlocked.
+	NoKeyPwd bool
 	// Trace, when set, receives a timestamped transcript of both directions
 	// of the serial line. Certificate file contents and SSL key passwords
 	// are redacted.
@@ -136,7 +141,8 @@ type Modem struct {
 	netEpoch   int
 	timers     map[*time.Timer]struct{}
 	transp     *transparentState
-	q          *quectel // the Quectel dialect's state; nil for SIMCom models
+	q          *quectel       // the Quectel dialect's state; nil for SIMCom models
+	signal     *signalSetting // SetSignal's choice; nil: the emulated cell's
 }
 
 // inputMode says how the core interprets bytes from the host.

@@ -78,7 +78,12 @@ func addCSSLCFGLine(r *reply, i int, c sslContext) {
 func cmdCSSLCFG(m *Modem, c atCommand, r *reply) string {
 	switch c.form {
 	case formTest:
-		return r.add(csslcfgTest...)
+		for _, l := range csslcfgTest {
+			if !m.cfg.NoKeyPwd || !strings.Contains(l, `"keypwd"`) {
+				r.add(l)
+			}
+		}
+		return ""
 	case formRead:
 		for i, ctx := range m.st.ssl {
 			addCSSLCFGLine(r, i, ctx)
@@ -105,7 +110,7 @@ func (m *Modem) setCSSLCFG(argText string, r *reply) string {
 		addCSSLCFGLine(r, i, m.st.ssl[i])
 		return ""
 	}
-	if len(args) != 3 || !args[0].quoted {
+	if len(args) != 3 || !args[0].quoted || (m.cfg.NoKeyPwd && strings.EqualFold(args[0].text, "keypwd")) {
 		return "ERROR"
 	}
 	i, ok := intIn(args[1], 0, 9)
@@ -424,9 +429,9 @@ func parseCertificates(b []byte) ([]*x509.Certificate, error) {
 	return certs, nil
 }
 
-// parsePrivateKey reads a PKCS#8, PKCS#1 or SEC 1 key, PEM or DER. A
-// legacy encrypted PEM key (Proc-Type: 4,ENCRYPTED) is decrypted with
-// keypwd; encrypted PKCS#8 is not supported.
+// parsePrivateKey reads a PKCS#8, PKCS#1 or SEC 1 key, PEM or DER. An
+// encrypted key, PKCS#8 (ENCRYPTED PRIVATE KEY, PBES2: pkcs8.go) or legacy
+// PEM (Proc-Type: 4,ENCRYPTED), is decrypted with keypwd.
 func parsePrivateKey(b []byte, pwd string) (crypto.Signer, error) {
 	der := b
 	if isPEM(b) {
@@ -441,10 +446,16 @@ func parsePrivateKey(b []byte, pwd string) (crypto.Signer, error) {
 				break
 			}
 		}
-		if blk.Type == "ENCRYPTED PRIVATE KEY" {
-			return nil, errors.New("encrypted PKCS#8 keys are not supported by the emulator")
-		}
 		der = blk.Bytes
+		if blk.Type == "ENCRYPTED PRIVATE KEY" {
+			if pwd == "" {
+				return nil, errors.New("private key is encrypted and keypwd is not set")
+			}
+			var err error
+			if der, err = decryptPKCS8(blk.Bytes, pwd); err != nil {
+				return nil, fmt.Errorf("decrypt private key with keypwd: %w", err)
+			}
+		}
 		// Legacy PEM encryption is deprecated in Go but it is what keypwd
 		// unlocks on the module.
 		if x509.IsEncryptedPEMBlock(blk) {

@@ -16,6 +16,7 @@ type modemState struct {
 	rtcTZ                 int                 // quarter hours east of UTC
 	simBusy               bool
 	netLost               bool // an environment condition: survives reboot
+	netDenied             bool // with netLost: the network refuses registration
 	ssl                   [10]sslContext
 	cchReport             int
 	cchRecvMode           int
@@ -70,12 +71,14 @@ func (m *Modem) powerOnState() modemState {
 func (m *Modem) registered() bool { return !m.st.simBusy && !m.st.netLost }
 
 // regStat is the <stat> of +CREG/+CGREG/+CEREG: 1 registered (home), 2 not
-// registered but searching (network lost), 0 not registered and not
-// searching (SIM not ready yet).
+// registered but searching (network lost), 3 registration denied, 0 not
+// registered and not searching (SIM not ready yet).
 func (m *Modem) regStat() int {
 	switch {
 	case m.st.simBusy:
 		return 0
+	case m.st.netLost && m.st.netDenied:
+		return 3
 	case m.st.netLost:
 		return 2
 	default:
@@ -196,6 +199,7 @@ func (m *Modem) networkLoss(d time.Duration) {
 // networkRestore gives the network back.
 func (m *Modem) networkRestore() {
 	m.netEpoch++
+	m.st.netDenied = false
 	m.setRegistration(m.st.simBusy, false)
 }
 
@@ -240,9 +244,9 @@ func (m *Modem) reboot() {
 	m.pending = nil
 	m.dropNext, m.delayNext = false, 0
 	m.mode = modeOff
-	pdp, netLost := m.st.pdp, m.st.netLost
+	pdp, netLost, netDenied := m.st.pdp, m.st.netLost, m.st.netDenied
 	m.st = m.powerOnState()
-	m.st.pdp, m.st.netLost = pdp, netLost
+	m.st.pdp, m.st.netLost, m.st.netDenied = pdp, netLost, netDenied
 	if m.q != nil {
 		m.q.reboot()
 	}

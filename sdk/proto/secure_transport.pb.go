@@ -1153,6 +1153,235 @@ func (x *PingResponse) GetProtocolVersion() int32 {
 	return 0
 }
 
+type StatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatusRequest) Reset() {
+	*x = StatusRequest{}
+	mi := &file_sdk_proto_secure_transport_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatusRequest) ProtoMessage() {}
+
+func (x *StatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sdk_proto_secure_transport_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
+func (*StatusRequest) Descriptor() ([]byte, []int) {
+	return file_sdk_proto_secure_transport_proto_rawDescGZIP(), []int{16}
+}
+
+type StatusResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Status        *ModemStatus           `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatusResponse) Reset() {
+	*x = StatusResponse{}
+	mi := &file_sdk_proto_secure_transport_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatusResponse) ProtoMessage() {}
+
+func (x *StatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sdk_proto_secure_transport_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
+func (*StatusResponse) Descriptor() ([]byte, []int) {
+	return file_sdk_proto_secure_transport_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *StatusResponse) GetStatus() *ModemStatus {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
+// ModemStatus mirrors sdk.ModemStatus.
+type ModemStatus struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	PortOpen      bool                   `protobuf:"varint,1,opt,name=port_open,json=portOpen,proto3" json:"port_open,omitempty"`
+	Sim           string                 `protobuf:"bytes,2,opt,name=sim,proto3" json:"sim,omitempty"`
+	Registration  string                 `protobuf:"bytes,3,opt,name=registration,proto3" json:"registration,omitempty"`
+	Creg          string                 `protobuf:"bytes,4,opt,name=creg,proto3" json:"creg,omitempty"`
+	Cgreg         string                 `protobuf:"bytes,5,opt,name=cgreg,proto3" json:"cgreg,omitempty"`
+	Cereg         string                 `protobuf:"bytes,6,opt,name=cereg,proto3" json:"cereg,omitempty"`
+	SignalRssi    int32                  `protobuf:"varint,7,opt,name=signal_rssi,json=signalRssi,proto3" json:"signal_rssi,omitempty"`
+	SignalBer     int32                  `protobuf:"varint,8,opt,name=signal_ber,json=signalBer,proto3" json:"signal_ber,omitempty"`
+	Operator      string                 `protobuf:"bytes,9,opt,name=operator,proto3" json:"operator,omitempty"`
+	PdpActive     bool                   `protobuf:"varint,10,opt,name=pdp_active,json=pdpActive,proto3" json:"pdp_active,omitempty"`
+	HasPdp        bool                   `protobuf:"varint,11,opt,name=has_pdp,json=hasPdp,proto3" json:"has_pdp,omitempty"`
+	SerialTxBytes uint64                 `protobuf:"varint,12,opt,name=serial_tx_bytes,json=serialTxBytes,proto3" json:"serial_tx_bytes,omitempty"`
+	SerialRxBytes uint64                 `protobuf:"varint,13,opt,name=serial_rx_bytes,json=serialRxBytes,proto3" json:"serial_rx_bytes,omitempty"`
+	TimeUnixNanos int64                  `protobuf:"varint,14,opt,name=time_unix_nanos,json=timeUnixNanos,proto3" json:"time_unix_nanos,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ModemStatus) Reset() {
+	*x = ModemStatus{}
+	mi := &file_sdk_proto_secure_transport_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModemStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModemStatus) ProtoMessage() {}
+
+func (x *ModemStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_sdk_proto_secure_transport_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModemStatus.ProtoReflect.Descriptor instead.
+func (*ModemStatus) Descriptor() ([]byte, []int) {
+	return file_sdk_proto_secure_transport_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ModemStatus) GetPortOpen() bool {
+	if x != nil {
+		return x.PortOpen
+	}
+	return false
+}
+
+func (x *ModemStatus) GetSim() string {
+	if x != nil {
+		return x.Sim
+	}
+	return ""
+}
+
+func (x *ModemStatus) GetRegistration() string {
+	if x != nil {
+		return x.Registration
+	}
+	return ""
+}
+
+func (x *ModemStatus) GetCreg() string {
+	if x != nil {
+		return x.Creg
+	}
+	return ""
+}
+
+func (x *ModemStatus) GetCgreg() string {
+	if x != nil {
+		return x.Cgreg
+	}
+	return ""
+}
+
+func (x *ModemStatus) GetCereg() string {
+	if x != nil {
+		return x.Cereg
+	}
+	return ""
+}
+
+func (x *ModemStatus) GetSignalRssi() int32 {
+	if x != nil {
+		return x.SignalRssi
+	}
+	return 0
+}
+
+func (x *ModemStatus) GetSignalBer() int32 {
+	if x != nil {
+		return x.SignalBer
+	}
+	return 0
+}
+
+func (x *ModemStatus) GetOperator() string {
+	if x != nil {
+		return x.Operator
+	}
+	return ""
+}
+
+func (x *ModemStatus) GetPdpActive() bool {
+	if x != nil {
+		return x.PdpActive
+	}
+	return false
+}
+
+func (x *ModemStatus) GetHasPdp() bool {
+	if x != nil {
+		return x.HasPdp
+	}
+	return false
+}
+
+func (x *ModemStatus) GetSerialTxBytes() uint64 {
+	if x != nil {
+		return x.SerialTxBytes
+	}
+	return 0
+}
+
+func (x *ModemStatus) GetSerialRxBytes() uint64 {
+	if x != nil {
+		return x.SerialRxBytes
+	}
+	return 0
+}
+
+func (x *ModemStatus) GetTimeUnixNanos() int64 {
+	if x != nil {
+		return x.TimeUnixNanos
+	}
+	return 0
+}
+
 type DialRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Host          string                 `protobuf:"bytes,1,opt,name=host,proto3" json:"host,omitempty"`
@@ -1167,7 +1396,7 @@ type DialRequest struct {
 
 func (x *DialRequest) Reset() {
 	*x = DialRequest{}
-	mi := &file_sdk_proto_secure_transport_proto_msgTypes[16]
+	mi := &file_sdk_proto_secure_transport_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1179,7 +1408,7 @@ func (x *DialRequest) String() string {
 func (*DialRequest) ProtoMessage() {}
 
 func (x *DialRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_secure_transport_proto_msgTypes[16]
+	mi := &file_sdk_proto_secure_transport_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1192,7 +1421,7 @@ func (x *DialRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DialRequest.ProtoReflect.Descriptor instead.
 func (*DialRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_secure_transport_proto_rawDescGZIP(), []int{16}
+	return file_sdk_proto_secure_transport_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *DialRequest) GetHost() string {
@@ -1247,7 +1476,7 @@ type CloseRequest struct {
 
 func (x *CloseRequest) Reset() {
 	*x = CloseRequest{}
-	mi := &file_sdk_proto_secure_transport_proto_msgTypes[17]
+	mi := &file_sdk_proto_secure_transport_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1259,7 +1488,7 @@ func (x *CloseRequest) String() string {
 func (*CloseRequest) ProtoMessage() {}
 
 func (x *CloseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_secure_transport_proto_msgTypes[17]
+	mi := &file_sdk_proto_secure_transport_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1272,7 +1501,7 @@ func (x *CloseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseRequest.ProtoReflect.Descriptor instead.
 func (*CloseRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_secure_transport_proto_rawDescGZIP(), []int{17}
+	return file_sdk_proto_secure_transport_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CloseRequest) GetTimeoutNanos() int64 {
@@ -1296,7 +1525,7 @@ type ClientFrame struct {
 
 func (x *ClientFrame) Reset() {
 	*x = ClientFrame{}
-	mi := &file_sdk_proto_secure_transport_proto_msgTypes[18]
+	mi := &file_sdk_proto_secure_transport_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1308,7 +1537,7 @@ func (x *ClientFrame) String() string {
 func (*ClientFrame) ProtoMessage() {}
 
 func (x *ClientFrame) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_secure_transport_proto_msgTypes[18]
+	mi := &file_sdk_proto_secure_transport_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1321,7 +1550,7 @@ func (x *ClientFrame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClientFrame.ProtoReflect.Descriptor instead.
 func (*ClientFrame) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_secure_transport_proto_rawDescGZIP(), []int{18}
+	return file_sdk_proto_secure_transport_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ClientFrame) GetKind() isClientFrame_Kind {
@@ -1395,7 +1624,7 @@ type SessionEvent struct {
 
 func (x *SessionEvent) Reset() {
 	*x = SessionEvent{}
-	mi := &file_sdk_proto_secure_transport_proto_msgTypes[19]
+	mi := &file_sdk_proto_secure_transport_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1407,7 +1636,7 @@ func (x *SessionEvent) String() string {
 func (*SessionEvent) ProtoMessage() {}
 
 func (x *SessionEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_secure_transport_proto_msgTypes[19]
+	mi := &file_sdk_proto_secure_transport_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1420,7 +1649,7 @@ func (x *SessionEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionEvent.ProtoReflect.Descriptor instead.
 func (*SessionEvent) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_secure_transport_proto_rawDescGZIP(), []int{19}
+	return file_sdk_proto_secure_transport_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SessionEvent) GetKind() EventKind {
@@ -1453,7 +1682,7 @@ type Dialed struct {
 
 func (x *Dialed) Reset() {
 	*x = Dialed{}
-	mi := &file_sdk_proto_secure_transport_proto_msgTypes[20]
+	mi := &file_sdk_proto_secure_transport_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1465,7 +1694,7 @@ func (x *Dialed) String() string {
 func (*Dialed) ProtoMessage() {}
 
 func (x *Dialed) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_secure_transport_proto_msgTypes[20]
+	mi := &file_sdk_proto_secure_transport_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1478,7 +1707,7 @@ func (x *Dialed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Dialed.ProtoReflect.Descriptor instead.
 func (*Dialed) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_secure_transport_proto_rawDescGZIP(), []int{20}
+	return file_sdk_proto_secure_transport_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Dialed) GetSessionId() int32 {
@@ -1498,7 +1727,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_sdk_proto_secure_transport_proto_msgTypes[21]
+	mi := &file_sdk_proto_secure_transport_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1510,7 +1739,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_secure_transport_proto_msgTypes[21]
+	mi := &file_sdk_proto_secure_transport_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1523,7 +1752,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_secure_transport_proto_rawDescGZIP(), []int{21}
+	return file_sdk_proto_secure_transport_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Ack) GetBytes() uint64 {
@@ -1544,7 +1773,7 @@ type RecvEnd struct {
 
 func (x *RecvEnd) Reset() {
 	*x = RecvEnd{}
-	mi := &file_sdk_proto_secure_transport_proto_msgTypes[22]
+	mi := &file_sdk_proto_secure_transport_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1556,7 +1785,7 @@ func (x *RecvEnd) String() string {
 func (*RecvEnd) ProtoMessage() {}
 
 func (x *RecvEnd) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_secure_transport_proto_msgTypes[22]
+	mi := &file_sdk_proto_secure_transport_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1569,7 +1798,7 @@ func (x *RecvEnd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecvEnd.ProtoReflect.Descriptor instead.
 func (*RecvEnd) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_secure_transport_proto_rawDescGZIP(), []int{22}
+	return file_sdk_proto_secure_transport_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RecvEnd) GetError() *ErrorDetail {
@@ -1589,7 +1818,7 @@ type Closed struct {
 
 func (x *Closed) Reset() {
 	*x = Closed{}
-	mi := &file_sdk_proto_secure_transport_proto_msgTypes[23]
+	mi := &file_sdk_proto_secure_transport_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1601,7 +1830,7 @@ func (x *Closed) String() string {
 func (*Closed) ProtoMessage() {}
 
 func (x *Closed) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_secure_transport_proto_msgTypes[23]
+	mi := &file_sdk_proto_secure_transport_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1614,7 +1843,7 @@ func (x *Closed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Closed.ProtoReflect.Descriptor instead.
 func (*Closed) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_secure_transport_proto_rawDescGZIP(), []int{23}
+	return file_sdk_proto_secure_transport_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Closed) GetError() *ErrorDetail {
@@ -1642,7 +1871,7 @@ type ServerFrame struct {
 
 func (x *ServerFrame) Reset() {
 	*x = ServerFrame{}
-	mi := &file_sdk_proto_secure_transport_proto_msgTypes[24]
+	mi := &file_sdk_proto_secure_transport_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1654,7 +1883,7 @@ func (x *ServerFrame) String() string {
 func (*ServerFrame) ProtoMessage() {}
 
 func (x *ServerFrame) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_secure_transport_proto_msgTypes[24]
+	mi := &file_sdk_proto_secure_transport_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1667,7 +1896,7 @@ func (x *ServerFrame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerFrame.ProtoReflect.Descriptor instead.
 func (*ServerFrame) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_secure_transport_proto_rawDescGZIP(), []int{24}
+	return file_sdk_proto_secure_transport_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ServerFrame) GetKind() isServerFrame_Kind {
@@ -1819,7 +2048,7 @@ type ErrorDetail struct {
 
 func (x *ErrorDetail) Reset() {
 	*x = ErrorDetail{}
-	mi := &file_sdk_proto_secure_transport_proto_msgTypes[25]
+	mi := &file_sdk_proto_secure_transport_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1831,7 +2060,7 @@ func (x *ErrorDetail) String() string {
 func (*ErrorDetail) ProtoMessage() {}
 
 func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_secure_transport_proto_msgTypes[25]
+	mi := &file_sdk_proto_secure_transport_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1844,7 +2073,7 @@ func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorDetail.ProtoReflect.Descriptor instead.
 func (*ErrorDetail) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_secure_transport_proto_rawDescGZIP(), []int{25}
+	return file_sdk_proto_secure_transport_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ErrorDetail) GetKind() ErrorKind {
@@ -2023,7 +2252,29 @@ const file_sdk_proto_secure_transport_proto_rawDesc = "" +
 	"\fStopResponse\"\r\n" +
 	"\vPingRequest\"9\n" +
 	"\fPingResponse\x12)\n" +
-	"\x10protocol_version\x18\x01 \x01(\x05R\x0fprotocolVersion\"\xc7\x01\n" +
+	"\x10protocol_version\x18\x01 \x01(\x05R\x0fprotocolVersion\"\x0f\n" +
+	"\rStatusRequest\"I\n" +
+	"\x0eStatusResponse\x127\n" +
+	"\x06status\x18\x01 \x01(\v2\x1f.cellgate.plugin.v1.ModemStatusR\x06status\"\xac\x03\n" +
+	"\vModemStatus\x12\x1b\n" +
+	"\tport_open\x18\x01 \x01(\bR\bportOpen\x12\x10\n" +
+	"\x03sim\x18\x02 \x01(\tR\x03sim\x12\"\n" +
+	"\fregistration\x18\x03 \x01(\tR\fregistration\x12\x12\n" +
+	"\x04creg\x18\x04 \x01(\tR\x04creg\x12\x14\n" +
+	"\x05cgreg\x18\x05 \x01(\tR\x05cgreg\x12\x14\n" +
+	"\x05cereg\x18\x06 \x01(\tR\x05cereg\x12\x1f\n" +
+	"\vsignal_rssi\x18\a \x01(\x05R\n" +
+	"signalRssi\x12\x1d\n" +
+	"\n" +
+	"signal_ber\x18\b \x01(\x05R\tsignalBer\x12\x1a\n" +
+	"\boperator\x18\t \x01(\tR\boperator\x12\x1d\n" +
+	"\n" +
+	"pdp_active\x18\n" +
+	" \x01(\bR\tpdpActive\x12\x17\n" +
+	"\ahas_pdp\x18\v \x01(\bR\x06hasPdp\x12&\n" +
+	"\x0fserial_tx_bytes\x18\f \x01(\x04R\rserialTxBytes\x12&\n" +
+	"\x0fserial_rx_bytes\x18\r \x01(\x04R\rserialRxBytes\x12&\n" +
+	"\x0ftime_unix_nanos\x18\x0e \x01(\x03R\rtimeUnixNanos\"\xc7\x01\n" +
 	"\vDialRequest\x12\x12\n" +
 	"\x04host\x18\x01 \x01(\tR\x04host\x12\x12\n" +
 	"\x04port\x18\x02 \x01(\x05R\x04port\x12\x18\n" +
@@ -2115,7 +2366,7 @@ const file_sdk_proto_secure_transport_proto_rawDesc = "" +
 	"\x14NET_KIND_SEND_FAILED\x10\t\x12\x12\n" +
 	"\x0eNET_KIND_STATE\x10\n" +
 	"\x12\x14\n" +
-	"\x10NET_KIND_INVALID\x10\v2\xd4\x04\n" +
+	"\x10NET_KIND_INVALID\x10\v2\xa5\x05\n" +
 	"\x0fSecureTransport\x12I\n" +
 	"\x04Open\x12\x1f.cellgate.plugin.v1.OpenRequest\x1a .cellgate.plugin.v1.OpenResponse\x12X\n" +
 	"\tProvision\x12$.cellgate.plugin.v1.ProvisionRequest\x1a%.cellgate.plugin.v1.ProvisionResponse\x12X\n" +
@@ -2124,6 +2375,7 @@ const file_sdk_proto_secure_transport_proto_rawDesc = "" +
 	"DeleteCert\x12%.cellgate.plugin.v1.DeleteCertRequest\x1a&.cellgate.plugin.v1.DeleteCertResponse\x12I\n" +
 	"\x04Stop\x12\x1f.cellgate.plugin.v1.StopRequest\x1a .cellgate.plugin.v1.StopResponse\x12I\n" +
 	"\x04Ping\x12\x1f.cellgate.plugin.v1.PingRequest\x1a .cellgate.plugin.v1.PingResponse\x12O\n" +
+	"\x06Status\x12!.cellgate.plugin.v1.StatusRequest\x1a\".cellgate.plugin.v1.StatusResponse\x12O\n" +
 	"\aSession\x12\x1f.cellgate.plugin.v1.ClientFrame\x1a\x1f.cellgate.plugin.v1.ServerFrame(\x010\x01B.Z,github.com/cellgate/cellgate/sdk/proto;protob\x06proto3"
 
 var (
@@ -2139,7 +2391,7 @@ func file_sdk_proto_secure_transport_proto_rawDescGZIP() []byte {
 }
 
 var file_sdk_proto_secure_transport_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_sdk_proto_secure_transport_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_sdk_proto_secure_transport_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_sdk_proto_secure_transport_proto_goTypes = []any{
 	(DialMode)(0),              // 0: cellgate.plugin.v1.DialMode
 	(EventKind)(0),             // 1: cellgate.plugin.v1.EventKind
@@ -2161,57 +2413,63 @@ var file_sdk_proto_secure_transport_proto_goTypes = []any{
 	(*StopResponse)(nil),       // 17: cellgate.plugin.v1.StopResponse
 	(*PingRequest)(nil),        // 18: cellgate.plugin.v1.PingRequest
 	(*PingResponse)(nil),       // 19: cellgate.plugin.v1.PingResponse
-	(*DialRequest)(nil),        // 20: cellgate.plugin.v1.DialRequest
-	(*CloseRequest)(nil),       // 21: cellgate.plugin.v1.CloseRequest
-	(*ClientFrame)(nil),        // 22: cellgate.plugin.v1.ClientFrame
-	(*SessionEvent)(nil),       // 23: cellgate.plugin.v1.SessionEvent
-	(*Dialed)(nil),             // 24: cellgate.plugin.v1.Dialed
-	(*Ack)(nil),                // 25: cellgate.plugin.v1.Ack
-	(*RecvEnd)(nil),            // 26: cellgate.plugin.v1.RecvEnd
-	(*Closed)(nil),             // 27: cellgate.plugin.v1.Closed
-	(*ServerFrame)(nil),        // 28: cellgate.plugin.v1.ServerFrame
-	(*ErrorDetail)(nil),        // 29: cellgate.plugin.v1.ErrorDetail
-	nil,                        // 30: cellgate.plugin.v1.ModemConfig.OptionsEntry
+	(*StatusRequest)(nil),      // 20: cellgate.plugin.v1.StatusRequest
+	(*StatusResponse)(nil),     // 21: cellgate.plugin.v1.StatusResponse
+	(*ModemStatus)(nil),        // 22: cellgate.plugin.v1.ModemStatus
+	(*DialRequest)(nil),        // 23: cellgate.plugin.v1.DialRequest
+	(*CloseRequest)(nil),       // 24: cellgate.plugin.v1.CloseRequest
+	(*ClientFrame)(nil),        // 25: cellgate.plugin.v1.ClientFrame
+	(*SessionEvent)(nil),       // 26: cellgate.plugin.v1.SessionEvent
+	(*Dialed)(nil),             // 27: cellgate.plugin.v1.Dialed
+	(*Ack)(nil),                // 28: cellgate.plugin.v1.Ack
+	(*RecvEnd)(nil),            // 29: cellgate.plugin.v1.RecvEnd
+	(*Closed)(nil),             // 30: cellgate.plugin.v1.Closed
+	(*ServerFrame)(nil),        // 31: cellgate.plugin.v1.ServerFrame
+	(*ErrorDetail)(nil),        // 32: cellgate.plugin.v1.ErrorDetail
+	nil,                        // 33: cellgate.plugin.v1.ModemConfig.OptionsEntry
 }
 var file_sdk_proto_secure_transport_proto_depIdxs = []int32{
-	30, // 0: cellgate.plugin.v1.ModemConfig.options:type_name -> cellgate.plugin.v1.ModemConfig.OptionsEntry
+	33, // 0: cellgate.plugin.v1.ModemConfig.options:type_name -> cellgate.plugin.v1.ModemConfig.OptionsEntry
 	4,  // 1: cellgate.plugin.v1.OpenRequest.config:type_name -> cellgate.plugin.v1.ModemConfig
 	5,  // 2: cellgate.plugin.v1.OpenResponse.info:type_name -> cellgate.plugin.v1.ModemInfo
 	6,  // 3: cellgate.plugin.v1.ProvisionRequest.bundle:type_name -> cellgate.plugin.v1.Bundle
 	7,  // 4: cellgate.plugin.v1.ProvisionResponse.report:type_name -> cellgate.plugin.v1.ProvisionReport
-	0,  // 5: cellgate.plugin.v1.DialRequest.mode:type_name -> cellgate.plugin.v1.DialMode
-	20, // 6: cellgate.plugin.v1.ClientFrame.dial:type_name -> cellgate.plugin.v1.DialRequest
-	21, // 7: cellgate.plugin.v1.ClientFrame.close:type_name -> cellgate.plugin.v1.CloseRequest
-	1,  // 8: cellgate.plugin.v1.SessionEvent.kind:type_name -> cellgate.plugin.v1.EventKind
-	29, // 9: cellgate.plugin.v1.RecvEnd.error:type_name -> cellgate.plugin.v1.ErrorDetail
-	29, // 10: cellgate.plugin.v1.Closed.error:type_name -> cellgate.plugin.v1.ErrorDetail
-	24, // 11: cellgate.plugin.v1.ServerFrame.dialed:type_name -> cellgate.plugin.v1.Dialed
-	25, // 12: cellgate.plugin.v1.ServerFrame.ack:type_name -> cellgate.plugin.v1.Ack
-	23, // 13: cellgate.plugin.v1.ServerFrame.event:type_name -> cellgate.plugin.v1.SessionEvent
-	29, // 14: cellgate.plugin.v1.ServerFrame.send_failed:type_name -> cellgate.plugin.v1.ErrorDetail
-	26, // 15: cellgate.plugin.v1.ServerFrame.recv_end:type_name -> cellgate.plugin.v1.RecvEnd
-	27, // 16: cellgate.plugin.v1.ServerFrame.closed:type_name -> cellgate.plugin.v1.Closed
-	2,  // 17: cellgate.plugin.v1.ErrorDetail.kind:type_name -> cellgate.plugin.v1.ErrorKind
-	3,  // 18: cellgate.plugin.v1.ErrorDetail.net_kind:type_name -> cellgate.plugin.v1.NetKind
-	8,  // 19: cellgate.plugin.v1.SecureTransport.Open:input_type -> cellgate.plugin.v1.OpenRequest
-	10, // 20: cellgate.plugin.v1.SecureTransport.Provision:input_type -> cellgate.plugin.v1.ProvisionRequest
-	12, // 21: cellgate.plugin.v1.SecureTransport.ListCerts:input_type -> cellgate.plugin.v1.ListCertsRequest
-	14, // 22: cellgate.plugin.v1.SecureTransport.DeleteCert:input_type -> cellgate.plugin.v1.DeleteCertRequest
-	16, // 23: cellgate.plugin.v1.SecureTransport.Stop:input_type -> cellgate.plugin.v1.StopRequest
-	18, // 24: cellgate.plugin.v1.SecureTransport.Ping:input_type -> cellgate.plugin.v1.PingRequest
-	22, // 25: cellgate.plugin.v1.SecureTransport.Session:input_type -> cellgate.plugin.v1.ClientFrame
-	9,  // 26: cellgate.plugin.v1.SecureTransport.Open:output_type -> cellgate.plugin.v1.OpenResponse
-	11, // 27: cellgate.plugin.v1.SecureTransport.Provision:output_type -> cellgate.plugin.v1.ProvisionResponse
-	13, // 28: cellgate.plugin.v1.SecureTransport.ListCerts:output_type -> cellgate.plugin.v1.ListCertsResponse
-	15, // 29: cellgate.plugin.v1.SecureTransport.DeleteCert:output_type -> cellgate.plugin.v1.DeleteCertResponse
-	17, // 30: cellgate.plugin.v1.SecureTransport.Stop:output_type -> cellgate.plugin.v1.StopResponse
-	19, // 31: cellgate.plugin.v1.SecureTransport.Ping:output_type -> cellgate.plugin.v1.PingResponse
-	28, // 32: cellgate.plugin.v1.SecureTransport.Session:output_type -> cellgate.plugin.v1.ServerFrame
-	26, // [26:33] is the sub-list for method output_type
-	19, // [19:26] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	22, // 5: cellgate.plugin.v1.StatusResponse.status:type_name -> cellgate.plugin.v1.ModemStatus
+	0,  // 6: cellgate.plugin.v1.DialRequest.mode:type_name -> cellgate.plugin.v1.DialMode
+	23, // 7: cellgate.plugin.v1.ClientFrame.dial:type_name -> cellgate.plugin.v1.DialRequest
+	24, // 8: cellgate.plugin.v1.ClientFrame.close:type_name -> cellgate.plugin.v1.CloseRequest
+	1,  // 9: cellgate.plugin.v1.SessionEvent.kind:type_name -> cellgate.plugin.v1.EventKind
+	32, // 10: cellgate.plugin.v1.RecvEnd.error:type_name -> cellgate.plugin.v1.ErrorDetail
+	32, // 11: cellgate.plugin.v1.Closed.error:type_name -> cellgate.plugin.v1.ErrorDetail
+	27, // 12: cellgate.plugin.v1.ServerFrame.dialed:type_name -> cellgate.plugin.v1.Dialed
+	28, // 13: cellgate.plugin.v1.ServerFrame.ack:type_name -> cellgate.plugin.v1.Ack
+	26, // 14: cellgate.plugin.v1.ServerFrame.event:type_name -> cellgate.plugin.v1.SessionEvent
+	32, // 15: cellgate.plugin.v1.ServerFrame.send_failed:type_name -> cellgate.plugin.v1.ErrorDetail
+	29, // 16: cellgate.plugin.v1.ServerFrame.recv_end:type_name -> cellgate.plugin.v1.RecvEnd
+	30, // 17: cellgate.plugin.v1.ServerFrame.closed:type_name -> cellgate.plugin.v1.Closed
+	2,  // 18: cellgate.plugin.v1.ErrorDetail.kind:type_name -> cellgate.plugin.v1.ErrorKind
+	3,  // 19: cellgate.plugin.v1.ErrorDetail.net_kind:type_name -> cellgate.plugin.v1.NetKind
+	8,  // 20: cellgate.plugin.v1.SecureTransport.Open:input_type -> cellgate.plugin.v1.OpenRequest
+	10, // 21: cellgate.plugin.v1.SecureTransport.Provision:input_type -> cellgate.plugin.v1.ProvisionRequest
+	12, // 22: cellgate.plugin.v1.SecureTransport.ListCerts:input_type -> cellgate.plugin.v1.ListCertsRequest
+	14, // 23: cellgate.plugin.v1.SecureTransport.DeleteCert:input_type -> cellgate.plugin.v1.DeleteCertRequest
+	16, // 24: cellgate.plugin.v1.SecureTransport.Stop:input_type -> cellgate.plugin.v1.StopRequest
+	18, // 25: cellgate.plugin.v1.SecureTransport.Ping:input_type -> cellgate.plugin.v1.PingRequest
+	20, // 26: cellgate.plugin.v1.SecureTransport.Status:input_type -> cellgate.plugin.v1.StatusRequest
+	25, // 27: cellgate.plugin.v1.SecureTransport.Session:input_type -> cellgate.plugin.v1.ClientFrame
+	9,  // 28: cellgate.plugin.v1.SecureTransport.Open:output_type -> cellgate.plugin.v1.OpenResponse
+	11, // 29: cellgate.plugin.v1.SecureTransport.Provision:output_type -> cellgate.plugin.v1.ProvisionResponse
+	13, // 30: cellgate.plugin.v1.SecureTransport.ListCerts:output_type -> cellgate.plugin.v1.ListCertsResponse
+	15, // 31: cellgate.plugin.v1.SecureTransport.DeleteCert:output_type -> cellgate.plugin.v1.DeleteCertResponse
+	17, // 32: cellgate.plugin.v1.SecureTransport.Stop:output_type -> cellgate.plugin.v1.StopResponse
+	19, // 33: cellgate.plugin.v1.SecureTransport.Ping:output_type -> cellgate.plugin.v1.PingResponse
+	21, // 34: cellgate.plugin.v1.SecureTransport.Status:output_type -> cellgate.plugin.v1.StatusResponse
+	31, // 35: cellgate.plugin.v1.SecureTransport.Session:output_type -> cellgate.plugin.v1.ServerFrame
+	28, // [28:36] is the sub-list for method output_type
+	20, // [20:28] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_sdk_proto_secure_transport_proto_init() }
@@ -2219,12 +2477,12 @@ func file_sdk_proto_secure_transport_proto_init() {
 	if File_sdk_proto_secure_transport_proto != nil {
 		return
 	}
-	file_sdk_proto_secure_transport_proto_msgTypes[18].OneofWrappers = []any{
+	file_sdk_proto_secure_transport_proto_msgTypes[21].OneofWrappers = []any{
 		(*ClientFrame_Dial)(nil),
 		(*ClientFrame_Data)(nil),
 		(*ClientFrame_Close)(nil),
 	}
-	file_sdk_proto_secure_transport_proto_msgTypes[24].OneofWrappers = []any{
+	file_sdk_proto_secure_transport_proto_msgTypes[27].OneofWrappers = []any{
 		(*ServerFrame_Dialed)(nil),
 		(*ServerFrame_Ack)(nil),
 		(*ServerFrame_Data)(nil),
@@ -2239,7 +2497,7 @@ func file_sdk_proto_secure_transport_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sdk_proto_secure_transport_proto_rawDesc), len(file_sdk_proto_secure_transport_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   27,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -41,6 +41,7 @@ const (
 	SecureTransport_DeleteCert_FullMethodName = "/cellgate.plugin.v1.SecureTransport/DeleteCert"
 	SecureTransport_Stop_FullMethodName       = "/cellgate.plugin.v1.SecureTransport/Stop"
 	SecureTransport_Ping_FullMethodName       = "/cellgate.plugin.v1.SecureTransport/Ping"
+	SecureTransport_Status_FullMethodName     = "/cellgate.plugin.v1.SecureTransport/Status"
 	SecureTransport_Session_FullMethodName    = "/cellgate.plugin.v1.SecureTransport/Session"
 )
 
@@ -60,6 +61,12 @@ type SecureTransportClient interface {
 	// driver, so it proves the process serves requests without touching the
 	// serial port.
 	Ping(ctx context.Context, in *PingRequest, opts ...grpc.CallOption) (*PingResponse, error)
+	// Status reports the modem's state now (contract 1.1): SIM, registration,
+	// signal, operator, packet data context and serial byte counters. It is
+	// optional: a plugin whose driver does not implement sdk.StatusReporter
+	// answers UNIMPLEMENTED, and a host never calls it on a plugin that
+	// negotiated contract 1.0. It must not disturb open sessions.
+	Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusResponse, error)
 	// Session carries one modem session. The first ClientFrame must be `dial`;
 	// the server answers `dialed` or ends the RPC with an error status. Then
 	// `data` flows both ways under credit flow control (see ClientFrame.data),
@@ -135,6 +142,16 @@ func (c *secureTransportClient) Ping(ctx context.Context, in *PingRequest, opts 
 	return out, nil
 }
 
+func (c *secureTransportClient) Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(StatusResponse)
+	err := c.cc.Invoke(ctx, SecureTransport_Status_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *secureTransportClient) Session(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ClientFrame, ServerFrame], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &SecureTransport_ServiceDesc.Streams[0], SecureTransport_Session_FullMethodName, cOpts...)
@@ -164,6 +181,12 @@ type SecureTransportServer interface {
 	// driver, so it proves the process serves requests without touching the
 	// serial port.
 	Ping(context.Context, *PingRequest) (*PingResponse, error)
+	// Status reports the modem's state now (contract 1.1): SIM, registration,
+	// signal, operator, packet data context and serial byte counters. It is
+	// optional: a plugin whose driver does not implement sdk.StatusReporter
+	// answers UNIMPLEMENTED, and a host never calls it on a plugin that
+	// negotiated contract 1.0. It must not disturb open sessions.
+	Status(context.Context, *StatusRequest) (*StatusResponse, error)
 	// Session carries one modem session. The first ClientFrame must be `dial`;
 	// the server answers `dialed` or ends the RPC with an error status. Then
 	// `data` flows both ways under credit flow control (see ClientFrame.data),
@@ -196,6 +219,9 @@ func (UnimplementedSecureTransportServer) Stop(context.Context, *StopRequest) (*
 }
 func (UnimplementedSecureTransportServer) Ping(context.Context, *PingRequest) (*PingResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Ping not implemented")
+}
+func (UnimplementedSecureTransportServer) Status(context.Context, *StatusRequest) (*StatusResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Status not implemented")
 }
 func (UnimplementedSecureTransportServer) Session(grpc.BidiStreamingServer[ClientFrame, ServerFrame]) error {
 	return status.Error(codes.Unimplemented, "method Session not implemented")
@@ -329,6 +355,24 @@ func _SecureTransport_Ping_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SecureTransport_Status_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SecureTransportServer).Status(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SecureTransport_Status_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SecureTransportServer).Status(ctx, req.(*StatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _SecureTransport_Session_Handler(srv interface{}, stream grpc.ServerStream) error {
 	return srv.(SecureTransportServer).Session(&grpc.GenericServerStream[ClientFrame, ServerFrame]{ServerStream: stream})
 }
@@ -366,6 +410,10 @@ var SecureTransport_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Ping",
 			Handler:    _SecureTransport_Ping_Handler,
+		},
+		{
+			MethodName: "Status",
+			Handler:    _SecureTransport_Status_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -36,6 +36,7 @@ type Transport struct {
 	mu       sync.Mutex
 	opened   bool
 	local    net.Addr // source address from ModemConfig.Port; nil: the kernel picks
+	port     string   // ModemConfig.Port, for Status
 	store    store
 	sessions map[int]*session
 }
@@ -82,7 +83,7 @@ func (t *Transport) Open(ctx context.Context, cfg sdk.ModemConfig) (sdk.ModemInf
 		info.Operator = strings.Join(ifaces, ", ")
 	}
 	t.mu.Lock()
-	t.opened, t.local = true, local
+	t.opened, t.local, t.port = true, local, cfg.Port
 	t.mu.Unlock()
 	source := "routing table"
 	if local != nil {
