@@ -76,10 +76,26 @@ example-bg96-test:
 	cd examples/quectel-bg96 && $(GO) vet ./... && $(GO) test -race -count=1 -timeout 10m ./...
 
 # bench runs every benchmark once and prints each figure as a ratio to the
-# baseline measured in the same run (scripts/bench-ratios.awk).
-bench:
-	@mkdir -p $(BIN); set -o pipefail; $(GO) test -run '^$$' -bench . -benchmem -count 1 $(PKGS) | tee $(BIN)/bench.txt
+# baseline measured in the same run (scripts/bench-ratios.awk), then writes
+# bench/results.json and the README's performance table from bin/bench.txt
+# (cmd/benchreport). The air-bytes benchmark runs the real mosquitto_pub,
+# which deps installs.
+bench: deps
+	@mkdir -p $(BIN); set -o pipefail; $(GO) test -run '^$$' -bench . -benchmem -count 1 -timeout 30m $(PKGS) | tee $(BIN)/bench.txt
 	@awk -f scripts/bench-ratios.awk $(BIN)/bench.txt
+	$(GO) run ./cmd/benchreport -in $(BIN)/bench.txt -out bench/results.json -readme README.md
+
+# fleet runs FLEET agents (default 10; FLEET_STEPS=10,25,50 runs each size
+# in turn), each with its own modemsim and plugin, at 1 reading/s against
+# one mosquitto for FLEET_DURATION, and prints per-agent CPU% and RSS and
+# the broker's messages/s (cmd/cellgate-fleet); figures in bench/fleet.json.
+FLEET          ?= 10
+FLEET_STEPS    ?=
+FLEET_DURATION ?= 60s
+.PHONY: fleet
+fleet: deps build
+	$(GO) build -o $(BIN)/cellgate-fleet ./cmd/cellgate-fleet
+	$(BIN)/cellgate-fleet -bin $(BIN) -n $(FLEET) -steps "$(FLEET_STEPS)" -duration $(FLEET_DURATION) -out bench/fleet.json
 
 # soak runs the chaos soak (agent/soak_test.go) for SOAK (default 2m):
 # readings through HTTP and UDP while faults hit the modem, the plugin, the

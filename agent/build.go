@@ -282,7 +282,7 @@ func newForwarder(cfg *config.Config, sp *spool.Spool, up uplink.Uplink, log *sl
 	f := &forwarder{
 		holds: make(chan holdRequest), acked: &notifier{},
 		spool: sp, uplink: up, enc: enc, lines: cfg.Uplink.TLSLines != nil,
-		deviceID: cfg.DeviceID, batch: cfg.Uplink.Batch,
+		deviceID: cfg.DeviceID, batch: cfg.Uplink.Batch, maxInFlight: cfg.Uplink.MaxInFlight,
 		deadDir: filepath.Join(cfg.Spool.Dir, "refused"), log: log,
 	}
 	f.refusedMax.Store(int64(cfg.Spool.RefusedMaxBytes))

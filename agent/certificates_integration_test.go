@@ -19,8 +19,6 @@ import (
 	"time"
 
 	"github.com/cellgate/cellgate/internal/testutil"
-	"github.com/cellgate/cellgate/sdk/modemsim"
-	"github.com/cellgate/cellgate/sdk/plugintest"
 )
 
 const (
@@ -36,27 +34,13 @@ func newEncryptedKeyWorld(t *testing.T, mode string, legacy bool, password strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &world{t: t, dir: t.TempDir(), mode: mode}
-	if err := os.Chmod(w.dir, 0o755); err != nil { // mosquitto may drop to its own user
-		t.Fatal(err)
-	}
-	w.pki = plugintest.NewPKI(t, plugintest.P256)
-	w.pki.WriteFiles(t, w.dir)
+	w := newWorldDir(t, mode)
 	testutil.EncryptKeyFile(t, filepath.Join(w.dir, "client.key"), keyPassword, legacy)
 	if err := os.WriteFile(filepath.Join(w.dir, "key.pass"), []byte(password+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	w.modem, err = modemsim.Start(modemsim.Config{Model: "sim7600", Baud: -1, Link: filepath.Join(w.dir, "ttyUSB2"),
-		StateDir: filepath.Join(w.dir, "flash"), Trace: trace})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { w.modem.Close() })
-	w.broker = startMosquitto(t, w.dir, 0)
-	w.sub = newSubscriber(t, w.pki, w.broker.addr)
-	port, statusPort := testutil.FreePort(t), testutil.FreePort(t)
-	w.ingest = fmt.Sprintf("http://127.0.0.1:%d", port)
-	w.status = fmt.Sprintf("http://127.0.0.1:%d", statusPort)
+	w.startModemsim("sim7600", trace)
+	port, statusPort := w.startBroker()
 	cfg := fmt.Sprintf(`device_id: it-gw
 modem: {model: sim7600, port: %q}
 plugins: {dir: %q}

@@ -38,9 +38,12 @@ type spoolQueue interface {
 	CountDropped(cause spool.Cause, n uint64) error
 }
 
-// forwarder moves readings from the spool to the uplink, one batch at a
-// time and in spool order, and acks a batch in the spool only after the
-// upstream acknowledged it. It is the only reader of the spool.
+// forwarder moves readings from the spool to the uplink in batches, read
+// in spool order, and acks a batch in the spool only after the upstream
+// acknowledged it. It is the only reader of the spool. With maxInFlight
+// above 1 (and an uplink that takes more than one), several batches are in
+// flight at once and acked as they complete, in any order
+// (forwarder_pipeline.go); otherwise one at a time, in spool order.
 //
 // Its fields are owned by run's goroutine, except the counters (atomic,
 // read by the status surfaces) and acked: reconfigure changes uplink, enc
@@ -53,6 +56,11 @@ type forwarder struct {
 	lines    bool // tls_lines: the payload is the readings as JSON lines
 	deviceID string
 	batch    config.Batch
+	// maxInFlight is uplink.max_in_flight: the most batches sent and not
+	// yet acknowledged at once (below 2: one at a time, in spool order).
+	// The uplink may lower it (uplink.InFlightLimiter). Changed only while
+	// the forwarder holds.
+	maxInFlight int
 	// deadDir keeps batches the upstream refused for good, as JSON lines,
 	// so an operator can inspect and replay them; refusedMax bounds it
 	// (spool.refused_max_bytes; 0: no bound), oldest files out first. It is
@@ -65,8 +73,9 @@ type forwarder struct {
 	// grace is how long a batch being sent then has (0: holdGrace).
 	holds chan holdRequest
 	grace time.Duration
-	// cursor is the last sequence number sent and acknowledged, kept
-	// across holds.
+	// cursor is the last sequence number sent and acknowledged (pipelined:
+	// everything up to it is acknowledged, set aside, or pending an ack
+	// in unacked or held), kept across holds.
 	cursor uint64
 	// unacked is a batch done with (acknowledged upstream, or set aside)
 	// whose ack the spool refused while it recovers from a failed write (a
@@ -74,6 +83,9 @@ type forwarder struct {
 	// acked before anything else is read from the spool, so that it is
 	// never sent again in this run (after a crash it is: at-least-once).
 	unacked *pendingAck
+	// held are more such batches, when several were in flight as a hold or
+	// the end came: acked, in order, before anything is read again.
+	held []*pendingAck
 	// ackRetry spaces the retries of unacked (zero: ackRetryPolicy), and
 	// ackFailing is when the spool first refused it.
 	ackRetry   backoff.Policy
@@ -116,6 +128,9 @@ type pendingAck struct {
 	bytes int
 	// cause, when set, is why its readings count as dropped once acked.
 	cause spool.Cause
+	// pipelined: sent with others in flight, so the cursor (the pipeline's
+	// read position) does not move when it is acked.
+	pipelined bool
 }
 
 // hold stops the forwarder between batches and returns the function that
@@ -185,10 +200,13 @@ func (f *forwarder) runUntilHeld(ctx context.Context) (*holdRequest, error) {
 // for a hold; then a batch being collected is dropped and one being sent
 // finishes within holdGrace or is abandoned.
 func (f *forwarder) batches(ctx, drain context.Context) error {
+	if f.maxInFlight > 1 && f.inFlightLimit() > 1 {
+		return f.pipeline(ctx, drain)
+	}
 	for {
 		// A batch whose ack is pending is acked before anything is
 		// read: Next would return it again.
-		if err := f.settle(drain); err != nil || f.unacked != nil {
+		if ok, err := f.settleAll(drain); !ok {
 			return err
 		}
 		cursor := f.cursor
@@ -200,35 +218,13 @@ func (f *forwarder) batches(ctx, drain context.Context) error {
 			return fmt.Errorf("read spool: %w", err)
 		}
 		through := recs[len(recs)-1].Seq
-		msg, err := f.message(recs)
-		// The spool holds what an input validated, so a record that
-		// cannot be encoded is damage or a bug; it would stop every
-		// reading behind it, on every restart. It is set aside instead.
-		var bad *reading.RecordError
-		for errors.As(err, &bad) && bad.Index >= 0 && bad.Index < len(recs) {
-			r := recs[bad.Index]
-			file, derr := f.deadLetter([]spool.Record{r})
-			if derr != nil {
-				return fmt.Errorf("spool record %d cannot be sent (%v) nor kept aside: %w", r.Seq, err, derr)
-			}
-			f.log.Error("spool record is not a usable reading; kept it aside", "seq", r.Seq, "file", file,
-				"cause", string(spool.CauseDamaged), "readings", 1, "err", err)
-			f.unacked = &pendingAck{seqs: []uint64{r.Seq}, cause: spool.CauseDamaged}
-			if err := f.settle(drain); err != nil || f.unacked != nil {
-				return err
-			}
-			recs = append(recs[:bad.Index:bad.Index], recs[bad.Index+1:]...)
-			if len(recs) == 0 {
-				break
-			}
-			msg, err = f.message(recs)
+		recs, msg, ok, err := f.prepare(drain, recs)
+		if !ok {
+			return err
 		}
 		if len(recs) == 0 {
 			f.cursor = through
 			continue
-		}
-		if err != nil {
-			return err
 		}
 		done := &pendingAck{sent: true, bytes: len(msg.Payload)}
 		if err := f.send(ctx, drain, msg, len(recs)); err != nil {
@@ -251,6 +247,53 @@ func (f *forwarder) batches(ctx, drain context.Context) error {
 			done.seqs = append(done.seqs, r.Seq)
 		}
 		f.unacked = done
+	}
+}
+
+// prepare encodes recs into a message. The spool holds what an input
+// validated, so a record that cannot be encoded is damage or a bug; it would
+// stop every reading behind it, on every restart. It is set aside instead
+// (dead-lettered and acked), and prepare returns the records left, possibly
+// none. ok is false when the forwarder must stop: err says why, or is nil
+// when drain ended while the spool refused the ack of a record set aside.
+func (f *forwarder) prepare(drain context.Context, recs []spool.Record) (_ []spool.Record, _ uplink.Message, ok bool, _ error) {
+	msg, err := f.message(recs)
+	var bad *reading.RecordError
+	for errors.As(err, &bad) && bad.Index >= 0 && bad.Index < len(recs) {
+		r := recs[bad.Index]
+		file, derr := f.deadLetter([]spool.Record{r})
+		if derr != nil {
+			return nil, msg, false, fmt.Errorf("spool record %d cannot be sent (%v) nor kept aside: %w", r.Seq, err, derr)
+		}
+		f.log.Error("spool record is not a usable reading; kept it aside", "seq", r.Seq, "file", file,
+			"cause", string(spool.CauseDamaged), "readings", 1, "err", err)
+		f.unacked = &pendingAck{seqs: []uint64{r.Seq}, cause: spool.CauseDamaged}
+		if err := f.settle(drain); err != nil || f.unacked != nil {
+			return nil, msg, false, err
+		}
+		recs = append(recs[:bad.Index:bad.Index], recs[bad.Index+1:]...)
+		if len(recs) == 0 {
+			return nil, msg, true, nil
+		}
+		msg, err = f.message(recs)
+	}
+	if err != nil {
+		return nil, msg, false, err
+	}
+	return recs, msg, true, nil
+}
+
+// settleAll settles f.unacked, then each of f.held in order. ok is false
+// when one stays pending (drain ended; err nil) or the spool failed (err).
+func (f *forwarder) settleAll(drain context.Context) (ok bool, err error) {
+	for {
+		if err := f.settle(drain); err != nil || f.unacked != nil {
+			return false, err
+		}
+		if len(f.held) == 0 {
+			return true, nil
+		}
+		f.unacked, f.held = f.held[0], f.held[1:]
 	}
 }
 
@@ -296,25 +339,33 @@ func (f *forwarder) settle(drain context.Context) error {
 		f.countDropped(p.cause, len(p.seqs))
 	}
 	if p.sent {
-		f.cursor = p.seqs[len(p.seqs)-1]
+		if !p.pipelined {
+			f.cursor = p.seqs[len(p.seqs)-1]
+		}
 		f.sentBatches.Add(1)
 		f.sentReadings.Add(int64(len(p.seqs)))
 		f.lastAck.Store(time.Now().UnixNano())
 		f.acked.notify()
-		f.log.Debug("batch acknowledged", "readings", len(p.seqs), "bytes", p.bytes, "through_seq", f.cursor)
+		f.log.Debug("batch acknowledged", "readings", len(p.seqs), "bytes", p.bytes, "through_seq", p.seqs[len(p.seqs)-1])
 	}
 	return nil
 }
 
 // collect waits for at least one reading after cursor, then for up to
 // batch.max_delay more until batch.max_readings are there: fewer, larger
-// messages cost fewer bytes over the air.
+// messages cost fewer bytes over the air. When more than max_readings are
+// waiting already (a backlog), the batch takes up to
+// batch.backlog_max_readings of them at once.
 func (f *forwarder) collect(ctx context.Context, cursor uint64) ([]spool.Record, error) {
 	max := f.batch.MaxReadings
 	if max <= 0 {
 		max = 100
 	}
-	recs, err := f.spool.Next(ctx, cursor, max, maxBatchBytes)
+	backlog := f.batch.BacklogMaxReadings
+	if backlog < max {
+		backlog = max
+	}
+	recs, err := f.spool.Next(ctx, cursor, backlog, maxBatchBytes)
 	if err != nil {
 		return nil, err
 	}

@@ -21,6 +21,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/cellgate/cellgate/internal/testutil"
+	"github.com/cellgate/cellgate/sdk"
 	"github.com/cellgate/cellgate/sdk/modemsim"
 )
 
@@ -101,7 +102,7 @@ func (w *world) expectMetricNames(metrics []byte) {
 			w.t.Errorf("/metrics has no %s:\n%s", name, metrics)
 		}
 	}
-	if !regexp.MustCompile(`(?m)^cellgate_build_info\{[^}]*contract="1\.1"[^}]*\} 1$`).Match(metrics) {
+	if !regexp.MustCompile(`(?m)^cellgate_build_info\{[^}]*contract="` + regexp.QuoteMeta(sdk.ContractVersion) + `"[^}]*\} 1$`).Match(metrics) {
 		w.t.Errorf("cellgate_build_info lacks its labels:\n%s", metrics)
 	}
 }

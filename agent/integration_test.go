@@ -76,13 +76,7 @@ func newWorldWith(t *testing.T, mode string, o worldOptions) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &world{t: t, dir: t.TempDir(), mode: mode}
-	// mosquitto may drop to its own user: the files must be readable.
-	if err := os.Chmod(w.dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	w.pki = plugintest.NewPKI(t, plugintest.P256)
-	w.pki.WriteFiles(t, w.dir)
+	w := newWorldDir(t, mode)
 	model, pluginDir, pins := "sim7600", bin, ""
 	if o.model != "" {
 		model = o.model
@@ -93,17 +87,8 @@ func newWorldWith(t *testing.T, mode string, o worldOptions) *world {
 	if o.pluginSHA256 != "" {
 		pins = fmt.Sprintf(", sha256: {%s: %q}", model, o.pluginSHA256)
 	}
-	w.modem, err = modemsim.Start(modemsim.Config{Model: model, Baud: -1, Link: filepath.Join(w.dir, "ttyUSB2"), StateDir: filepath.Join(w.dir, "flash")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { w.modem.Close() })
-	w.broker = startMosquitto(t, w.dir, 0)
-	w.sub = newSubscriber(t, w.pki, w.broker.addr)
-	port := testutil.FreePort(t)
-	w.ingest = fmt.Sprintf("http://127.0.0.1:%d", port)
-	statusPort := testutil.FreePort(t)
-	w.status = fmt.Sprintf("http://127.0.0.1:%d", statusPort)
+	w.startModemsim(model, nil)
+	port, statusPort := w.startBroker()
 	poll := "30s"
 	if o.poll > 0 {
 		poll = o.poll.String()
@@ -363,31 +348,24 @@ func (a *agentProc) pluginPID(t testing.TB) int {
 // childNamed returns the pid of a child of parent whose command name
 // contains name, or 0.
 func childNamed(parent int, name string) int {
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
+	child := 0
+	eachProc("stat", func(pid int, s string) bool {
 		// pid (comm) state ppid ...
-		s := string(stat)
 		rp := strings.LastIndexByte(s, ')')
 		if rp < 0 {
-			continue
+			return false
 		}
 		fields := strings.Fields(s[rp+1:])
 		if len(fields) < 2 || !strings.Contains(s[:rp], name) {
-			continue
+			return false
 		}
 		if ppid, _ := strconv.Atoi(fields[1]); ppid == parent {
-			return pid
+			child = pid
+			return true
 		}
-	}
-	return 0
+		return false
+	})
+	return child
 }
 
 // --- mosquitto ---

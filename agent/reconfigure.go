@@ -76,9 +76,10 @@ func diff(cur, next *config.Config) changes {
 	}
 	c.spoolLimits = cur.Spool.MaxBytes != next.Spool.MaxBytes || cur.Spool.WhenFull != next.Spool.WhenFull ||
 		cur.Spool.RefusedMaxBytes != next.Spool.RefusedMaxBytes
-	c.batch = cur.Uplink.Batch != next.Uplink.Batch
+	c.batch = cur.Uplink.Batch != next.Uplink.Batch || cur.Uplink.MaxInFlight != next.Uplink.MaxInFlight
 	cu, nu := cur.Uplink, next.Uplink
 	cu.Batch, nu.Batch = config.Batch{}, config.Batch{}
+	cu.MaxInFlight, nu.MaxInFlight = 0, 0
 	if cu.MQTT != nil && nu.MQTT != nil {
 		cm, nm := *cu.MQTT, *nu.MQTT
 		c.topic = cm.Topic != nm.Topic
@@ -106,15 +107,17 @@ func (c changes) forwarder() bool { return c.rebuild || c.topic || c.batch }
 //     answered 202 is on disk.
 //   - spool.max_bytes and spool.when_full: from the next append;
 //     spool.refused_max_bytes from the next batch set aside.
-//   - uplink.batch.*: from the next batch.
+//   - uplink.batch.* and uplink.max_in_flight: from the next batch.
 //   - uplink.mqtt.topic: from the next publish, on the same connection.
 //   - any other uplink setting (keepalive): a new uplink, over a new modem
 //     session, after the old one is closed.
 //   - log.level: at once when Options.LogLevel was given; log.format at the
 //     next start (the handler is the caller's).
 //
-// The forwarder holds between batches first when the uplink or batching
-// changes: the batch in flight is acknowledged (and acked in the spool, so
+// A rebuild aborts a certificate rotation in its trial (which rolls back
+// to the old set and says why) or waits for one committing, so the trial
+// is never proven by a connection made with the old set. The forwarder
+// holds between batches first when the uplink or batching changes: the batch in flight is acknowledged (and acked in the spool, so
 // it is not sent twice) or abandoned (it stays in the spool and goes
 // again), before anything it uses changes.
 //
@@ -134,6 +137,16 @@ func (a *Agent) reconfigure(ctx context.Context, next *config.Config) (err error
 		}
 		a.mu.Unlock()
 	}()
+	if c.rebuild && a.rotation != nil {
+		// Before the forwarder holds (a rollback swaps the uplink under
+		// it): a certificate rotation's trial must not take an
+		// acknowledgement on an uplink rebuilt with the old set.
+		release, err := a.rotation.exclusive(ctx)
+		if err != nil {
+			return err
+		}
+		defer release()
+	}
 	if c.forwarder() {
 		release, err := a.fw.hold(ctx)
 		if err != nil {
@@ -167,6 +180,8 @@ func (a *Agent) reconfigure(ctx context.Context, next *config.Config) (err error
 			return err
 		}
 		applied.Uplink.Batch = next.Uplink.Batch
+		a.fw.maxInFlight = next.Uplink.MaxInFlight // the forwarder holds
+		applied.Uplink.MaxInFlight = next.Uplink.MaxInFlight
 	}
 	if c.logLevel && a.logLevel != nil {
 		a.logLevel.Set(next.Log.SlogLevel())

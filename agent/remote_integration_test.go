@@ -8,15 +8,12 @@ package agent_test
 
 import (
 	"bytes"
-	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,11 +24,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/cellgate/cellgate/internal/testutil"
-	"github.com/cellgate/cellgate/sdk/modemsim"
 	"github.com/cellgate/cellgate/sdk/plugintest"
 )
 
@@ -69,7 +64,7 @@ func newRemoteWorld(t *testing.T) *remoteWorld {
 		k, v, _ := strings.Cut(kv, "=")
 		t.Setenv(k, v)
 	}
-	w := &remoteWorld{world: &world{t: t, dir: t.TempDir(), mode: "modem"}, bin: bin}
+	w := &remoteWorld{world: newWorldDir(t, "modem"), bin: bin}
 	t.Cleanup(func() {
 		for _, p := range w.procs {
 			if strings.Contains(p.log(), "DATA RACE") {
@@ -77,22 +72,12 @@ func newRemoteWorld(t *testing.T) *remoteWorld {
 			}
 		}
 	})
-	if err := os.Chmod(w.dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	w.pki = plugintest.NewPKI(t, plugintest.P256)
-	w.pki.WriteFiles(t, w.dir)
-	w.modem, err = modemsim.Start(modemsim.Config{Model: "sim7600", Baud: -1, Link: filepath.Join(w.dir, "ttyUSB2"), StateDir: filepath.Join(w.dir, "flash")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { w.modem.Close() })
+	w.startModemsim("sim7600", nil)
 	acl := filepath.Join(w.dir, "acl")
 	if err := os.WriteFile(acl, []byte(remoteACL), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	w.broker = startMosquitto(t, w.dir, 0, "acl_file "+acl)
-	w.sub = newSubscriber(t, w.pki, w.broker.addr)
+	ingestPort, statusPort := w.startBroker("acl_file " + acl)
 	w.statuses = newStatusWatcher(t, w.pki, w.broker.addr, "cellgate/it-gw/config/status")
 
 	w.key = filepath.Join(w.dir, "ops-test")
@@ -102,10 +87,7 @@ func newRemoteWorld(t *testing.T) *remoteWorld {
 		t.Fatalf("keygen: %v\n%s", err, out)
 	}
 	w.key += ".key"
-	w.ports = [2]int{testutil.FreePort(t), testutil.FreePort(t)}
-	w.ingest = fmt.Sprintf("http://127.0.0.1:%d", w.ports[0])
-	statusPort := testutil.FreePort(t)
-	w.status = fmt.Sprintf("http://127.0.0.1:%d", statusPort)
+	w.ports = [2]int{ingestPort, testutil.FreePort(t)}
 	cfg := fmt.Sprintf(`device_id: it-gw
 modem: {model: sim7600, port: %q}
 plugins: {dir: %q}
@@ -533,51 +515,20 @@ type statusWatcher struct {
 func newStatusWatcher(t *testing.T, p *plugintest.PKI, addr, topic string) *statusWatcher {
 	t.Helper()
 	s := &statusWatcher{wake: make(chan struct{}, 1)}
-	cert := p.Client.TLSCertificate(t)
-	u, _ := url.Parse("tls://" + addr)
-	ctx, cancel := context.WithCancel(context.Background())
-	cm, err := autopaho.NewConnection(ctx, autopaho.ClientConfig{
-		ServerUrls:       []*url.URL{u},
-		TlsCfg:           &tls.Config{RootCAs: p.CertPool(), Certificates: []tls.Certificate{cert}, ServerName: "127.0.0.1"},
-		KeepAlive:        10,
-		ReconnectBackoff: autopaho.NewConstantBackoff(200 * time.Millisecond),
-		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
-			go func() {
-				sctx, c := context.WithTimeout(ctx, 10*time.Second)
-				defer c()
-				cm.Subscribe(sctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: topic, QoS: 1}}})
-			}()
-		},
-		ClientConfig: paho.ClientConfig{
-			ClientID: "it-status-watcher",
-			OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
-				var st pushStatus
-				if err := json.Unmarshal(pr.Packet.Payload, &st); err != nil {
-					t.Errorf("status topic: %v: %s", err, pr.Packet.Payload)
-					return true, nil
-				}
-				st.retained = pr.Packet.Retain
-				s.mu.Lock()
-				s.seen = append(s.seen, st)
-				s.mu.Unlock()
-				select {
-				case s.wake <- struct{}{}:
-				default:
-				}
-				return true, nil
-			}},
-		},
-	})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		dctx, dc := context.WithTimeout(context.Background(), 5*time.Second)
-		defer dc()
-		cm.Disconnect(dctx)
-		cancel()
-		<-cm.Done()
+	watchTopic(t, p, addr, "it-status-watcher", topic, func(pr paho.PublishReceived) {
+		var st pushStatus
+		if err := json.Unmarshal(pr.Packet.Payload, &st); err != nil {
+			t.Errorf("status topic: %v: %s", err, pr.Packet.Payload)
+			return
+		}
+		st.retained = pr.Packet.Retain
+		s.mu.Lock()
+		s.seen = append(s.seen, st)
+		s.mu.Unlock()
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
 	})
 	return s
 }

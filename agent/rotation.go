@@ -99,7 +99,27 @@ type rotation struct {
 
 	mu     sync.Mutex
 	status CertStatus
+
+	// trialGate (capacity 1) is held by a rotation's trial, from its
+	// reconnect with the new set to its commit or rollback, and by a
+	// reconfiguration that rebuilds the uplink: the two never build an
+	// uplink over each other. See exclusive.
+	trialGate chan struct{}
+	// abortTrial ends the trial in progress with a cause, while the trial
+	// has not proven the new set yet; nil otherwise. Guarded by mu.
+	abortTrial context.CancelCauseFunc
 }
+
+// errTrialAborted is the cause of a trial that a reconfiguration ended: the
+// uplink it would rebuild must not carry the trial's proof.
+var errTrialAborted = errors.New("a configuration change rebuilt the uplink during the trial of the new certificate, which was not proven; the old certificate stays in use (ask for the rotation again)")
+
+// rotationHoldTrialEnv, when set, makes a rotation's trial wait after its
+// reconnect with the new set, before the publish that proves it, until the
+// configuration in effect changes or the trial ends: the hook with which
+// the tests land a reconfiguration inside the trial. Unset (production),
+// it does nothing.
+const rotationHoldTrialEnv = "CGTEST_ROTATION_HOLD_TRIAL"
 
 // newRotation ends any rotation an earlier run left (before the plugin
 // host or the uplink read the files) and returns the rotation, or nil.
@@ -111,7 +131,8 @@ func newRotation(a *Agent, log *slog.Logger) (*rotation, error) {
 	r := &rotation{a: a, log: log, tls: cfg.TLS, deviceID: cfg.DeviceID,
 		files:    rotate.Files{Cert: cfg.TLS.Cert, Key: cfg.TLS.Key},
 		requests: make(chan string, 1), renews: make(chan []byte, 4), issued: make(chan []byte, 8), publish: make(chan CertStatus, 1),
-		status: CertStatus{State: "idle", At: time.Now().UTC(), Rotations: map[string]int64{}}}
+		trialGate: make(chan struct{}, 1),
+		status:    CertStatus{State: "idle", At: time.Now().UTC(), Rotations: map[string]int64{}}}
 	if rc := cfg.RemoteConfig; rc.Enabled {
 		var err error
 		if r.trusted, err = remote.TrustedKeys(rc); err != nil {
@@ -454,4 +475,73 @@ func (a *Agent) serveCertRenew(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	writeJSONStatus(w, http.StatusAccepted, a.rotation.snapshot())
+}
+
+// beginTrial takes the trial gate (waiting for a reconfiguration that
+// rebuilds the uplink to finish) and returns the trial's context, which a
+// reconfiguration cancels with errTrialAborted until proven is called, and
+// end, which gives the gate back.
+func (r *rotation) beginTrial(ctx context.Context) (tctx context.Context, end func(), err error) {
+	select {
+	case r.trialGate <- struct{}{}:
+	case <-ctx.Done():
+		return nil, nil, ctx.Err()
+	}
+	tctx, cancel := context.WithCancelCause(ctx)
+	r.mu.Lock()
+	r.abortTrial = cancel
+	r.mu.Unlock()
+	return tctx, func() {
+		r.proven()
+		cancel(nil)
+		<-r.trialGate
+	}, nil
+}
+
+// proven makes the trial in progress one a reconfiguration waits for
+// instead of aborting: a publish with the new set was acknowledged on the
+// connection made with it, and the commit follows.
+func (r *rotation) proven() {
+	r.mu.Lock()
+	r.abortTrial = nil
+	r.mu.Unlock()
+}
+
+// exclusive is called by a reconfiguration before it rebuilds the uplink:
+// it aborts a trial that has not proven the new set yet (which then rolls
+// back and says why), waits for the trial's commit or rollback to end,
+// and returns with the gate held until release, so no trial begins while
+// the uplink is rebuilt with the configured set.
+func (r *rotation) exclusive(ctx context.Context) (release func(), err error) {
+	r.mu.Lock()
+	if r.abortTrial != nil {
+		r.abortTrial(errTrialAborted)
+		r.log.Warn("certificate rotation: a reconfiguration rebuilds the uplink; the trial of the new certificate is aborted")
+	}
+	r.mu.Unlock()
+	select {
+	case r.trialGate <- struct{}{}:
+		return func() { <-r.trialGate }, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("wait for the certificate rotation's trial to end: %w", ctx.Err())
+	}
+}
+
+// holdTrial is rotationHoldTrialEnv's wait: until the configuration in
+// effect is no longer the one at the call, or tctx ends, or two minutes.
+func (r *rotation) holdTrial(tctx context.Context) {
+	r.log.Warn("certificate rotation trial held by " + rotationHoldTrialEnv + " (test hook)")
+	start := r.a.current()
+	bound := time.After(2 * time.Minute)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for r.a.current() == start {
+		select {
+		case <-tctx.Done():
+			return
+		case <-bound:
+			return
+		case <-tick.C:
+		}
+	}
 }

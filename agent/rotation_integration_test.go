@@ -18,7 +18,6 @@ import (
 	"fmt"
 	"math/big"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,13 +26,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/cellgate/cellgate/agent/pki"
 	"github.com/cellgate/cellgate/internal/testutil"
 	"github.com/cellgate/cellgate/sdk"
-	"github.com/cellgate/cellgate/sdk/modemsim"
 	"github.com/cellgate/cellgate/sdk/plugintest"
 )
 
@@ -68,6 +65,50 @@ func pkiInit(t *testing.T, dir, name string) rotCA {
 	return rotCA{dir: d, ca: ca}
 }
 
+// newCA is a world setup that makes the CA name with pkiInit into *ca; the
+// gateway trusts it and, when broker is true, the broker too (otherwise the
+// broker refuses the certificates it issues).
+func newCA(ca *rotCA, name string, broker bool) func(w *rotWorld) (agentCAs, brokerCAs []rotCA) {
+	return func(w *rotWorld) ([]rotCA, []rotCA) {
+		*ca = pkiInit(w.t, w.dir, name)
+		if broker {
+			return []rotCA{*ca}, []rotCA{*ca}
+		}
+		return []rotCA{*ca}, nil
+	}
+}
+
+// trustOpsKey makes the signing key "ops" in w.dir (cellgate config
+// keygen) and returns the configuration lines that trust it, for
+// newRotWorldWith.
+func trustOpsKey(w *rotWorld) string {
+	w.cellgate("config", "keygen", "--out", filepath.Join(w.dir, "ops"))
+	pub := strings.TrimSpace(string(w.read("ops.pub")))
+	return fmt.Sprintf("remote_config: {enabled: true, trusted_keys: {ops: %q}, dir: state}\n", pub)
+}
+
+// expectRolledBack checks what a rotation that fell back for why leaves:
+// the configured files and the modem hold the old set and no rotation file
+// is left; /v1/status and the cert/status topic (watch) say rolled_back
+// with why; readings posted now reach the broker, with ids.
+func (w *rotWorld) expectRolledBack(watch *retainedWatcher, why string, ids []string) {
+	t := w.t
+	t.Helper()
+	if !bytes.Equal(w.read("client.pem"), w.oldCert) || !bytes.Equal(w.read("client.key"), w.oldKey) {
+		t.Fatal("the configured files changed after a rollback: a certificate the broker refuses was committed")
+	}
+	w.expectRotatedOnDiskNothingLeft()
+	w.expectModemHolds(w.read("agent-ca.pem"), w.oldCert, w.oldKey)
+	if st := w.certStatus(); st["state"] != "rolled_back" || !strings.Contains(fmt.Sprint(st["error"]), why) {
+		t.Fatalf("status cert = %v, want rolled_back saying %q", st, why)
+	}
+	watch.expect(t, func(m map[string]any) bool {
+		return m["state"] == "rolled_back" && strings.Contains(fmt.Sprint(m["error"]), why)
+	})
+	ids = append(ids, w.post(20, "after")...)
+	w.expectDelivered(ids, 90*time.Second)
+}
+
 func newRotWorld(t *testing.T, mode string, setup func(w *rotWorld) (agentCAs, brokerCAs []rotCA), pause string) *rotWorld {
 	return newRotWorldWith(t, mode, setup, pause, nil)
 }
@@ -80,12 +121,7 @@ func newRotWorldWith(t *testing.T, mode string, setup func(w *rotWorld) (agentCA
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &rotWorld{world: &world{t: t, dir: t.TempDir(), mode: mode}}
-	if err := os.Chmod(w.dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	w.pki = plugintest.NewPKI(t, plugintest.P256)
-	w.pki.WriteFiles(t, w.dir)
+	w := &rotWorld{world: newWorldDir(t, mode)}
 	agentCAs, brokerCAs := setup(w)
 	w.writeCAs("agent-ca.pem", agentCAs)
 	w.writeCAs("ca.pem", brokerCAs)
@@ -102,15 +138,8 @@ func newRotWorldWith(t *testing.T, mode string, setup func(w *rotWorld) (agentCA
 		t.Fatal(err)
 	}
 	w.oldCert, w.oldKey = w.read("client.pem"), w.read("client.key")
-	w.modem, err = modemsim.Start(modemsim.Config{Model: "sim7600", Baud: -1, Link: filepath.Join(w.dir, "ttyUSB2"), StateDir: filepath.Join(w.dir, "flash")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { w.modem.Close() })
-	w.broker = startMosquitto(t, w.dir, 0)
-	w.sub = newSubscriber(t, w.pki, w.broker.addr)
-	port, sport := testutil.FreePort(t), testutil.FreePort(t)
-	w.ingest = fmt.Sprintf("http://127.0.0.1:%d", port)
+	w.startModemsim("sim7600", nil)
+	port, sport := w.startBroker()
 	w.status = fmt.Sprintf("127.0.0.1:%d", sport)
 	cfg := fmt.Sprintf(`device_id: it-gw
 modem: {model: sim7600, port: %q}
@@ -326,10 +355,7 @@ func TestCertificateRotationByCSR(t *testing.T) {
 	for _, mode := range []string{"modem", "host"} {
 		t.Run(mode+" TLS", func(t *testing.T) {
 			var fleet rotCA
-			w := newRotWorld(t, mode, func(w *rotWorld) ([]rotCA, []rotCA) {
-				fleet = pkiInit(t, w.dir, "fleet")
-				return []rotCA{fleet}, []rotCA{fleet}
-			}, "")
+			w := newRotWorld(t, mode, newCA(&fleet, "fleet", true), "")
 			serve := w.pkiServe(fleet)
 			ids := w.post(20, "before")
 			w.expectDelivered(ids, 60*time.Second)
@@ -459,10 +485,7 @@ func TestCertificateRotationRefusedByTheBrokerFallsBack(t *testing.T) {
 			// The gateway trusts the rogue CA, the broker does not: the
 			// new certificate passes the gateway's checks and the broker
 			// refuses it.
-			w := newRotWorld(t, mode, func(w *rotWorld) ([]rotCA, []rotCA) {
-				rogue = pkiInit(t, w.dir, "rogue")
-				return []rotCA{rogue}, nil
-			}, "")
+			w := newRotWorld(t, mode, newCA(&rogue, "rogue", false), "")
 			w.pkiServe(rogue)
 			watch := newRetainedWatcher(t, w.pki, w.broker.addr, "cellgate/it-gw/cert/status")
 			ids := w.post(20, "before")
@@ -473,20 +496,7 @@ func TestCertificateRotationRefusedByTheBrokerFallsBack(t *testing.T) {
 			if code != 1 || !strings.Contains(out, "rolled back") || !strings.Contains(out, "acknowledged no publish with the new certificate") {
 				t.Fatalf("cellgate cert renew: exit %d, want 1 with the reason\n%s", code, out)
 			}
-			if !bytes.Equal(w.read("client.pem"), w.oldCert) || !bytes.Equal(w.read("client.key"), w.oldKey) {
-				t.Fatal("the configured files changed after a rollback")
-			}
-			w.expectRotatedOnDiskNothingLeft()
-			w.expectModemHolds(w.read("agent-ca.pem"), w.oldCert, w.oldKey)
-			st := w.certStatus()
-			if st["state"] != "rolled_back" || !strings.Contains(fmt.Sprint(st["error"]), "acknowledged no publish") {
-				t.Fatalf("status cert = %v, want rolled_back with the reason", st)
-			}
-			watch.expect(t, func(m map[string]any) bool {
-				return m["state"] == "rolled_back" && strings.Contains(fmt.Sprint(m["error"]), "acknowledged no publish")
-			})
-			ids = append(ids, w.post(20, "after")...)
-			w.expectDelivered(ids, 90*time.Second)
+			w.expectRolledBack(watch, "acknowledged no publish", ids)
 		})
 	}
 }
@@ -497,10 +507,7 @@ func TestAgentSIGKILLedMidRotationComesBackConsistent(t *testing.T) {
 			var fleet rotCA
 			// Paused after the download (the new set is on disk and, in
 			// modem TLS, on the modem), before the reconnect.
-			w := newRotWorld(t, mode, func(w *rotWorld) ([]rotCA, []rotCA) {
-				fleet = pkiInit(t, w.dir, "fleet")
-				return []rotCA{fleet}, []rotCA{fleet}
-			}, "provisioned")
+			w := newRotWorld(t, mode, newCA(&fleet, "fleet", true), "provisioned")
 			w.pkiServe(fleet)
 			ids := w.post(20, "before")
 			w.expectDelivered(ids, 60*time.Second)
@@ -557,43 +564,13 @@ type retainedWatcher struct {
 func newRetainedWatcher(t *testing.T, p *plugintest.PKI, addr, topic string) *retainedWatcher {
 	t.Helper()
 	s := &retainedWatcher{}
-	u, _ := url.Parse("tls://" + addr)
-	ctx, cancel := context.WithCancel(context.Background())
-	cm, err := autopaho.NewConnection(ctx, autopaho.ClientConfig{
-		ServerUrls:       []*url.URL{u},
-		TlsCfg:           &tls.Config{RootCAs: p.CertPool(), Certificates: []tls.Certificate{p.Client.TLSCertificate(t)}, ServerName: "127.0.0.1"},
-		KeepAlive:        10,
-		ReconnectBackoff: autopaho.NewConstantBackoff(200 * time.Millisecond),
-		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
-			go func() {
-				sctx, c := context.WithTimeout(ctx, 10*time.Second)
-				defer c()
-				cm.Subscribe(sctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: topic, QoS: 1}}})
-			}()
-		},
-		ClientConfig: paho.ClientConfig{
-			ClientID: "it-cert-status",
-			OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
-				var m map[string]any
-				if json.Unmarshal(pr.Packet.Payload, &m) == nil {
-					s.mu.Lock()
-					s.seen = append(s.seen, m)
-					s.mu.Unlock()
-				}
-				return true, nil
-			}},
-		},
-	})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		dctx, dc := context.WithTimeout(context.Background(), 5*time.Second)
-		defer dc()
-		cm.Disconnect(dctx)
-		cancel()
-		<-cm.Done()
+	watchTopic(t, p, addr, "it-cert-status", topic, func(pr paho.PublishReceived) {
+		var m map[string]any
+		if json.Unmarshal(pr.Packet.Payload, &m) == nil {
+			s.mu.Lock()
+			s.seen = append(s.seen, m)
+			s.mu.Unlock()
+		}
 	})
 	return s
 }
@@ -614,14 +591,7 @@ func (s *retainedWatcher) expect(t *testing.T, match func(map[string]any) bool) 
 
 func TestSignedRenewRequestRotates(t *testing.T) {
 	var fleet rotCA
-	w := newRotWorldWith(t, "host", func(w *rotWorld) ([]rotCA, []rotCA) {
-		fleet = pkiInit(t, w.dir, "fleet")
-		return []rotCA{fleet}, []rotCA{fleet}
-	}, "", func(w *rotWorld) string {
-		w.cellgate("config", "keygen", "--out", filepath.Join(w.dir, "ops"))
-		pub := strings.TrimSpace(string(w.read("ops.pub")))
-		return fmt.Sprintf("remote_config: {enabled: true, trusted_keys: {ops: %q}, dir: state}\n", pub)
-	})
+	w := newRotWorldWith(t, "host", newCA(&fleet, "fleet", true), "", trustOpsKey)
 	serve := w.pkiServe(fleet)
 	w.expectServeRefuses(serve)
 	ids := w.post(20, "before")

@@ -32,10 +32,12 @@ func (r *rotation) rotate(ctx context.Context, trigger string) (err error) {
 	r.log.Info("certificate rotation begins", "trigger", trigger, "key_type", r.tls.KeyType)
 	j := &rotate.Journal{State: "start", Started: time.Now().UTC(), Trigger: trigger}
 	t := &trial{}
+	endTrial := func() {}
 	defer func() {
 		if err != nil {
 			r.rollBack(ctx, j, t, err)
 		}
+		endTrial() // after the rollback: a reconfiguration waits for it
 	}()
 	if r.tls.KeyPasswordFile != "" {
 		// The new key would be written unencrypted beside a password
@@ -75,9 +77,15 @@ func (r *rotation) rotate(ctx context.Context, trigger string) (err error) {
 	if err := r.provisionNext(ctx, j, t, next); err != nil {
 		return err
 	}
-	if err := r.switchTo(ctx, j, t, next, cert); err != nil {
+	tctx, end, err := r.beginTrial(ctx)
+	if err != nil {
 		return err
 	}
+	endTrial = end
+	if err := r.switchTo(ctx, tctx, j, t, next, cert); err != nil {
+		return err
+	}
+	r.proven()
 	return r.commit(ctx, j, next, cert)
 }
 
@@ -178,8 +186,13 @@ func without(a, b []string) []string {
 }
 
 // switchTo reconnects the uplink with the new set and waits, up to
-// tls.rotation_timeout, for the broker to acknowledge a publish with it.
-func (r *rotation) switchTo(ctx context.Context, j *rotate.Journal, t *trial, next sdk.Bundle, cert *x509.Certificate) error {
+// tls.rotation_timeout, for the broker to acknowledge a publish with it,
+// on the connection it built with the new set: the only proof the commit
+// accepts. tctx is the trial's: a reconfiguration that rebuilds the uplink
+// meanwhile cancels it (errTrialAborted), and the trial fails with that
+// cause rather than take an acknowledgement on a connection made with the
+// old set.
+func (r *rotation) switchTo(ctx, tctx context.Context, j *rotate.Journal, t *trial, next sdk.Bundle, cert *x509.Certificate) error {
 	if err := r.step(ctx, j, rotate.StateSwitching); err != nil {
 		return err
 	}
@@ -188,29 +201,55 @@ func (r *rotation) switchTo(ctx context.Context, j *rotate.Journal, t *trial, ne
 		return err
 	}
 	t.switched = true
-	err = r.a.swapUplink(ctx, func(c context.Context) (uplink.Uplink, error) {
-		return newUplinkTo(c, ucfg, ep, r.a.host, r.a.log.With("part", "uplink"))
+	var built uplink.Uplink // made with the new set
+	err = r.a.swapUplink(tctx, func(c context.Context) (uplink.Uplink, error) {
+		up, err := newUplinkTo(c, ucfg, ep, r.a.host, r.a.log.With("part", "uplink"))
+		built = up
+		return up, err
 	})
 	if err != nil {
-		return fmt.Errorf("reconnect with the new certificate: %w", err)
+		return trialError(ctx, tctx, fmt.Errorf("reconnect with the new certificate: %w", err))
 	}
-	m, ok := r.a.currentUplink().(*uplink.MQTT)
+	if os.Getenv(rotationHoldTrialEnv) != "" {
+		r.holdTrial(tctx)
+	}
+	m, ok := built.(*uplink.MQTT)
 	if !ok {
 		return errors.New("the uplink is not MQTT")
 	}
 	st := *r.snapshot()
 	st.Step, st.Serial = "confirming", fmt.Sprintf("%x", cert.SerialNumber)
 	payload, _ := json.Marshal(st)
-	cctx, cancel := context.WithTimeout(ctx, r.tls.RotationTimeout)
+	cctx, cancel := context.WithTimeout(tctx, r.tls.RotationTimeout)
 	defer cancel()
-	if err := m.PublishRetained(cctx, pki.StatusTopic(r.deviceID), payload); err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
+	if tctx.Err() == nil {
+		err = m.PublishRetained(cctx, pki.StatusTopic(r.deviceID), payload)
+	}
+	if err := trialError(ctx, tctx, err); err != nil {
+		if errors.Is(err, errTrialAborted) || errors.Is(err, ctx.Err()) {
+			return err
 		}
 		return fmt.Errorf("the broker acknowledged no publish with the new certificate within tls.rotation_timeout (%s): %w", r.tls.RotationTimeout, err)
 	}
+	if r.a.currentUplink() != built {
+		// Only a trial's own rollback or a reconfiguration (which
+		// aborts the trial first) replaces the uplink: a bug otherwise.
+		return errors.New("the uplink was replaced during the trial: the acknowledgement does not prove the new certificate")
+	}
 	r.log.Info("certificate rotation: a publish with the new certificate was acknowledged", "serial", st.Serial)
 	return nil
+}
+
+// trialError is err, or the cause that ended the trial when it ended
+// (errTrialAborted), or ctx's error when the rotation itself ends.
+func trialError(ctx, tctx context.Context, err error) error {
+	switch {
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case tctx.Err() != nil:
+		return context.Cause(tctx)
+	}
+	return err
 }
 
 // commit makes the new set the configured one on disk, then on the modem's

@@ -259,17 +259,12 @@ func userDataDir(pid int) string {
 // their user data directory: chromium passes it to every child.
 func processesWith(dataDir string) []int {
 	var pids []int
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err == nil && strings.Contains(string(cmdline), "--user-data-dir="+dataDir+"\x00") {
+	eachProc("cmdline", func(pid int, cmdline string) bool {
+		if strings.Contains(cmdline, "--user-data-dir="+dataDir+"\x00") {
 			pids = append(pids, pid)
 		}
-	}
+		return false
+	})
 	return pids
 }
 

@@ -21,6 +21,10 @@ END {
 	ratio("cbor+deflate bytes per reading vs json", "BenchmarkEncode/cbor+deflate", "BenchmarkEncode/json", "bytes/reading")
 	ratio("plugin session echo vs net.Pipe", "BenchmarkSessionEcho/plugin", "BenchmarkSessionEcho/net.Pipe_baseline", "MB/s")
 	ratio("AT binary frames vs raw copy", "BenchmarkBinaryURC", "BenchmarkRawCopy", "MB/s")
+	x = metric("BenchmarkAirBytes", "compact-B/reading"); y = metric("BenchmarkAirBytes", "baseline-B/reading")
+	if (x != "" && y > 0) printf "  %-58s %10.4f  (design target <= 0.04)\n", "air bytes/reading, compact / mosquitto_pub -l", x / y
+	x = metric("BenchmarkAirBytes", "compact-month-MB-60s")
+	if (x != "") printf "  %-58s %10.2f  (goal <= 5; mosquitto_pub %.1f)\n", "MB per gateway-month, 1 reading/10 s, max_delay 60s", x, metric("BenchmarkAirBytes", "baseline-month-MB")
 	a = metric("BenchmarkForwardingFootprint", "agent-MiB"); p = metric("BenchmarkForwardingFootprint", "plugin-MiB")
 	if (a != "") printf "  %-58s %10.1f  (design target <= 30 MiB; %.2fx the idle agent)\n", "agent resident MiB at 100 readings/s", a, metric("BenchmarkForwardingFootprint", "agent/idle")
 	if (p != "") printf "  %-58s %10.1f  (design target <= 20 MiB)\n", "plugin resident MiB at 100 readings/s", p

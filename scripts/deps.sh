@@ -6,6 +6,8 @@ set -euo pipefail
 need=()
 command -v openssl   >/dev/null 2>&1 || need+=(openssl)
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+# make bench measures the per-publish baseline with the real mosquitto_pub.
+command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
 command -v protoc    >/dev/null 2>&1 || need+=(protobuf-compiler)
 # The remote configuration tests run the Python signer of docs/remote-config.md.
 /usr/bin/python3 -c 'import cryptography' >/dev/null 2>&1 || need+=(python3-cryptography)

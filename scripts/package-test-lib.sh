@@ -229,7 +229,25 @@ check_unit() {
 	score=$(systemd-analyze security --offline=yes --no-pager "$unit" 2>/dev/null | sed -n 's/.*Overall exposure level for cellgate.service: \([0-9.]*\).*/\1/p')
 	[ -n "$score" ] || fail "systemd-analyze security gave no score"
 	awk -v s="$score" 'BEGIN { exit !(s <= 2.5) }' || fail "systemd-analyze security scores the unit $score, want at most 2.5"
-	say "systemd-analyze verify clean; security exposure $score (at most 2.5)"
+	check_credentials_dropin "$unit"
+	say "systemd-analyze verify clean (with the credentials drop-in); security exposure $score (at most 2.5)"
+}
+
+# check_credentials_dropin UNIT: the drop-in packaging/README.md gives for
+# the optional credentials (status.token_file, tls.key_password_file)
+# verifies cleanly beside the installed unit, and the agent knows both
+# names (cellgate --help lists the credentials it reads).
+check_credentials_dropin() {
+	local dir=$work/unit-dropin name
+	mkdir -p "$dir/cellgate.service.d"
+	cp "$1" "$dir/cellgate.service"
+	printf '[Service]\nLoadCredential=status.token_file:/etc/cellgate/status.token\nLoadCredential=tls.key_password_file:/etc/cellgate/client.key.pass\n' \
+		>"$dir/cellgate.service.d/credentials.conf"
+	systemd-analyze verify "$dir/cellgate.service" >"$work/verify-dropin.log" 2>&1 || fail "systemd-analyze verify with the credentials drop-in: $(cat "$work/verify-dropin.log")"
+	[ ! -s "$work/verify-dropin.log" ] || fail "systemd-analyze verify with the credentials drop-in: $(cat "$work/verify-dropin.log")"
+	for name in status.token_file tls.key_password_file; do
+		grep -qF "$name" <<<"$(/usr/bin/cellgate --help)" || fail "cellgate --help does not list the credential $name"
+	done
 }
 
 # check_udev_rule: udevadm parses the installed rule without complaint.

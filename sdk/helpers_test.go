@@ -83,7 +83,7 @@ var doubleInfo = sdk.ModemInfo{
 // fieldsConfig has every ModemConfig field set; see Options["check"].
 var fieldsConfig = sdk.ModemConfig{
 	Port: "/dev/ttyUSB2", Baud: 115200, APN: "iot.example", Model: "double",
-	Options: map[string]string{"check": "fields"}, RegistrationTimeout: 90 * time.Second,
+	Options: map[string]string{"check": "fields"}, RegistrationTimeout: 90 * time.Second, NoNetwork: true,
 }
 
 // newDouble returns the plugin's SecureTransport. It logs through

@@ -105,6 +105,16 @@ type ModemConfig struct {
 	// RegistrationTimeout bounds the wait for network registration; 0 lets
 	// the plugin pick.
 	RegistrationTimeout time.Duration
+	// NoNetwork (contract 1.2) asks Open to stop once the modem answers, is
+	// identified and its SIM is ready: no wait for signal or registration
+	// and no packet data context, so it succeeds in seconds on a modem that
+	// is out of coverage or refused by the network. ModemInfo then holds
+	// the signal and registration read once, as found. The certificate
+	// store (Provision, ListCerts, DeleteCerts) and Status work on a modem
+	// opened so; Dial fails until a later Open without NoNetwork. A plugin
+	// of contract 1.1 or older ignores it and brings the network up as
+	// before, which Plugin.ContractVersion tells a caller.
+	NoNetwork bool
 }
 
 // ModemInfo is what Open found. The JSON names are stable: scripts consume

@@ -22,7 +22,10 @@ import (
 // 1.1 added the optional Status RPC (StatusReporter): a plugin that does
 // not implement it answers UNIMPLEMENTED, and the host does not send it to
 // a plugin that negotiated 1.0.
-const ContractVersion = "1.1"
+//
+// 1.2 added ModemConfig.NoNetwork (Open without registration or packet
+// data, for the certificate store); a plugin of 1.1 or older ignores it.
+const ContractVersion = "1.2"
 
 // contract is the contract this process speaks: ContractVersion, replaced
 // only by the sdk's own tests of the negotiation.

@@ -33,7 +33,7 @@ func TestPluginOfAnotherMajorVersionIsRefused(t *testing.T) {
 }
 
 func TestPluginOfAnOlderMinorVersionIsAccepted(t *testing.T) {
-	t.Cleanup(sdk.SetContractVersion("1.2")) // this side: an agent two minor releases on
+	t.Cleanup(sdk.SetContractVersion("1.4")) // this side: an agent two minor releases on
 	p, _ := launch(t, sdk.LaunchConfig{})    // the plugin: this sdk's ContractVersion
 	if got := p.ContractVersion(); got != sdk.ContractVersion {
 		t.Errorf("negotiated contract %s, want the plugin's %s", got, sdk.ContractVersion)

@@ -22,6 +22,7 @@ func modemConfigToPB(c ModemConfig) *pb.ModemConfig {
 		Model:                    c.Model,
 		Options:                  c.Options,
 		RegistrationTimeoutNanos: int64(c.RegistrationTimeout),
+		NoNetwork:                c.NoNetwork,
 	}
 }
 
@@ -33,6 +34,7 @@ func modemConfigFromPB(c *pb.ModemConfig) ModemConfig {
 		Model:               c.GetModel(),
 		Options:             c.GetOptions(),
 		RegistrationTimeout: time.Duration(c.GetRegistrationTimeoutNanos()),
+		NoNetwork:           c.GetNoNetwork(),
 	}
 }
 

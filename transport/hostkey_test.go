@@ -4,8 +4,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -27,15 +25,7 @@ func TestHostTLSDecryptsAnEncryptedKey(t *testing.T) {
 	for _, legacy := range []bool{false, true} {
 		name := map[bool]string{false: "PKCS#8", true: "legacy PEM"}[legacy]
 		t.Run(name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "client.key")
-			if err := os.WriteFile(path, pki.Client.KeyPEM, 0o600); err != nil {
-				t.Fatal(err)
-			}
-			testutil.EncryptKeyFile(t, path, pw, legacy)
-			key, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatal(err)
-			}
+			key := testutil.EncryptKeyPEM(t, pki.Client.KeyPEM, pw, legacy)
 			b := sdk.Bundle{CA: pki.CA.CertPEM, Cert: pki.Client.CertPEM, Key: key, KeyPassword: pw}
 			c, err := HostTLSConfig(b, "127.0.0.1")
 			if err != nil {

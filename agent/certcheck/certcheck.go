@@ -14,7 +14,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/cellgate/cellgate/agent/config"
@@ -75,17 +74,7 @@ type Error struct {
 
 // Error renders all problems, one per line, under a count.
 func (e *Error) Error() string {
-	var b strings.Builder
-	noun := "problems"
-	if len(e.Problems) == 1 {
-		noun = "problem"
-	}
-	fmt.Fprintf(&b, "certificates: %d %s:", len(e.Problems), noun)
-	for _, p := range e.Problems {
-		b.WriteString("\n  ")
-		b.WriteString(p.String())
-	}
-	return b.String()
+	return config.ProblemList("certificates", e.Problems, Finding.String)
 }
 
 // Options tune Check.

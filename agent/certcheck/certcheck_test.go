@@ -114,7 +114,7 @@ func checkCases() []checkCase {
 			encryptKey(g.t, g.dir, keyPassword, true)
 			g.write("key.pass", []byte(keyPassword+"\n"), 0o640)
 			g.extra = append(g.extra, "key_password_file: key.pass")
-		}, errors: []want{{"tls.key_password_file", "key.pass: mode 0640 is readable by group/others"}}},
+		}, errors: []want{{"tls.key_password_file", "key.pass: mode 0640 is readable by group/others; chmod 600 it or set tls.allow_readable_key: true"}}},
 		{name: "every problem at once", breakIt: func(g *gateway) {
 			os.Remove(g.path("ca.pem"))
 			os.Chmod(g.path("client.key"), 0o604)
@@ -126,6 +126,24 @@ func checkCases() []checkCase {
 // TestCheckFindsEveryCase runs the cases through Check, as `cellgate run`
 // does before it starts the plugin host.
 func TestCheckFindsEveryCase(t *testing.T) {
+	forEachCase(t, func(t *testing.T, tc checkCase, _, file string) {
+		cfg, _, err := config.Load(config.LoadOptions{File: file, FileExplicit: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep := certcheck.Check(cfg, certcheck.Options{})
+		expect(t, "error", rep.Errors, tc.errors)
+		expect(t, "warning", rep.Warnings, tc.warnings)
+		if (rep.Err() == nil) != (len(tc.errors) == 0) {
+			t.Errorf("Err() = %v with %d errors", rep.Err(), len(rep.Errors))
+		}
+	})
+}
+
+// forEachCase runs check in a subtest per case of checkCases, on a
+// gateway the case broke: bin is where the cellgate binaries are, file the
+// gateway's configuration.
+func forEachCase(t *testing.T, check func(t *testing.T, tc checkCase, bin, file string)) {
 	bin, err := binaries()
 	if err != nil {
 		t.Fatal(err)
@@ -134,16 +152,7 @@ func TestCheckFindsEveryCase(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			g := newGateway(t, bin)
 			tc.breakIt(g)
-			cfg, _, err := config.Load(config.LoadOptions{File: g.config(), FileExplicit: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			rep := certcheck.Check(cfg, certcheck.Options{})
-			expect(t, "error", rep.Errors, tc.errors)
-			expect(t, "warning", rep.Warnings, tc.warnings)
-			if (rep.Err() == nil) != (len(tc.errors) == 0) {
-				t.Errorf("Err() = %v with %d errors", rep.Err(), len(rep.Errors))
-			}
+			check(t, tc, bin, g.config())
 		})
 	}
 }
@@ -169,42 +178,33 @@ func expect(t *testing.T, kind string, found []certcheck.Finding, wanted []want)
 // exit 1 and each problem on stderr as "key: message" under a count, or
 // exit 0 with the warnings; --json says the same as JSON.
 func TestConfigCheckCommand(t *testing.T) {
-	bin, err := binaries()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, tc := range checkCases() {
-		t.Run(tc.name, func(t *testing.T) {
-			g := newGateway(t, bin)
-			tc.breakIt(g)
-			file := g.config()
-			stdout, stderr, code := run(t, bin, "config", "check", "--config", file)
-			wantCode := 0
-			if len(tc.errors) > 0 {
-				wantCode = 1
+	forEachCase(t, func(t *testing.T, tc checkCase, bin, file string) {
+		stdout, stderr, code := run(t, bin, "config", "check", "--config", file)
+		wantCode := 0
+		if len(tc.errors) > 0 {
+			wantCode = 1
+		}
+		if code != wantCode {
+			t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, wantCode, stdout, stderr)
+		}
+		for _, w := range tc.errors {
+			if !containsLine(stderr, "  "+w.key+": ", w.words) {
+				t.Errorf("stderr does not have %s: …%s…:\n%s", w.key, w.words, stderr)
 			}
-			if code != wantCode {
-				t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, wantCode, stdout, stderr)
+		}
+		for _, w := range tc.warnings {
+			if !containsLine(stderr, "warning: "+w.key+": ", w.words) {
+				t.Errorf("stderr does not warn %s: …%s…:\n%s", w.key, w.words, stderr)
 			}
-			for _, w := range tc.errors {
-				if !containsLine(stderr, "  "+w.key+": ", w.words) {
-					t.Errorf("stderr does not have %s: …%s…:\n%s", w.key, w.words, stderr)
-				}
-			}
-			for _, w := range tc.warnings {
-				if !containsLine(stderr, "warning: "+w.key+": ", w.words) {
-					t.Errorf("stderr does not warn %s: …%s…:\n%s", w.key, w.words, stderr)
-				}
-			}
-			if wantCode == 0 && !strings.HasPrefix(stdout, "# effective configuration") {
-				t.Errorf("stdout does not show the effective configuration:\n%s", stdout)
-			}
-			if strings.Contains(stdout+stderr, keyPassword) {
-				t.Errorf("output shows the key password:\n%s\n%s", stdout, stderr)
-			}
-			checkJSON(t, bin, file, wantCode, tc)
-		})
-	}
+		}
+		if wantCode == 0 && !strings.HasPrefix(stdout, "# effective configuration") {
+			t.Errorf("stdout does not show the effective configuration:\n%s", stdout)
+		}
+		if strings.Contains(stdout+stderr, keyPassword) {
+			t.Errorf("output shows the key password:\n%s\n%s", stdout, stderr)
+		}
+		checkJSON(t, bin, file, wantCode, tc)
+	})
 }
 
 func checkJSON(t *testing.T, bin, file string, wantCode int, tc checkCase) {
@@ -244,7 +244,7 @@ func TestConfigCheckJSONCarriesConfigProblems(t *testing.T) {
 		t.Fatal(err)
 	}
 	g := newGateway(t, bin)
-	g.extra = append(g.extra, "renew_before: 30d")
+	g.extra = append(g.extra, "renew_before: 400d") // beyond a year
 	stdout, _, code := run(t, bin, "config", "check", "--json", "--config", g.config())
 	var got certcheck.JSON
 	if err := json.Unmarshal([]byte(stdout), &got); err != nil || code != 1 {

@@ -21,8 +21,21 @@ const readableByOthers = 0o044
 // ReadFile reads a credential file and says precisely why it cannot be
 // used: missing, a directory or another non-regular file, not readable by
 // this user, or, when secret is true, readable by group or others (unless
-// allowReadable). Its errors start with the path.
+// allowReadable). Its errors start with the path. The refusal of a readable
+// secret suggests the configuration's way to allow it,
+// tls.allow_readable_key: true.
 func ReadFile(path string, secret, allowReadable bool) ([]byte, error) {
+	return readFile(path, secret, allowReadable, AllowReadableSetting)
+}
+
+// AllowReadableSetting is the configuration setting that lets the agent
+// use a key or key password file group or others can read.
+const AllowReadableSetting = "tls.allow_readable_key: true"
+
+// readFile is ReadFile whose refusal of a readable secret suggests
+// override as the way to allow it, or only chmod 600 when override is
+// empty.
+func readFile(path string, secret, allowReadable bool, override string) ([]byte, error) {
 	st, err := os.Stat(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -34,7 +47,11 @@ func ReadFile(path string, secret, allowReadable bool) ([]byte, error) {
 	case !st.Mode().IsRegular():
 		return nil, fmt.Errorf("%s: is not a regular file (%s)", path, st.Mode().Type())
 	case secret && !allowReadable && st.Mode().Perm()&readableByOthers != 0:
-		return nil, fmt.Errorf("%s: mode %04o is readable by group/others; chmod 600 it or set tls.allow_readable_key: true", path, st.Mode().Perm())
+		hint := "chmod 600 it"
+		if override != "" {
+			hint += " or set " + override
+		}
+		return nil, fmt.Errorf("%s: mode %04o is readable by group/others; %s", path, st.Mode().Perm(), hint)
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -54,10 +71,23 @@ func unwrapPath(err error) error {
 
 // ReadKeyPassword reads tls.key_password_file: the password is the file's
 // content without one trailing newline (\n or \r\n). The file must be a
-// regular file that group and others cannot read unless allowReadable; an
-// empty password is an error. Errors name the path, never the content.
+// regular file that group and others cannot read unless allowReadable (the
+// refusal suggests AllowReadableSetting); an empty password is an error.
+// Errors name the path, never the content.
 func ReadKeyPassword(path string, allowReadable bool) (string, error) {
-	data, err := ReadFile(path, true, allowReadable)
+	return readKeyPassword(path, allowReadable, AllowReadableSetting)
+}
+
+// ReadStrictKeyPassword reads a key password file by ReadKeyPassword's
+// rules for a caller that has no setting to allow a file group or others
+// can read, such as a command-line flag: such a file is always refused, and
+// the error suggests only chmod 600.
+func ReadStrictKeyPassword(path string) (string, error) {
+	return readKeyPassword(path, false, "")
+}
+
+func readKeyPassword(path string, allowReadable bool, override string) (string, error) {
+	data, err := readFile(path, true, allowReadable, override)
 	if err != nil {
 		return "", err
 	}

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
@@ -73,13 +72,7 @@ func certCmd(ctx context.Context, args []string, env Env) error {
 	addr := fs.String("addr", "", "the agent's status listener, HOST:PORT (default: status.listen, else "+defaultStatusListen+")")
 	tokenFile := fs.String("token-file", "", "file holding the status listener's bearer token (default: status.token_file)")
 	wait := fs.Duration("wait", 10*time.Minute, "how long to wait for the outcome (0: do not wait)")
-	for _, a := range args[1:] {
-		if a == "-h" || a == "--help" {
-			fmt.Fprint(env.Stdout, certHelp)
-			return errHelp
-		}
-	}
-	if err := parse(fs, args[1:]); err != nil {
+	if err := parseHelp(fs, args[1:], env, certHelp); err != nil {
 		return err
 	}
 	if fs.NArg() != 0 || *wait < 0 {
@@ -170,38 +163,12 @@ func certSign(args []string, env Env) error {
 	version := fs.Uint64("version", 0, "the request's version: above every renewal request the gateway accepted")
 	device := fs.String("device", "", "the gateway's device_id, or '*' for every gateway that trusts the key")
 	expires := fs.String("expires", "1h", "how long the request is valid: 1h, 90m, 2d")
-	for _, a := range args {
-		if a == "-h" || a == "--help" {
-			fmt.Fprint(env.Stdout, certHelp)
-			return errHelp
-		}
-	}
-	if err := parse(fs, args); err != nil {
+	if err := parseNoArgs(fs, args, env, certHelp); err != nil {
 		return err
 	}
-	switch {
-	case fs.NArg() != 0:
-		return usageError("cert sign: unexpected argument %q", fs.Arg(0))
-	case *keyFile == "":
-		return usageError("cert sign: --key is required")
-	case !config.KeyIDPattern.MatchString(*keyID):
-		return usageError("cert sign: --key-id %q: want 1 to 64 letters, digits, '.', '_' or '-'", *keyID)
-	case *version == 0:
-		return usageError("cert sign: --version is required, from 1")
-	case *device != remote.AnyDevice && !config.DeviceIDPattern.MatchString(*device):
-		return usageError("cert sign: --device %q: want a device_id or '*'", *device)
-	}
-	validity, err := parseValidity(*expires)
-	if err != nil {
-		return usageError("cert sign: %v", err)
-	}
-	keyPEM, err := os.ReadFile(*keyFile)
+	key, validity, err := signFlags{keyFile, keyID, device, expires, version}.load("cert sign")
 	if err != nil {
 		return err
-	}
-	key, err := remote.ParsePrivateKey(keyPEM)
-	if err != nil {
-		return fmt.Errorf("%s: %w", *keyFile, err)
 	}
 	now := time.Now().UTC().Truncate(time.Second)
 	e := remote.NewRenewEnvelope(*device, *version, now, now.Add(validity), *keyID)

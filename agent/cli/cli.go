@@ -52,7 +52,8 @@ const environmentHelp = `Environment:
   CELLGATE_<SECTION>__<KEY>  sets a configuration key, "__" between levels:
                              CELLGATE_MODEM__PORT=/dev/ttyUSB3 sets modem.port;
                              above the file, below the flags
-  CREDENTIALS_DIRECTORY      systemd credentials: tls.ca, tls.cert and tls.key
+  CREDENTIALS_DIRECTORY      systemd credentials: tls.ca, tls.cert, tls.key,
+                             tls.key_password_file and status.token_file
                              found there replace the configured files (run)
   NOTIFY_SOCKET              systemd notification socket: READY=1, RELOADING=1,
                              STOPPING=1 and STATUS= are sent there (run)

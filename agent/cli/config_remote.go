@@ -17,7 +17,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -29,6 +28,7 @@ import (
 	"github.com/cellgate/cellgate/agent"
 	"github.com/cellgate/cellgate/agent/config"
 	"github.com/cellgate/cellgate/agent/remote"
+	"github.com/cellgate/cellgate/internal/duration"
 )
 
 // The operator's side of remote configuration (docs/remote-config.md):
@@ -80,17 +80,17 @@ func writeNew(name string, data []byte, perm os.FileMode) error {
 	return f.Close()
 }
 
-// parseValidity reads --expires: a Go duration (36h, 90m) or days (7d).
+// parseValidity reads --expires with the agent's one duration parser: a Go
+// duration (36h, 90m), days (7d) or both (1d12h), and positive.
 func parseValidity(s string) (time.Duration, error) {
-	if d, ok := strings.CutSuffix(s, "d"); ok {
-		n, err := strconv.Atoi(d)
-		if err == nil && n > 0 {
-			return time.Duration(n) * 24 * time.Hour, nil
-		}
-	} else if d, err := time.ParseDuration(s); err == nil && d > 0 {
-		return d, nil
+	d, err := duration.Parse(s)
+	if err != nil {
+		return 0, fmt.Errorf("--expires: %w", err)
 	}
-	return 0, fmt.Errorf("--expires %q: want a duration such as 7d, 36h or 90m", s)
+	if d <= 0 {
+		return 0, fmt.Errorf("--expires %q: want a positive duration such as 7d, 36h or 90m", s)
+	}
+	return d, nil
 }
 
 // configSign: cellgate config sign --key F --key-id ID --version N --device
@@ -105,27 +105,9 @@ func configSign(fs *pflag.FlagSet, env Env) action {
 		if fs.NArg() != 1 {
 			return usageError("config sign: want one overlay file (- for stdin)")
 		}
-		switch {
-		case *keyFile == "":
-			return usageError("config sign: --key is required")
-		case !config.KeyIDPattern.MatchString(*keyID):
-			return usageError("config sign: --key-id %q: want 1 to 64 letters, digits, '.', '_' or '-'", *keyID)
-		case *version == 0:
-			return usageError("config sign: --version is required, from 1")
-		case *device != remote.AnyDevice && !config.DeviceIDPattern.MatchString(*device):
-			return usageError("config sign: --device %q: want a device_id or '*'", *device)
-		}
-		validity, err := parseValidity(*expires)
-		if err != nil {
-			return usageError("config sign: %v", err)
-		}
-		keyPEM, err := os.ReadFile(*keyFile)
+		key, validity, err := signFlags{keyFile, keyID, device, expires, version}.load("config sign")
 		if err != nil {
 			return err
-		}
-		key, err := remote.ParsePrivateKey(keyPEM)
-		if err != nil {
-			return fmt.Errorf("%s: %w", *keyFile, err)
 		}
 		overlay, err := readArg(fs.Arg(0), env)
 		if err != nil {

@@ -2,7 +2,6 @@ package cli_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -59,16 +58,7 @@ func startSServer(t *testing.T, dir string, extra ...string) int {
 	cmd := exec.Command("openssl", args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("openssl s_server output:\n%s", out.String())
-		}
-	})
+	startUntilEnd(t, cmd, "openssl s_server output", &out)
 	if err := testutil.WaitListening(fmt.Sprintf("127.0.0.1:%d", port), 10*time.Second, nil); err != nil {
 		t.Fatalf("openssl s_server: %v", err)
 	}
@@ -79,20 +69,14 @@ func startSServer(t *testing.T, dir string, extra ...string) int {
 // and the exit code.
 func cellgate(t *testing.T, stdin string, args ...string) (string, string, int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(binDir(t), "cellgate"), args...)
-	cmd.Stdin = strings.NewReader(stdin)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("run cellgate: %v", err)
-	}
-	return stdout.String(), stderr.String(), code
+	return cellgateEnv(t, nil, stdin, args...)
+}
+
+// cellgateEnv is cellgate with extra environment variables (KEY=VALUE)
+// on top of the test's.
+func cellgateEnv(t *testing.T, env []string, stdin string, args ...string) (string, string, int) {
+	t.Helper()
+	return runBinary(t, 2*time.Minute, filepath.Join(binDir(t), "cellgate"), env, stdin, args...)
 }
 
 func pkiFiles(t *testing.T, p *plugintest.PKI) string {

@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/cellgate/cellgate/agent/certcheck"
 	"github.com/cellgate/cellgate/agent/pluginhost"
 	"github.com/cellgate/cellgate/internal/logging"
 	"github.com/cellgate/cellgate/sdk"
@@ -37,6 +38,9 @@ type modemFlags struct {
 	timeout   time.Duration
 	regWait   time.Duration
 	options   map[string]string
+	// noNetwork opens the modem for its certificate store only
+	// (sdk.ModemConfig.NoNetwork): port, identity and SIM, no registration.
+	noNetwork bool
 }
 
 func (m *modemFlags) register(fs *pflag.FlagSet) {
@@ -82,7 +86,11 @@ func (m *modemFlags) start(ctx context.Context, env Env) (*modemSession, error) 
 		prog.Close()
 		return nil, err
 	}
-	prog.Step("opening the modem on %s (registration: up to %s)", m.port, m.regWait)
+	if m.noNetwork {
+		prog.Step("opening the modem on %s (SIM only, no network needed)", m.port)
+	} else {
+		prog.Step("opening the modem on %s (registration: up to %s)", m.port, m.regWait)
+	}
 	info, err := m.open(ctx, p)
 	if err != nil {
 		prog.Close()
@@ -124,7 +132,7 @@ func (m *modemFlags) launch(ctx context.Context, env Env, prog *progress) (*sdk.
 func (m *modemFlags) open(ctx context.Context, p *sdk.Plugin) (sdk.ModemInfo, error) {
 	octx, cancel := context.WithTimeout(ctx, m.timeout)
 	defer cancel()
-	info, err := p.Transport().Open(octx, sdk.ModemConfig{Port: m.port, Baud: m.baud, APN: m.apn, Model: m.model, Options: m.options, RegistrationTimeout: m.regWait})
+	info, err := p.Transport().Open(octx, sdk.ModemConfig{Port: m.port, Baud: m.baud, APN: m.apn, Model: m.model, Options: m.options, RegistrationTimeout: m.regWait, NoNetwork: m.noNetwork})
 	if err == nil {
 		return info, nil
 	}
@@ -220,7 +228,7 @@ func executable(env Env) string {
 // the agent.
 func modemCommand(env Env) *cobra.Command {
 	certs := group("certs", "List, provision and delete the TLS files on the modem's flash",
-		"The certificate authority, client certificate and key the modem's TLS stack\nuses live in its flash file system; these commands manage them through the\nplugin, as the agent does at start.",
+		"The certificate authority, client certificate and key the modem's TLS stack\nuses live in its flash file system; these commands manage them through the\nplugin, as the agent does at start. They need the modem and its SIM, not the\nnetwork: they work out of coverage or with registration denied.",
 		`  cellgate modem certs list --model sim7600 --port /dev/ttyUSB2
   cellgate modem certs provision --model sim7600 --port /dev/ttyUSB2 --ca ca.pem --cert client.pem --key client.key
   cellgate modem certs delete --model sim7600 --port /dev/ttyUSB2 client.pem`,
@@ -344,6 +352,9 @@ func modemCerts(op string, fs *pflag.FlagSet, env Env) action {
 	if op == "provision" {
 		b.register(fs)
 	}
+	// The certificate store is in the modem's flash: reaching it needs the
+	// port and the SIM, not the network.
+	m.noNetwork = true
 	return func(ctx context.Context) error {
 		if err := m.check(); err != nil {
 			return err
@@ -455,8 +466,14 @@ func (b *bundleFlags) load() (sdk.Bundle, error) {
 	out.CA = read("ca", b.ca)
 	out.Cert = read("cert", b.cert)
 	out.Key = read("key", b.key)
-	if pw := read("key-password-file", b.keyPassword); pw != nil {
-		out.KeyPassword = strings.TrimRight(string(pw), "\r\n")
+	if err == nil && b.keyPassword != "" {
+		// The agent's rule for tls.key_password_file: 0600, one trailing
+		// newline dropped, not empty; a flag has no tls.allow_readable_key,
+		// so the refusal suggests chmod 600 only.
+		out.KeyPassword, err = certcheck.ReadStrictKeyPassword(b.keyPassword)
+		if err != nil {
+			err = fmt.Errorf("--key-password-file: %w", err)
+		}
 	}
 	return out, err
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/cellgate/cellgate/sdk/modemsim"
+	"github.com/cellgate/cellgate/sdk/plugintest"
 )
 
 // TestModemInfoWithoutNetwork: a modem that answers but is not on the
@@ -79,5 +80,46 @@ func TestModelMismatchNamesTheModem(t *testing.T) {
 	out, errOut, code := cellgate(t, "", "modem", "info", "--model", "sim7600", "--port", m.Path())
 	if code != 1 || out != "" || !strings.Contains(errOut, "modem model mismatch: want sim7600, modem reports SIMCOM_SIM7800") {
 		t.Fatalf("exit %d, stdout %q, stderr %q; want the mismatch naming the modem's model", code, out, errOut)
+	}
+}
+
+// TestCertsWithoutNetwork: the certificate store is in the modem's flash,
+// so `modem certs` provision, list and delete work on a modem that is
+// searching or refused by the network, in seconds: the plugin opens it
+// without registration (sdk.ModemConfig.NoNetwork). --registration-wait
+// and --timeout are left at their defaults (15s and 3m): a bring-up that
+// still waited for the network would fail or outlast the helper's bound.
+func TestCertsWithoutNetwork(t *testing.T) {
+	for _, fault := range []modemsim.FaultKind{modemsim.FaultNetworkLoss, modemsim.FaultRegistrationDenied} {
+		t.Run(string(fault), func(t *testing.T) {
+			m := startModem(t)
+			if err := m.Fault(modemsim.Fault{Kind: fault}); err != nil {
+				t.Fatal(err)
+			}
+			dir := pkiFiles(t, plugintest.NewPKI(t, plugintest.P256))
+			conn := []string{"--model", "sim7600", "--port", m.Path()}
+			provision := append([]string{"modem", "certs", "provision", "--ca", filepath.Join(dir, "ca.pem"),
+				"--cert", filepath.Join(dir, "client.pem"), "--key", filepath.Join(dir, "client.key")}, conn...)
+			if _, errOut, code := cellgate(t, "", provision...); code != 0 {
+				t.Fatalf("provision: exit %d: %s", code, errOut)
+			}
+			out, errOut, code := cellgate(t, "", append([]string{"modem", "certs", "list", "--json"}, conn...)...)
+			var names []string
+			if err := json.Unmarshal([]byte(out), &names); code != 0 || err != nil || len(names) != 3 {
+				t.Fatalf("list: exit %d, stdout %q (%v), stderr %q: want the 3 provisioned files", code, out, err, errOut)
+			}
+			if _, errOut, code = cellgate(t, "", append([]string{"modem", "certs", "delete", names[0]}, conn...)...); code != 0 {
+				t.Fatalf("delete %s: exit %d: %s", names[0], code, errOut)
+			}
+			out, errOut, code = cellgate(t, "", append([]string{"modem", "certs", "list"}, conn...)...)
+			if code != 0 || strings.Contains(out, names[0]) || len(strings.Fields(out)) != 2 {
+				t.Fatalf("list after delete: exit %d, stdout %q, stderr %q: want the 2 others", code, out, errOut)
+			}
+			// The network is still down: what needs it still says so.
+			out, _, code = cellgate(t, "", "modem", "info", "--model", "sim7600", "--port", m.Path(), "--registration-wait", "2s")
+			if code != 1 || !strings.Contains(out, "signal:       no signal (rssi 99)") {
+				t.Fatalf("modem info: exit %d, stdout %q: want exit 1, no signal", code, out)
+			}
+		})
 	}
 }

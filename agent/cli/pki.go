@@ -7,8 +7,6 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/spf13/pflag"
-
 	"github.com/cellgate/cellgate/agent/pki"
 )
 
@@ -55,22 +53,6 @@ func pkiCmd(ctx context.Context, args []string, env Env) error {
 	return usageError("pki: unknown subcommand %q: want init or serve", args[0])
 }
 
-func pkiParse(fs *pflag.FlagSet, args []string, env Env) error {
-	for _, a := range args {
-		if a == "-h" || a == "--help" {
-			fmt.Fprint(env.Stdout, pkiHelp)
-			return errHelp
-		}
-	}
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() != 0 {
-		return usageError("%s: unexpected argument %q", fs.Name(), fs.Arg(0))
-	}
-	return nil
-}
-
 func pkiInit(args []string, env Env) error {
 	fs := newFlagSet("pki init", env)
 	dir := fs.String("dir", "", "directory of the CA (created 0700)")
@@ -78,7 +60,7 @@ func pkiInit(args []string, env Env) error {
 	keyType := fs.String("key-type", "p256", "p256, p384, p521 or rsa2048")
 	validity := fs.String("validity", "3650d", "the CA certificate's life")
 	permit := fs.StringArray("permit-dns", nil, "name constraint: a DNS domain the CA may issue for (repeatable)")
-	if err := pkiParse(fs, args, env); err != nil {
+	if err := parseNoArgs(fs, args, env, pkiHelp); err != nil {
 		return err
 	}
 	if *dir == "" {
@@ -111,7 +93,7 @@ func pkiServe(ctx context.Context, args []string, env Env) error {
 	dir := fs.String("dir", "", "the CA directory made by pki init")
 	validity := fs.String("validity", "90d", "life of the issued certificates (at most 397d)")
 	clientID := fs.String("client-id", "cellgate-pki", "MQTT client id")
-	if err := pkiParse(fs, args, env); err != nil {
+	if err := parseNoArgs(fs, args, env, pkiHelp); err != nil {
 		return err
 	}
 	switch {

@@ -39,7 +39,8 @@ each with a fresh plugin process: open, provision idempotence, list/delete,
 dial TLS with a good certificate, a rogue certificate refused with a
 handshake-kind error, 64 KiB of every byte value and 1 MiB echoed, two
 sessions, peer close, a modem reboot mid-session, cancellation, a killed
-plugin and stop. It prints a table of the checks (--json: one JSON object)
+plugin, stop, and the optional Status call (n/a for a plugin without it). It
+prints a table of the checks (--json: one JSON object)
 and exits 1 when one failed. A check that cannot run against the modem under
 test is "n/a", with the reason, and fails nothing.
 
@@ -90,23 +91,6 @@ func pluginCmd(ctx context.Context, args []string, env Env) error {
 		return pluginEchoServer(ctx, args[1:], env)
 	}
 	return usageError("plugin: unknown subcommand %q: want verify or echo-server", args[0])
-}
-
-// pluginParse parses args, answering -h/--help with the help on stdout.
-func pluginParse(fs *pflag.FlagSet, args []string, env Env) error {
-	for _, a := range args {
-		if a == "-h" || a == "--help" {
-			fmt.Fprint(env.Stdout, pluginHelp)
-			return errHelp
-		}
-	}
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() != 0 {
-		return usageError("%s: unexpected argument %q", fs.Name(), fs.Arg(0))
-	}
-	return nil
 }
 
 // verifyFlags are the flags of cellgate plugin verify.
@@ -188,7 +172,7 @@ func pluginVerify(ctx context.Context, args []string, env Env) error {
 	var v verifyFlags
 	fs := newFlagSet("plugin verify", env)
 	v.register(fs)
-	if err := pluginParse(fs, args, env); err != nil {
+	if err := parseNoArgs(fs, args, env, pluginHelp); err != nil {
 		return err
 	}
 	cfg, err := v.config()
@@ -294,7 +278,7 @@ func pluginEchoServer(ctx context.Context, args []string, env Env) error {
 	var e echoFlags
 	fs := newFlagSet("plugin echo-server", env)
 	e.register(fs)
-	if err := pluginParse(fs, args, env); err != nil {
+	if err := parseNoArgs(fs, args, env, pluginHelp); err != nil {
 		return err
 	}
 	host, _, err := net.SplitHostPort(e.listen)

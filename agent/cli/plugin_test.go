@@ -42,20 +42,8 @@ func verifyDir(t *testing.T) string {
 func runVerify(t *testing.T, plugin string, args ...string) (string, string, int) {
 	t.Helper()
 	dir := verifyDir(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
 	all := append([]string{"plugin", "verify", "--plugin", filepath.Join(dir, plugin)}, args...)
-	cmd := exec.CommandContext(ctx, filepath.Join(dir, "cellgate"), all...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("run cellgate: %v", err)
-	}
-	return stdout.String(), stderr.String(), code
+	return runBinary(t, 10*time.Minute, filepath.Join(dir, "cellgate"), nil, "", all...)
 }
 
 // checkRow matches the table row of a check with its result.
@@ -139,10 +127,10 @@ func TestVerifyFailsBrokenPlugin(t *testing.T) {
 			t.Errorf("check %s did not pass:\n%s", ch.Name, stdout)
 		}
 	}
-	if !strings.Contains(stdout, "FAILED: 15 passed, 1 failed, 0 not applicable") {
+	if !strings.Contains(stdout, "FAILED: 16 passed, 1 failed, 0 not applicable") {
 		t.Errorf("no FAILED verdict with the counts:\n%s", stdout)
 	}
-	if !strings.Contains(stderr, "cellgate: plugin verify: cellgate-plugin-broken failed 1 of 16 checks: rogue-cert-refused") {
+	if !strings.Contains(stderr, "cellgate: plugin verify: cellgate-plugin-broken failed 1 of 17 checks: rogue-cert-refused") {
 		t.Errorf("stderr does not end with the one-line reason:\n%s", stderr)
 	}
 }

@@ -104,14 +104,15 @@ func loadRunConfig(fs *pflag.FlagSet) (loaded, error) {
 	return loaded{cfg: cfg, warnings: warnings, credentials: creds}, nil
 }
 
-// useCredentials points tls.ca, tls.cert, tls.key and tls.key_password_file
-// at the systemd credentials of the same names in dir
-// ($CREDENTIALS_DIRECTORY), when
-// there: the unit's `LoadCredential=tls.key:/etc/cellgate/client.key` lets
-// the service's dynamic user read a key only root may read. An empty
-// credential is the unit's placeholder for a file that does not exist
-// (`SetCredential=tls.key:`) and is skipped: the configured path stands,
-// and its error, if any, says which file is missing.
+// useCredentials points tls.ca, tls.cert, tls.key, tls.key_password_file and
+// status.token_file at the systemd credentials of the same names in dir
+// ($CREDENTIALS_DIRECTORY), when there: the unit's
+// `LoadCredential=tls.key:/etc/cellgate/client.key` lets the service's
+// dynamic user read a key (or the status listener's token) only root may
+// read. An empty credential (an empty file loaded, a placeholder) is
+// skipped: the configured path stands, and its error, if any, says which
+// file is missing. Which credentials the unit passes, and why the optional
+// ones go in a drop-in, is in packaging/README.md.
 func useCredentials(cfg *config.Config, dir string) []string {
 	if dir == "" {
 		return nil
@@ -120,7 +121,10 @@ func useCredentials(cfg *config.Config, dir string) []string {
 	for _, c := range []struct {
 		name string
 		path *string
-	}{{"tls.ca", &cfg.TLS.CA}, {"tls.cert", &cfg.TLS.Cert}, {"tls.key", &cfg.TLS.Key}, {"tls.key_password_file", &cfg.TLS.KeyPasswordFile}} {
+	}{
+		{"tls.ca", &cfg.TLS.CA}, {"tls.cert", &cfg.TLS.Cert}, {"tls.key", &cfg.TLS.Key},
+		{"tls.key_password_file", &cfg.TLS.KeyPasswordFile}, {"status.token_file", &cfg.Status.TokenFile},
+	} {
 		cred := filepath.Join(dir, c.name)
 		if fi, err := os.Stat(cred); err != nil || !fi.Mode().IsRegular() || fi.Size() == 0 {
 			continue

@@ -147,8 +147,8 @@ func writeCredentialKey(t *testing.T, creds, pki string) {
 	if err := os.WriteFile(filepath.Join(creds, "tls.key"), key, 0o400); err != nil {
 		t.Fatal(err)
 	}
-	// The unit's placeholder for an absent file (SetCredential=tls.cert:):
-	// empty, so the configured tls.cert stands.
+	// An empty credential (a placeholder) is skipped: the configured
+	// tls.cert stands.
 	if err := os.WriteFile(filepath.Join(creds, "tls.cert"), nil, 0o400); err != nil {
 		t.Fatal(err)
 	}
@@ -337,20 +337,7 @@ uplink:
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(filepath.Join(bin, "cellgate"), "run", "--config", cfgPath)
-	var stderr testutil.SyncBuffer
-	cmd.Stderr = &stderr
-	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+notes.path)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("agent stderr:\n%s", stderr.String())
-		}
-	})
+	startRun(t, bin, cfgPath, "NOTIFY_SOCKET="+notes.path)
 	notes.expect(t, "READY=1")
 	waitDeviceID(t, cfgPath, "gw-offline")
 	resp, err := http.Post("http://"+httpAddr+"/v1/readings", "application/json", strings.NewReader(`{"sensor":"t1","value":1}`))

@@ -30,14 +30,15 @@ func statusCommand(env Env) *cobra.Command {
 		Use:   "status",
 		Short: "Ask the running agent how it is doing (modem, signal, link, spool, last error)",
 		Long: `Ask the running agent for GET /v1/status on its status listener and print a
-compact summary: modem, signal, link, spool and the last error (--json: the
-agent's JSON as it is).
+compact summary: modem, signal, link, spool, the last error and the client
+certificate (--json: the agent's JSON as it is).
 
-The address is --addr, else status.listen from the configuration file
-(--config, default ` + config.DefaultFile + `), else ` + defaultStatusListen + `.
-Only status.listen and status.token_file are read from the file: an error
-elsewhere in the configuration does not stop this command. The bearer token
-is read from --token-file, else status.token_file.`,
+The address is --addr, else status.listen as the agent reads it: from
+CELLGATE_STATUS__LISTEN, else the configuration file (--config, default
+` + config.DefaultFile + `), else ` + defaultStatusListen + `. The bearer token is read
+from --token-file, else status.token_file (CELLGATE_STATUS__TOKEN_FILE, else
+the file). Only the status section is read: an error elsewhere in the
+configuration does not stop this command.`,
 		Example: `  cellgate status
   cellgate status --addr 127.0.0.1:9464 --json
   cellgate status --config ./cellgate.yaml --token-file /etc/cellgate/status.token`,
@@ -82,8 +83,7 @@ type statusTarget struct {
 	token string // bearer token; empty for none
 }
 
-// statusSection is the part of the configuration file `cellgate status`
-// reads; the rest of the file is not looked at.
+// statusSection is the status section of a configuration file or overlay.
 type statusSection struct {
 	Status struct {
 		Listen    string `yaml:"listen"`
@@ -91,27 +91,55 @@ type statusSection struct {
 	} `yaml:"status"`
 }
 
-// resolveStatusTarget resolves the address and token: flags, then the file's
-// status section (a missing default file is no error), then the default.
+// statusKeys is the part of the configuration file `cellgate status` reads;
+// the rest of the file is not looked at. Pointers tell a key set to ""
+// from one not set.
+type statusKeys struct {
+	Status struct {
+		Listen    *string `yaml:"listen"`
+		TokenFile *string `yaml:"token_file"`
+	} `yaml:"status"`
+}
+
+// statusSetting is one status key as resolved: its value and where it was
+// set ("" when nowhere: the default).
+type statusSetting struct{ value, from string }
+
+// resolveStatusTarget resolves the address and token file as the agent's
+// configuration loader does, for the status section only: flags, then the
+// environment (CELLGATE_STATUS__LISTEN, CELLGATE_STATUS__TOKEN_FILE), then
+// the file's status section (a missing default file is no error), then the
+// default. A status.listen set to "" (the listener off) is an error
+// naming where.
 func resolveStatusTarget(cfgFile string, explicit bool, addr, tokenFile string) (statusTarget, error) {
-	var sec statusSection
-	if addr == "" || tokenFile == "" {
-		data, err := os.ReadFile(cfgFile)
-		switch {
-		case err == nil:
-			if err := yaml.Unmarshal(data, &sec); err != nil {
-				return statusTarget{}, fmt.Errorf("%s: reading its status section: %w (pass --addr)", cfgFile, err)
-			}
-		case errors.Is(err, fs.ErrNotExist) && !explicit:
-		default:
-			return statusTarget{}, fmt.Errorf("--config: %w", err)
+	listen := statusSetting{addr, "--addr"}
+	token := statusSetting{tokenFile, "--token-file"}
+	for _, s := range []struct {
+		set  *statusSetting
+		path string
+	}{{&listen, "status.listen"}, {&token, "status.token_file"}} {
+		if s.set.value != "" {
+			continue
+		}
+		*s.set = statusSetting{}
+		name := config.EnvName(s.path)
+		if v, ok := os.LookupEnv(name); ok {
+			*s.set = statusSetting{v, name}
 		}
 	}
-	addr = cmp.Or(addr, sec.Status.Listen, defaultStatusListen)
-	tokenFile = cmp.Or(tokenFile, sec.Status.TokenFile)
+	if listen.from == "" || token.from == "" {
+		if err := readStatusSection(cfgFile, explicit, &listen, &token); err != nil {
+			return statusTarget{}, err
+		}
+	}
+	if listen.from != "" && listen.value == "" {
+		return statusTarget{}, usageError("status.listen is empty in %s: the agent serves no status; pass --addr", listen.from)
+	}
+	addr = cmp.Or(listen.value, defaultStatusListen)
+	tokenFile = token.value
 	base, err := loopbackURL(addr)
 	if err != nil {
-		return statusTarget{}, usageError("status address %q: %v", addr, err)
+		return statusTarget{}, usageError("status address %q (%s): %v", addr, cmp.Or(listen.from, "default"), err)
 	}
 	t := statusTarget{base: base}
 	if tokenFile != "" {
@@ -122,6 +150,29 @@ func resolveStatusTarget(cfgFile string, explicit bool, addr, tokenFile string) 
 		t.token = strings.TrimSpace(string(data))
 	}
 	return t, nil
+}
+
+// readStatusSection fills the settings not set yet (from == "") from the
+// status section of cfgFile.
+func readStatusSection(cfgFile string, explicit bool, listen, token *statusSetting) error {
+	data, err := os.ReadFile(cfgFile)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && !explicit:
+		return nil
+	case err != nil:
+		return fmt.Errorf("--config: %w", err)
+	}
+	var sec statusKeys
+	if err := yaml.Unmarshal(data, &sec); err != nil {
+		return fmt.Errorf("%s: reading its status section: %w (pass --addr)", cfgFile, err)
+	}
+	if listen.from == "" && sec.Status.Listen != nil {
+		*listen = statusSetting{*sec.Status.Listen, cfgFile}
+	}
+	if token.from == "" && sec.Status.TokenFile != nil {
+		*token = statusSetting{*sec.Status.TokenFile, cfgFile}
+	}
+	return nil
 }
 
 // getStatusWith reads GET /v1/status of the agent at t.

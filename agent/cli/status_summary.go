@@ -40,6 +40,12 @@ func printStatusSummary(w io.Writer, st map[string]any) {
 	fmt.Fprintf(w, "spool:    %s readings pending (%s bytes), %s dropped\n",
 		num(st, "spool.pending_readings"), num(st, "spool.pending_bytes"), num(st, "spool.dropped_readings"))
 	fmt.Fprintf(w, "error:    %s\n", lastErrorLine(st))
+	if raw, ok := st["cert"]; ok {
+		var cs agent.CertStatus
+		if b, err := json.Marshal(raw); err == nil && json.Unmarshal(b, &cs) == nil {
+			fmt.Fprintf(w, "cert:     %s\n", certLine(&cs, time.Now()))
+		}
+	}
 	if raw, ok := st["remote_config"]; ok {
 		var rc agent.RemoteConfigStatus
 		if b, err := json.Marshal(raw); err == nil && json.Unmarshal(b, &rc) == nil {
@@ -143,6 +149,49 @@ func lastErrorLine(st map[string]any) string {
 		return localTime(at) + " " + msg
 	}
 	return msg
+}
+
+// certLine is the client certificate and its rotation in words: "serial
+// 1f2e, expires 2027-12-06T10:00:00Z (in 364d); rolled_back at ...: the
+// broker refused ...". now dates the expiry.
+func certLine(cs *agent.CertStatus, now time.Time) string {
+	var parts []string
+	if cs.Serial != "" {
+		parts = append(parts, "serial "+cs.Serial)
+	}
+	if cs.NotAfter != nil {
+		left := cs.NotAfter.Sub(now)
+		when := fmt.Sprintf("in %dd", int(left.Hours()/24))
+		if left <= 0 {
+			when = "EXPIRED"
+		}
+		parts = append(parts, fmt.Sprintf("expires %s (%s)", cs.NotAfter.Local().Format(time.RFC3339), when))
+	}
+	line := cmp.Or(strings.Join(parts, ", "), "unknown")
+	state := cmp.Or(cs.State, "idle")
+	switch {
+	case state == "rotating":
+		var what []string
+		if cs.Step != "" {
+			what = append(what, "step "+cs.Step)
+		}
+		if cs.Trigger != "" {
+			what = append(what, "trigger "+cs.Trigger)
+		}
+		if len(what) > 0 {
+			state += " (" + strings.Join(what, ", ") + ")"
+		}
+	case state != "idle" && !cs.At.IsZero():
+		state += " at " + cs.At.Local().Format(time.RFC3339)
+	}
+	line += "; " + state
+	if cs.Error != "" {
+		line += ": " + cs.Error
+	}
+	if cs.Refused != "" {
+		line += "; renewal request refused: " + cs.Refused
+	}
+	return line
 }
 
 // lookup finds a dotted path ("uplink.last_ack") in a decoded JSON object.

@@ -212,6 +212,11 @@ type Uplink struct {
 	TLSLines *TLSLines `koanf:"tls_lines"`
 	HTTPS    *HTTPS    `koanf:"https"`
 	Batch    Batch     `koanf:"batch"`
+	// MaxInFlight is the most batches sent and not yet acknowledged at
+	// once (1 to 1000): MQTT also stays within the broker's Receive
+	// Maximum; https sends one at a time whatever it says, and tls_lines
+	// too without acks.
+	MaxInFlight int `koanf:"max_in_flight"`
 }
 
 // The uplink kinds, as returned by Uplink.Kind.
@@ -275,6 +280,11 @@ type Batch struct {
 	// Encoding is EncodingJSON, EncodingCBOR, EncodingCBORDeflate or
 	// EncodingCompact.
 	Encoding string `koanf:"encoding"`
+	// BacklogMaxReadings is the most readings in one message while a
+	// backlog drains (more than MaxReadings already waiting in the spool):
+	// larger messages then keep a long round trip's line busier and
+	// compress better. Below MaxReadings (0 included): no larger messages.
+	BacklogMaxReadings int `koanf:"backlog_max_readings"`
 }
 
 // The batch encodings.
@@ -382,7 +392,7 @@ func Defaults() map[string]any {
 			// key_password_file, renew_before, allow_readable_key:
 			// see TLS.
 			"key_password_file":  "",
-			"renew_before":       "720h",
+			"renew_before":       "30d",
 			"allow_readable_key": false,
 			// key_type, csr_subject, rotation_timeout: see TLS.
 			"key_type":         "p256",
@@ -402,10 +412,12 @@ func Defaults() map[string]any {
 			"refused_max_bytes": "64MiB",
 		},
 		"uplink": map[string]any{
+			"max_in_flight": 32,
 			"batch": map[string]any{
-				"max_readings": 100,
-				"max_delay":    "2s",
-				"encoding":     EncodingJSON,
+				"max_readings":         100,
+				"max_delay":            "2s",
+				"backlog_max_readings": 0,
+				"encoding":             EncodingJSON,
 			},
 		},
 		"log": map[string]any{
@@ -447,7 +459,7 @@ func uplinkDefaults(kind string) map[string]any {
 			"qos":            1,
 			"client_id":      "",
 			"session_expiry": "1h",
-			"keepalive":      "60s",
+			"keepalive":      "4m",
 			"config_topic":   "",
 			"status_topic":   "",
 		}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/cellgate/cellgate/internal/duration"
 )
 
 // ByteSize is a size in bytes. In configuration it is written as plain bytes
@@ -102,18 +104,10 @@ var (
 	byteSizeType = reflect.TypeFor[ByteSize]()
 )
 
-// formatDuration renders d as time.Duration.String does, without the zero
-// minutes and seconds it appends ("1h" rather than "1h0m0s").
-func formatDuration(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
-}
+// formatDuration renders d in a form toDuration reads back: whole days as
+// "30d", anything else as time.Duration.String does without zero minutes and
+// seconds ("1h", "1m30s").
+func formatDuration(d time.Duration) string { return duration.Format(d) }
 
 // convert turns a value as a layer gives it (YAML types, JSON types from a
 // remote overlay, or values already parsed from environment text) into the
@@ -266,19 +260,15 @@ func toByteSize(v any) (any, error) {
 func toDuration(v any) (any, error) {
 	switch n := v.(type) {
 	case string:
-		d, err := time.ParseDuration(n)
-		if err != nil {
-			return nil, fmt.Errorf("%q is not a duration (want e.g. 500ms, 2s, 1m30s or 1h)", n)
-		}
-		return d, nil
+		return duration.Parse(n)
 	case int, int64, uint64, float64:
 		// Zero means the same in every unit; any other bare number does not.
 		if i, err := toInt(v); err == nil && i.(int) == 0 {
 			return time.Duration(0), nil
 		}
-		return nil, fmt.Errorf("%s has no unit, want a duration such as 2s, 500ms or 1h", show(v))
+		return nil, fmt.Errorf("%s has no unit, want a duration such as 2s, 500ms, 1h or 30d", show(v))
 	}
-	return nil, mismatch(v, "a duration such as 2s")
+	return nil, mismatch(v, "a duration such as 2s or 30d")
 }
 
 // mismatch builds "<found> is <kind>, want <want>" for a value of the wrong

@@ -61,15 +61,21 @@ type Errors struct {
 
 // Error renders all problems, one per line, under a count.
 func (e *Errors) Error() string {
+	return ProblemList("config", e.Problems, (*FieldError).Error)
+}
+
+// ProblemList renders problems as Errors does: "what: N problems:" (or
+// "1 problem:"), then each problem's text on its own indented line.
+func ProblemList[P any](what string, problems []P, text func(P) string) string {
 	var b strings.Builder
 	noun := "problems"
-	if len(e.Problems) == 1 {
+	if len(problems) == 1 {
 		noun = "problem"
 	}
-	fmt.Fprintf(&b, "config: %d %s:", len(e.Problems), noun)
-	for _, p := range e.Problems {
+	fmt.Fprintf(&b, "%s: %d %s:", what, len(problems), noun)
+	for _, p := range problems {
 		b.WriteString("\n  ")
-		b.WriteString(p.Error())
+		b.WriteString(text(p))
 	}
 	return b.String()
 }

@@ -126,3 +126,8 @@ func joinPath(prefix, key string) string {
 func envName(path string) string {
 	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(path, ".", "__"))
 }
+
+// EnvName is the environment variable that sets the key at path, by the
+// loader's rule: "status.token_file" is CELLGATE_STATUS__TOKEN_FILE. For
+// commands that read one section themselves (`cellgate status`).
+func EnvName(path string) string { return envName(path) }

@@ -199,7 +199,7 @@ func (v *validator) tls(t TLS) {
 		v.fail("tls.key_password_file", []string{"tls.key"}, "is set without tls.key (the password decrypts tls.key)")
 	}
 	if t.RenewBefore < 0 || t.RenewBefore > 366*24*time.Hour {
-		v.failf("tls.renew_before", "%s is out of range (want 0s to 8784h, a year)", formatDuration(t.RenewBefore))
+		v.failf("tls.renew_before", "%s is out of range (want 0s to 366d, a year)", formatDuration(t.RenewBefore))
 	}
 	v.oneOf("tls.key_type", t.KeyType, "p256", "p384", "p521", "rsa2048")
 	if t.RotationTimeout < 10*time.Second || t.RotationTimeout > 24*time.Hour {
@@ -347,9 +347,15 @@ func (v *validator) uplink(u Uplink) {
 	if u.HTTPS != nil {
 		v.https(*u.HTTPS)
 	}
+	if u.MaxInFlight < 1 || u.MaxInFlight > 1000 {
+		v.failf("uplink.max_in_flight", "%d is out of range (want 1 to 1000)", u.MaxInFlight)
+	}
 	b := u.Batch
 	if b.MaxReadings < 1 || b.MaxReadings > 10000 {
 		v.failf("uplink.batch.max_readings", "%d is out of range (want 1 to 10000)", b.MaxReadings)
+	}
+	if b.BacklogMaxReadings < 0 || b.BacklogMaxReadings > 10000 {
+		v.failf("uplink.batch.backlog_max_readings", "%d is out of range (want 0 to 10000)", b.BacklogMaxReadings)
 	}
 	if b.MaxDelay < 0 || b.MaxDelay > time.Hour {
 		v.failf("uplink.batch.max_delay", "%s is out of range (want 0s to 1h)", formatDuration(b.MaxDelay))

@@ -19,23 +19,8 @@ import (
 // demo` does, and checks that the subscriber printed readings arriving and
 // that everything stopped and cleaned up.
 func TestDemoDeliversReadings(t *testing.T) {
-	bin := testutil.Build(t, testutil.PluginSim7600)
-	// `make demo` runs with the relative directory .demo.
-	t.Chdir(t.TempDir())
 	dir := ".demo"
-	out := &testutil.SyncBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- Run(ctx, Options{Dir: dir, PluginDir: filepath.Dir(bin), Rate: 50, Baud: 115200, Out: out, Log: slog.New(slog.DiscardHandler)})
-	}()
-	stop := sync.OnceValue(func() error { cancel(); return <-done })
-	t.Cleanup(func() {
-		stop()
-		if t.Failed() {
-			t.Logf("demo output:\n%s", out.String())
-		}
-	})
+	out, stop := startDemo(t, Options{Rate: 50})
 
 	total := regexp.MustCompile(`total (\d+)`)
 	testutil.Eventually(t, 60*time.Second, "the subscriber to count 40 readings", func() bool {
@@ -55,4 +40,29 @@ func TestDemoDeliversReadings(t *testing.T) {
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Fatalf("demo left %s behind (%v)", dir, err)
 	}
+}
+
+// startDemo runs the quickstart as `make demo` does (in a fresh working
+// directory, with the relative directory .demo, 115200 baud and the
+// sim7600 plugin built for the test) with o's other options. It returns
+// the demo's output and stop, which ends the demo and returns Run's
+// result; the demo is stopped at the latest when the test ends, and its
+// output logged if the test failed.
+func startDemo(t *testing.T, o Options) (*testutil.SyncBuffer, func() error) {
+	t.Helper()
+	bin := testutil.Build(t, testutil.PluginSim7600)
+	t.Chdir(t.TempDir())
+	out := &testutil.SyncBuffer{}
+	o.Dir, o.PluginDir, o.Baud, o.Out, o.Log = ".demo", filepath.Dir(bin), 115200, out, slog.New(slog.DiscardHandler)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, o) }()
+	stop := sync.OnceValue(func() error { cancel(); return <-done })
+	t.Cleanup(func() {
+		stop()
+		if t.Failed() {
+			t.Logf("demo output:\n%s", out.String())
+		}
+	})
+	return out, stop
 }

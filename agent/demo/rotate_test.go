@@ -1,11 +1,7 @@
 package demo
 
 import (
-	"context"
-	"log/slog"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,21 +11,7 @@ import (
 // TestDemoRotatesOnce runs the quickstart with DEMO_ROTATE=1's option and
 // checks that it shows one rotation, done, while readings keep arriving.
 func TestDemoRotatesOnce(t *testing.T) {
-	bin := testutil.Build(t, testutil.PluginSim7600)
-	t.Chdir(t.TempDir())
-	out := &testutil.SyncBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- Run(ctx, Options{Dir: ".demo", PluginDir: filepath.Dir(bin), Rate: 20, Baud: 115200, Out: out, Log: slog.New(slog.DiscardHandler), Rotate: true})
-	}()
-	stop := sync.OnceValue(func() error { cancel(); return <-done })
-	t.Cleanup(func() {
-		stop()
-		if t.Failed() {
-			t.Logf("demo output:\n%s", out.String())
-		}
-	})
+	out, stop := startDemo(t, Options{Rate: 20, Rotate: true})
 	testutil.Eventually(t, 120*time.Second, "the demo to show the rotation's outcome", func() bool {
 		return strings.Contains(out.String(), "rotation: new key made") || strings.Contains(out.String(), "rotation: rolled back")
 	})

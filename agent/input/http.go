@@ -228,7 +228,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 		// Only our own response types are encoded here; they cannot fail.
 		panic(fmt.Sprintf("input: encoding a %T response: %v", v, err))
 	}
-	w.Header().Set("Content-Type", "application/json")
+	w.Header()["Content-Type"] = jsonContentType
 	w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
 	w.WriteHeader(status)
 	w.Write(buf.Bytes())
@@ -317,7 +317,60 @@ func (h *HTTP) ingest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.stats.accepted.Add(uint64(len(b.ids)))
-	writeJSON(w, http.StatusAccepted, acceptedResponse{IDs: b.ids})
+	writeAccepted(w, b.ids)
+}
+
+// jsonContentType is the Content-Type header's value of every answer,
+// shared: net/http copies the header when the status is written.
+var jsonContentType = []string{"application/json"}
+
+// acceptedBufs holds the buffers writeAccepted builds its answers in.
+var acceptedBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// writeAccepted answers 202 {"ids":[…]}: the bytes writeJSON would write
+// for an acceptedResponse, built without reflection. Ids that need JSON
+// escaping (not printable ASCII, or a quote or backslash; agent-made ids
+// never do) go through writeJSON.
+func writeAccepted(w http.ResponseWriter, ids []string) {
+	if len(ids) == 0 {
+		writeJSON(w, http.StatusAccepted, acceptedResponse{IDs: ids})
+		return
+	}
+	bp := acceptedBufs.Get().(*[]byte)
+	defer acceptedBufs.Put(bp)
+	buf := append((*bp)[:0], `{"ids":[`...)
+	for i, id := range ids {
+		if !plainJSONString(id) {
+			writeJSON(w, http.StatusAccepted, acceptedResponse{IDs: ids})
+			return
+		}
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = append(buf, '"')
+		buf = append(buf, id...)
+		buf = append(buf, '"')
+	}
+	buf = append(buf, "]}\n"...)
+	if cap(buf) <= 64<<10 {
+		*bp = buf // keep it for the next answer; a huge one is let go
+	}
+	hdr := w.Header()
+	hdr["Content-Type"] = jsonContentType
+	hdr["Content-Length"] = []string{strconv.Itoa(len(buf))}
+	w.WriteHeader(http.StatusAccepted)
+	w.Write(buf)
+}
+
+// plainJSONString reports whether s stands for itself between quotes in
+// JSON: printable ASCII without '"' or '\\'.
+func plainJSONString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
 }
 
 // admit refuses a request that its method or headers rule out before the
@@ -426,14 +479,20 @@ type bodyReader struct {
 	rc       *http.ResponseController
 	start    time.Time
 	got      int64
+	length   int64     // the announced Content-Length, -1 if none
 	deadline time.Time // the read deadline last set
 }
 
 func newBodyReader(w http.ResponseWriter, r *http.Request, maxBody int64) *bodyReader {
-	return &bodyReader{r: http.MaxBytesReader(w, r.Body, maxBody), rc: http.NewResponseController(w), start: time.Now()}
+	return &bodyReader{r: http.MaxBytesReader(w, r.Body, maxBody), rc: http.NewResponseController(w), start: time.Now(), length: r.ContentLength}
 }
 
 func (b *bodyReader) Read(p []byte) (int, error) {
+	if b.length >= 0 && b.got >= b.length {
+		// The whole announced body is in: net/http answers this read
+		// (EOF) without touching the connection, so no deadline to move.
+		return b.r.Read(p)
+	}
 	due := b.start.Add(bodyGrace + time.Duration(b.got)*time.Second/minBodyRate)
 	if limit := b.start.Add(readTimeout); due.After(limit) {
 		due = limit

@@ -24,11 +24,11 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/cellgate/cellgate/internal/atomicfile"
+	"github.com/cellgate/cellgate/internal/duration"
 )
 
 // The files of a CA directory.
@@ -142,19 +142,16 @@ func ParseCSR(pemData []byte) (*x509.CertificateRequest, error) {
 	return csr, nil
 }
 
-// ParseValidity parses a validity such as "90d", "720h" or "2160h30m":
-// Go's durations plus a whole number of days with the suffix d.
+// ParseValidity parses a validity such as "90d", "720h" or "1d12h" with
+// internal/duration (Go's durations plus whole days with the suffix d) and
+// refuses one that is not positive.
 func ParseValidity(s string) (time.Duration, error) {
-	if n, ok := strings.CutSuffix(s, "d"); ok {
-		days, err := strconv.Atoi(n)
-		if err != nil || days <= 0 {
-			return 0, fmt.Errorf("validity %q: want a positive whole number of days such as 90d", s)
-		}
-		return time.Duration(days) * 24 * time.Hour, nil
+	d, err := duration.Parse(s)
+	if err != nil {
+		return 0, err
 	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d <= 0 {
-		return 0, fmt.Errorf("validity %q: want a positive duration such as 90d or 720h", s)
+	if d <= 0 {
+		return 0, fmt.Errorf("%q is not a positive validity (want e.g. 90d or 720h)", s)
 	}
 	return d, nil
 }

@@ -117,12 +117,12 @@ func TestSignRefuses(t *testing.T) {
 }
 
 func TestParseValidity(t *testing.T) {
-	for in, want := range map[string]time.Duration{"90d": 90 * 24 * time.Hour, "36h": 36 * time.Hour} {
+	for in, want := range map[string]time.Duration{"90d": 90 * 24 * time.Hour, "36h": 36 * time.Hour, "1d12h": 36 * time.Hour} {
 		if got, err := pki.ParseValidity(in); err != nil || got != want {
 			t.Errorf("ParseValidity(%q) = %v, %v; want %v", in, got, err, want)
 		}
 	}
-	for _, in := range []string{"", "0d", "-3d", "x", "1.5d"} {
+	for _, in := range []string{"", "0d", "-3d", "x", "1.5d", "1d-1h", "0s"} {
 		if _, err := pki.ParseValidity(in); err == nil {
 			t.Errorf("ParseValidity(%q) passed", in)
 		}

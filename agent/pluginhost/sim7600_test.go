@@ -25,20 +25,7 @@ import (
 // the plugin and replays Open and Provision against the modem, and that a
 // new session carries data again.
 func TestRealSIM7600PluginRestartsMidSession(t *testing.T) {
-	bin := testutil.Build(t, testutil.PluginSim7600)
-	modem, err := modemsim.Start(modemsim.Config{Model: "sim7600", Baud: -1})
-	if err != nil {
-		t.Fatalf("start the emulated SIM7600: %v", err)
-	}
-	t.Cleanup(func() { modem.Close() })
-	pki := plugintest.NewPKI(t, plugintest.P256)
-	srv := plugintest.StartServer(t, plugintest.MutualTLS(pki, 0), plugintest.Echo)
-	host, port := srv.HostPort()
-
-	h := startSIM7600Host(t, bin, modem, pki)
-	if err := h.Ready(testCtx(t, time.Minute)); err != nil {
-		t.Fatalf("Ready: %v", err)
-	}
+	modem, h, host, port := startReadySIM7600(t)
 	if info, ok := h.Info(); !ok || !strings.Contains(strings.ToUpper(info.Model), "SIM7600") {
 		t.Fatalf("Info() = %+v, %v; want the emulated SIM7600", info, ok)
 	}
@@ -64,6 +51,27 @@ func TestRealSIM7600PluginRestartsMidSession(t *testing.T) {
 	if !processGone(pid1) {
 		t.Errorf("killed plugin pid %d still exists", pid1)
 	}
+}
+
+// startReadySIM7600 starts the emulated SIM7600, a mutual-TLS echo server on
+// loopback (its host and port are returned to dial) and a Host on the real
+// sim7600 plugin, and waits until the Host is ready.
+func startReadySIM7600(t *testing.T) (*modemsim.Modem, *pluginhost.Host, string, int) {
+	t.Helper()
+	bin := testutil.Build(t, testutil.PluginSim7600)
+	modem, err := modemsim.Start(modemsim.Config{Model: "sim7600", Baud: -1})
+	if err != nil {
+		t.Fatalf("start the emulated SIM7600: %v", err)
+	}
+	t.Cleanup(func() { modem.Close() })
+	pki := plugintest.NewPKI(t, plugintest.P256)
+	srv := plugintest.StartServer(t, plugintest.MutualTLS(pki, 0), plugintest.Echo)
+	host, port := srv.HostPort()
+	h := startSIM7600Host(t, bin, modem, pki)
+	if err := h.Ready(testCtx(t, time.Minute)); err != nil {
+		t.Fatalf("Ready: %v", err)
+	}
+	return modem, h, host, port
 }
 
 // startSIM7600Host starts a Host on the sim7600 plugin bin, configured for

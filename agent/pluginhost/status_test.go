@@ -6,10 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cellgate/cellgate/internal/testutil"
 	"github.com/cellgate/cellgate/sdk"
 	"github.com/cellgate/cellgate/sdk/modemsim"
-	"github.com/cellgate/cellgate/sdk/plugintest"
 )
 
 // TestRealSIM7600StatusFollowsTheModem asks the real plugin for the
@@ -18,19 +16,7 @@ import (
 // query interleaved with an AT+CCHSEND), and the state follows the modem's
 // signal and a network loss.
 func TestRealSIM7600StatusFollowsTheModem(t *testing.T) {
-	bin := testutil.Build(t, testutil.PluginSim7600)
-	modem, err := modemsim.Start(modemsim.Config{Model: "sim7600", Baud: -1})
-	if err != nil {
-		t.Fatalf("start the emulated SIM7600: %v", err)
-	}
-	t.Cleanup(func() { modem.Close() })
-	pki := plugintest.NewPKI(t, plugintest.P256)
-	srv := plugintest.StartServer(t, plugintest.MutualTLS(pki, 0), plugintest.Echo)
-	host, port := srv.HostPort()
-	h := startSIM7600Host(t, bin, modem, pki)
-	if err := h.Ready(testCtx(t, time.Minute)); err != nil {
-		t.Fatalf("Ready: %v", err)
-	}
+	modem, h, host, port := startReadySIM7600(t)
 
 	st, err := h.Status(testCtx(t, 30*time.Second))
 	if err != nil {

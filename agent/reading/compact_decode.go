@@ -22,6 +22,10 @@ func readInflated(zr io.ReadCloser, limit int64) ([]byte, error) {
 	return raw, nil
 }
 
+// MaxCompactArray is the most elements a compact batch's arrays may have
+// (the CBOR decoder's own limit): a batch holds at most 10,000 readings.
+const MaxCompactArray = 131072
+
 // cborCursor walks a CBOR item by item, so that every error names the byte
 // offset of the item it is about.
 type cborCursor struct {
@@ -57,6 +61,9 @@ func (c *cborCursor) arrayHead(what string, nullable bool) (n int, null bool, er
 	c.pos += hl
 	if arg > uint64(len(c.data)-c.pos) {
 		return 0, false, errAt(start, what, fmt.Errorf("array of %d elements cannot fit in the %d bytes left", arg, len(c.data)-c.pos))
+	}
+	if arg > MaxCompactArray {
+		return 0, false, errAt(start, what, fmt.Errorf("array of %d elements, more than %d", arg, MaxCompactArray))
 	}
 	return int(arg), false, nil
 }
@@ -104,21 +111,64 @@ func (c *cborCursor) item(what string, v any) error {
 }
 
 // column reads an array of items with the offset of each; present is
-// false for a null column (when nullable).
+// false for a null column (when nullable). The array is decoded in one
+// call; only when that fails is it walked item by item, to name the
+// offset of the bad one.
 func (c *cborCursor) column(what string, nullable bool) (vals []any, offs []int, present bool, err error) {
+	start := c.pos
 	n, null, err := c.arrayHead(what, nullable)
 	if err != nil || null {
 		return nil, nil, false, err
 	}
-	for i := range n {
-		offs = append(offs, c.pos)
-		var v any
-		if err := c.item(fmt.Sprintf("%s[%d]", what, i), &v); err != nil {
-			return nil, nil, false, err
+	first := c.pos
+	rest, err := cborDec.UnmarshalFirst(c.data[start:], &vals)
+	if err != nil {
+		for i := range n {
+			var v any
+			if err := c.item(fmt.Sprintf("%s[%d]", what, i), &v); err != nil {
+				return nil, nil, false, err
+			}
 		}
-		vals = append(vals, v)
+		return nil, nil, false, errAt(start, what, err)
+	}
+	c.pos = len(c.data) - len(rest)
+	offs = make([]int, n)
+	for i, p := 0, first; i < n; i++ {
+		offs[i] = p
+		if p, err = skipItem(c.data, p); err != nil {
+			return nil, nil, false, errAt(p, what, err)
+		}
 	}
 	return vals, offs, true, nil
+}
+
+// skipItem returns the offset just past the well-formed item at pos.
+func skipItem(data []byte, pos int) (int, error) {
+	for pending := 1; pending > 0; pending-- {
+		if pos >= len(data) {
+			return pos, io.ErrUnexpectedEOF
+		}
+		major := data[pos] >> 5
+		arg, hl, err := cborArgument(data[pos:])
+		if err != nil {
+			return pos, err
+		}
+		pos += hl
+		switch major {
+		case 2, 3:
+			if arg > uint64(len(data)-pos) {
+				return pos, io.ErrUnexpectedEOF
+			}
+			pos += int(arg)
+		case 4:
+			pending += int(min(arg, uint64(len(data))))
+		case 5:
+			pending += 2 * int(min(arg, uint64(len(data))))
+		case 6:
+			pending++
+		}
+	}
+	return pos, nil
 }
 
 // compactBatch is a compact batch split into its parts, with the offset of
@@ -168,9 +218,13 @@ func splitCompact(data []byte) (*compactBatch, string, error) {
 		return nil, "", errAt(1, "version", fmt.Errorf("compact schema version %v, want %d", version, compactSchemaVersion))
 	}
 	devAt := c.pos
-	var dev string
-	if err := c.item("device_id", &dev); err != nil {
+	var devItem any
+	if err := c.item("device_id", &devItem); err != nil {
 		return nil, "", err
+	}
+	dev, ok := devItem.(string)
+	if !ok {
+		return nil, "", errAt(devAt, "device_id", fmt.Errorf("%T, want a text string", devItem))
 	}
 	if err := checkDeviceID(dev); err != nil {
 		return nil, "", errAt(devAt, "device_id", err)
@@ -189,26 +243,28 @@ func splitCompact(data []byte) (*compactBatch, string, error) {
 }
 
 func (cb *compactBatch) readStrings(c *cborCursor) error {
-	n, _, err := c.arrayHead("strings", false)
+	list, offs, _, err := c.column("strings", false)
 	if err != nil {
 		return err
 	}
-	for i := range n {
-		var s string
-		if err := c.item(fmt.Sprintf("strings[%d]", i), &s); err != nil {
-			return err
+	cb.strs = make([]string, len(list))
+	for i, v := range list {
+		s, ok := v.(string)
+		if !ok {
+			return errAt(offs[i], fmt.Sprintf("strings[%d]", i), fmt.Errorf("%T, want a text string", v))
 		}
-		cb.strs = append(cb.strs, s)
+		cb.strs[i] = s
 	}
 	tsAt := c.pos
-	var ts0 int64
-	if err := c.item("ts0", &ts0); err != nil {
+	var ts0Item any
+	if err := c.item("ts0", &ts0Item); err != nil {
 		return err
 	}
-	if ts0 < 0 || ts0 > maxUnixMilli {
-		return errAt(tsAt, "ts0", fmt.Errorf("%d is outside 0 to %d", ts0, int64(maxUnixMilli)))
+	ts0, ok := ts0Item.(uint64)
+	if !ok || ts0 > maxUnixMilli {
+		return errAt(tsAt, "ts0", fmt.Errorf("%v is not an integer from 0 to %d", ts0Item, int64(maxUnixMilli)))
 	}
-	cb.ts0 = ts0
+	cb.ts0 = int64(ts0)
 	return nil
 }
 

@@ -107,7 +107,7 @@ func TestPythonDecoderFollowingTheDocsAgrees(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(testutil.Python, append([]string{script, "compact-dict-v1.bin"}, files...)...)
+	cmd := exec.Command(testutil.Python, append([]string{script, "../../docs/payloads.md"}, files...)...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	got, err := cmd.Output()

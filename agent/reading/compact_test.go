@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -246,5 +247,29 @@ func TestDetectEncodingTellsPayloadsApart(t *testing.T) {
 	}
 	if _, err := mustEncoder(t, EncodingCBORDeflate).Decode(p); err == nil {
 		t.Error("cbor+deflate decoded a compact payload")
+	}
+}
+
+// TestPayloadsDocHoldsTheDictionary: the hex of the preset dictionary in
+// docs/payloads.md is compact-dict-v1.bin, and its Adler-32 the DICTID the
+// page names.
+func TestPayloadsDocHoldsTheDictionary(t *testing.T) {
+	const doc = "../../docs/payloads.md"
+	dict, err := hex.DecodeString(strings.Join(strings.Fields(testutil.DocBlock(t, doc, "compact-dict-v1")), ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(dict, compactDictV1) {
+		t.Fatalf("the page's dictionary (%d bytes) is not compact-dict-v1.bin (%d bytes)", len(dict), len(compactDictV1))
+	}
+	page, err := os.ReadFile(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id := fmt.Sprintf("`%08x`", CompactDictID); !strings.Contains(string(page), id) {
+		t.Errorf("the page does not name DICTID %s", id)
+	}
+	if n := fmt.Sprintf("%d-byte file", len(compactDictV1)); !strings.Contains(string(page), n) {
+		t.Errorf("the page does not say %q", n)
 	}
 }

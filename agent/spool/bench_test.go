@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync/atomic"
 	"testing"
 )
 
@@ -18,7 +19,19 @@ func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 // benchAppend measures Append from appenders goroutines, as concurrent HTTP
 // requests produce it, each appending batch readings per call.
 func benchAppend(b *testing.B, noSync bool, appenders, batch int) {
-	s, err := Open(Options{Dir: b.TempDir(), NoSync: noSync, MaxBytes: 4 << 30, Logger: discardLogger()})
+	benchAppendOpts(b, Options{NoSync: noSync}, appenders, batch)
+}
+
+func benchAppendOpts(b *testing.B, opts Options, appenders, batch int) {
+	opts.Dir, opts.MaxBytes, opts.Logger = b.TempDir(), 4<<30, discardLogger()
+	var writes atomic.Int64
+	opts.hook = func(point string) error {
+		if point == hookSegmentWrite {
+			writes.Add(1)
+		}
+		return nil
+	}
+	s, err := Open(opts)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -44,6 +57,7 @@ func benchAppend(b *testing.B, noSync bool, appenders, batch int) {
 	st := s.Stats()
 	b.ReportMetric(float64(st.Appended)/b.Elapsed().Seconds(), "readings/s")
 	b.ReportMetric(float64(st.Appended)/float64(max(st.Commits, 1)), "readings/commit")
+	b.ReportMetric(float64(writes.Load())/float64(max(st.Commits, 1)), "writes/commit")
 }
 
 // BenchmarkAppendDurable is the production path: one reading per Append,
@@ -51,6 +65,21 @@ func benchAppend(b *testing.B, noSync bool, appenders, batch int) {
 func BenchmarkAppendDurable(b *testing.B) {
 	for _, n := range []int{8, 64, 256} {
 		b.Run(fmt.Sprintf("appenders=%d", n), func(b *testing.B) { benchAppend(b, false, n, 1) })
+	}
+}
+
+// BenchmarkAppendHold compares, in one run, the committer's two policies
+// with 64 appenders of one reading: "hold" (the default: appends that
+// arrive while a sync runs wait for it, then go out in one write) and
+// "nohold" (a write per committer wake-up, the policy before).
+func BenchmarkAppendHold(b *testing.B) {
+	for range 2 {
+		for _, c := range []struct {
+			name string
+			opts Options
+		}{{"hold", Options{}}, {"nohold", Options{noHold: true}}} {
+			b.Run(c.name, func(b *testing.B) { benchAppendOpts(b, c.opts, 64, 1) })
+		}
 	}
 }
 

@@ -108,6 +108,10 @@ type Options struct {
 	hook func(point string) error
 	// retry replaces recoveryRetry, for this package's tests only.
 	retry backoff.Policy
+	// noHold turns holdWhileSyncing off (a write per committer wake-up,
+	// the policy before it), for this package's benchmarks' in-run
+	// baseline only.
+	noHold bool
 }
 
 // The points at which Options.hook is called.

@@ -244,6 +244,13 @@ type Spool struct {
 	// tickets carries written units from the committer to the syncer.
 	tickets      chan *ticket
 	syncerExited chan struct{}
+	// synced (capacity 1) is signalled by the syncer each time it has
+	// synced its units: the committer, holding appends while a sync runs
+	// (holdWhileSyncing), looks again.
+	synced chan struct{}
+	// unsynced counts the units handed to the syncer and not yet through
+	// their fdatasync (or its failure).
+	unsynced atomic.Int64
 
 	// Owned by the committer goroutine (and by Open/Close before it starts
 	// and after it exits).
@@ -345,6 +352,7 @@ func Open(opts Options) (*Spool, error) {
 		exited:          make(chan struct{}),
 		tickets:         make(chan *ticket, 64),
 		syncerExited:    make(chan struct{}),
+		synced:          make(chan struct{}, 1),
 		notify:          make(chan struct{}),
 		ackCompactBytes: ackCompactBytes,
 		retry:           opts.retry,

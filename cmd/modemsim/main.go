@@ -6,6 +6,7 @@
 //
 //	modemsim --model sim7600|sim7800|bg96 --link PATH [--state-dir DIR] [--baud N]
 //	         [--trace FILE] [--control PATH] [--latency D] [--net-latency D]
+//	         [--net-delay D] [--net-rate BYTES]
 //	         [--sim-busy D] [--reboot-delay D] [--announce-boot]
 //	         [--host NAME=IP]... [--imei N] [--iccid N] [--log-level L]
 //
@@ -66,7 +67,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	trace := fs.String("trace", "", "write a timestamped transcript of the serial line to `FILE`")
 	fs.StringVar(&cfg.ControlSocket, "control", "", "serve the control protocol on the unix socket `PATH`")
 	fs.DurationVar(&cfg.CommandLatency, "latency", 0, "delay before each command response")
-	fs.DurationVar(&cfg.NetworkLatency, "net-latency", 0, "delay before each session connect and network write")
+	fs.DurationVar(&cfg.NetworkLatency, "net-latency", 0, "stall before each session connect and network write (the write blocks: a slow link, not distance)")
+	fs.DurationVar(&cfg.NetworkDelay, "net-delay", 0, "one-way propagation delay each direction between the socket and the server (round trip: twice this), many writes in flight")
+	fs.IntVar(&cfg.NetworkRate, "net-rate", 0, "cap each direction of the network at `BYTES` per second (0: no cap)")
 	fs.DurationVar(&cfg.SIMBusy, "sim-busy", 0, "SIM busy window after each boot")
 	fs.DurationVar(&cfg.RebootDelay, "reboot-delay", 0, "silence between a reboot and RDY")
 	fs.BoolVar(&cfg.AnnounceBoot, "announce-boot", false, "print the boot URCs at start too")

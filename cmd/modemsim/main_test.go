@@ -170,6 +170,9 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"--model", "sim7600", "--host", "nonsense"}, 2, "want NAME=IP"},
 		{[]string{"--model", "sim7600", "extra"}, 2, "unexpected arguments"},
 		{[]string{"--model", "sim7600", "--log-level", "loud"}, 2, "--log-level"},
+		{[]string{"--model", "sim7600", "--link", filepath.Join(t.TempDir(), "x"), "--net-delay", "-1s"}, 1, "NetworkDelay -1s is negative"},
+		{[]string{"--model", "sim7600", "--link", filepath.Join(t.TempDir(), "x"), "--net-rate", "-5"}, 1, "NetworkRate -5 is negative"},
+		{[]string{"--model", "sim7600", "--net-delay", "soon"}, 2, "-net-delay"},
 	} {
 		var stdout, stderr bytes.Buffer
 		if code := run(tc.args, &stdout, &stderr); code != tc.code || !strings.Contains(stderr.String(), tc.want) {

@@ -53,3 +53,20 @@ func EncryptKeyFile(t testing.TB, path, password string, legacy bool) {
 		t.Fatal(err)
 	}
 }
+
+// EncryptKeyPEM returns the PEM private key keyPEM encrypted with password
+// by openssl, as EncryptKeyFile writes it, for tests that need the bytes
+// rather than a file.
+func EncryptKeyPEM(t testing.TB, keyPEM []byte, password string, legacy bool) []byte {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "client.key")
+	if err := os.WriteFile(path, keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	EncryptKeyFile(t, path, password, legacy)
+	enc, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return enc
+}

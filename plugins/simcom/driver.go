@@ -69,7 +69,7 @@ type Driver struct {
 	storeSuspect bool
 
 	// serial counts the bytes on the port, for Status (status.go).
-	serial serialCounters
+	serial atkit.SerialCounters
 }
 
 // New returns a Driver for the model p. Logs go to log (nil discards).
@@ -93,13 +93,12 @@ func New(p Profile, log *slog.Logger) *Driver {
 // echo off, verbose errors, the right model, SIM ready, registered, PDP
 // context up. Every step is bounded and a failure names the step and carries
 // the modem's words. Calling Open again re-runs the bring-up on the same port.
+// With cfg.NoNetwork it stops after the SIM (sdk.ModemConfig.NoNetwork): the
+// certificate store works, Dial does not.
 func (d *Driver) Open(ctx context.Context, cfg sdk.ModemConfig) (sdk.ModemInfo, error) {
 	d.bringup.Lock()
 	defer d.bringup.Unlock()
 
-	if cfg.Model != "" && !strings.EqualFold(cfg.Model, d.profile.Name) {
-		return sdk.ModemInfo{}, &sdk.ModelMismatchError{Want: d.profile.Name, Got: cfg.Model}
-	}
 	if cfg.Port == "" {
 		return sdk.ModemInfo{}, &sdk.SerialError{Op: "open", Err: "no serial port configured"}
 	}
@@ -131,7 +130,7 @@ func (d *Driver) Open(ctx context.Context, cfg sdk.ModemConfig) (sdk.ModemInfo, 
 		case err != nil:
 			return sdk.ModemInfo{}, &sdk.SerialError{Op: "open", Port: cfg.Port, Err: err.Error()}
 		}
-		ch = at.New(d.serial.wrap(rw), at.WithLogger(d.log))
+		ch = at.New(d.serial.Wrap(rw), at.WithLogger(d.log))
 		d.registerURCs(ch)
 		d.mu.Lock()
 		d.ch = ch
@@ -151,10 +150,15 @@ func (d *Driver) Open(ctx context.Context, cfg sdk.ModemConfig) (sdk.ModemInfo, 
 }
 
 // bringUp runs the bring-up script and returns what the modem said of itself.
+// With cfg.NoNetwork it stops after the SIM, reading signal and registration
+// once without requiring them.
 func (d *Driver) bringUp(ctx context.Context, ch *at.Channel, cfg sdk.ModemConfig) (sdk.ModemInfo, error) {
 	regWait := cfg.RegistrationTimeout
 	if regWait <= 0 {
 		regWait = 90 * time.Second
+	}
+	if cfg.NoNetwork {
+		regWait = 0 // one reading each, below
 	}
 	if err := d.sync(ctx, ch); err != nil {
 		return sdk.ModemInfo{}, err
@@ -164,7 +168,7 @@ func (d *Driver) bringUp(ctx context.Context, ch *at.Channel, cfg sdk.ModemConfi
 		signal           atkit.Signal
 		creg, cgreg, ceg atkit.RegStat
 	)
-	steps := d.identifySteps(&info)
+	steps := d.identifySteps(cfg.Model, &info)
 	steps = append(steps,
 		// Right after boot the SIM is busy for a few seconds; SIMCom's
 		// checklist allows 20 s before calling it broken.
@@ -175,12 +179,22 @@ func (d *Driver) bringUp(ctx context.Context, ch *at.Channel, cfg sdk.ModemConfi
 			}
 			return true, nil
 		}},
+	)
+	network := []atkit.Step{
 		atkit.WaitSignal(regWait, &signal),
 		atkit.WaitRegistered("AT+CREG?", regWait, &creg),
 		optional(atkit.WaitRegistered("AT+CGREG?", 0, &cgreg)),
 		optional(atkit.WaitRegistered("AT+CEREG?", 0, &ceg)),
-	)
-	steps = append(steps, dataSteps(&info, cfg.APN)...)
+	}
+	if cfg.NoNetwork {
+		for _, s := range network {
+			steps = append(steps, optional(s))
+		}
+		steps = append(steps, clockStep(&info))
+	} else {
+		steps = append(steps, network...)
+		steps = append(steps, dataSteps(&info, cfg.APN)...)
+	}
 	err := atkit.Script{Steps: steps, OnSkip: func(s atkit.Step, err error) {
 		d.log.Debug("optional bring-up step failed", "op", s.Op, "err", err)
 	}}.Run(ctx, ch)
@@ -199,14 +213,19 @@ func optional(s atkit.Step) atkit.Step {
 
 // identifySteps is the first part of the bring-up script (after Sync turned
 // echo off): verbose errors, then what the modem is, into info. A modem that
-// is not of the driver's model fails it.
-func (d *Driver) identifySteps(info *sdk.ModemInfo) []atkit.Step {
+// is not of the driver's model fails it, and so does a configured model
+// (want, when not empty) other than the driver's: either way the
+// *sdk.ModelMismatchError names what the modem reported.
+func (d *Driver) identifySteps(want string, info *sdk.ModemInfo) []atkit.Step {
 	return []atkit.Step{
 		{Op: "verbose errors", Cmd: "AT+CMEE=2"},
 		{Op: "identify model", Cmd: "AT+CGMM", Check: func(r *at.Response) (bool, error) {
 			model := atkit.FirstLine(r)
 			if !d.profile.matches(model) {
 				return false, &sdk.ModelMismatchError{Want: d.profile.Name, Got: model}
+			}
+			if want != "" && !strings.EqualFold(want, d.profile.Name) {
+				return false, &sdk.ModelMismatchError{Want: want, Got: model}
 			}
 			info.Model = model
 			return true, nil
@@ -254,13 +273,18 @@ func dataSteps(info *sdk.ModemInfo, apn string) []atkit.Step {
 	}
 	return append(steps,
 		atkit.Step{Op: "activate PDP context", Cmd: "AT+CGACT=1,1", Timeout: 30 * time.Second},
-		atkit.Step{Op: "read clock", Cmd: "AT+CCLK?", Optional: true, Check: func(r *at.Response) (bool, error) {
-			if v, ok := atkit.Field(r, "+CCLK:"); ok {
-				info.ClockSynced = clockSynced(v)
-			}
-			return true, nil
-		}},
+		clockStep(info),
 	)
+}
+
+// clockStep reads whether the network has set the clock, into info.
+func clockStep(info *sdk.ModemInfo) atkit.Step {
+	return atkit.Step{Op: "read clock", Cmd: "AT+CCLK?", Optional: true, Check: func(r *at.Response) (bool, error) {
+		if v, ok := atkit.Field(r, "+CCLK:"); ok {
+			info.ClockSynced = clockSynced(v)
+		}
+		return true, nil
+	}}
 }
 
 // sync waits until the modem answers and turns echo off (atkit.Sync). Silence
@@ -390,6 +414,14 @@ func (d *Driver) rebooted(why string) {
 			s.end(sdk.SessionEvent{Kind: sdk.EventModemRebooted, Detail: why}, nil)
 		}
 	}
+}
+
+// withoutNetwork reports whether the last Open asked for no network
+// (sdk.ModemConfig.NoNetwork): no PDP context to dial over.
+func (d *Driver) withoutNetwork() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.cfg.NoNetwork
 }
 
 // ready returns the channel, re-running the bring-up (and replaying the

@@ -4,8 +4,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -21,16 +19,22 @@ const testKeyPassword = "k3y-pass for the module"
 // (PKCS#8, AES-256-CBC), with its password.
 func encryptedBundle(t *testing.T, p *plugintest.PKI) sdk.Bundle {
 	t.Helper()
-	key := filepath.Join(t.TempDir(), "client.key")
-	if err := os.WriteFile(key, p.Client.KeyPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	testutil.EncryptKeyFile(t, key, testKeyPassword, false)
-	enc, err := os.ReadFile(key)
+	enc := testutil.EncryptKeyPEM(t, p.Client.KeyPEM, testKeyPassword, false)
+	return sdk.Bundle{Profile: 0, CA: p.CA.CertPEM, Cert: p.Client.CertPEM, Key: enc, KeyPassword: testKeyPassword}
+}
+
+// startEncryptedKeyModem starts the emulated SIM7600, without keypwd when
+// noKeyPwd, closed when the test ends, and returns it with a PKI and a
+// bundle of it whose key openssl encrypted.
+func startEncryptedKeyModem(t *testing.T, noKeyPwd bool) (*modemsim.Modem, *plugintest.PKI, sdk.Bundle) {
+	t.Helper()
+	m, err := modemsim.Start(modemsim.Config{Model: "sim7600", Baud: -1, NoKeyPwd: noKeyPwd})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return sdk.Bundle{Profile: 0, CA: p.CA.CertPEM, Cert: p.Client.CertPEM, Key: enc, KeyPassword: testKeyPassword}
+	t.Cleanup(func() { m.Close() })
+	p := plugintest.NewPKI(t, plugintest.P256)
+	return m, p, encryptedBundle(t, p)
 }
 
 // mutualTLSServer accepts one connection on loopback and sends the result
@@ -61,20 +65,14 @@ func mutualTLSServer(t *testing.T, p *plugintest.PKI) (int, <-chan error) {
 // decrypt_key_on_host the plugin downloads the key decrypted and the
 // module's TLS presents it.
 func TestEncryptedKeyOnFirmwareWithoutKeyPwd(t *testing.T) {
-	m, err := modemsim.Start(modemsim.Config{Model: "sim7600", Baud: -1, NoKeyPwd: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m, p, b := startEncryptedKeyModem(t, true)
 	ctx := testCtx(t)
-	p := plugintest.NewPKI(t, plugintest.P256)
-	b := encryptedBundle(t, p)
 
 	d := New(SIM7600, nil)
 	if _, err := d.Open(ctx, sdk.ModemConfig{Port: m.Path()}); err != nil {
 		t.Fatal(err)
 	}
-	_, err = d.Provision(ctx, b)
+	_, err := d.Provision(ctx, b)
 	var be *sdk.BundleError
 	if !errors.As(err, &be) || be.Field != "key_password" || !strings.Contains(err.Error(), "modem.options.decrypt_key_on_host") {
 		t.Fatalf("Provision = %v, want a key_password BundleError naming the option", err)
@@ -112,14 +110,8 @@ func TestEncryptedKeyOnFirmwareWithoutKeyPwd(t *testing.T) {
 // TestEncryptedKeyGoesEncryptedToFirmwareWithKeyPwd: a module with keypwd
 // gets the key as the file has it, whatever decrypt_key_on_host says.
 func TestEncryptedKeyGoesEncryptedToFirmwareWithKeyPwd(t *testing.T) {
-	m, err := modemsim.Start(modemsim.Config{Model: "sim7600", Baud: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m, p, b := startEncryptedKeyModem(t, false)
 	ctx := testCtx(t)
-	p := plugintest.NewPKI(t, plugintest.P256)
-	b := encryptedBundle(t, p)
 	d := New(SIM7600, nil)
 	if _, err := d.Open(ctx, sdk.ModemConfig{Port: m.Path(), Options: map[string]string{OptionDecryptKeyOnHost: "true"}}); err != nil {
 		t.Fatal(err)

@@ -50,6 +50,9 @@ func (d *Driver) Dial(ctx context.Context, req sdk.DialRequest) (sdk.Session, er
 	if err != nil {
 		return nil, err
 	}
+	if d.withoutNetwork() {
+		return nil, &sdk.ModemError{Op: "dial", Code: -1, Text: "modem opened without network (ModemConfig.NoNetwork): Open it again without to dial"}
+	}
 	if err := d.startService(ctx, ch); err != nil {
 		return nil, err
 	}

@@ -4,14 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/cellgate/cellgate/sdk"
 	"github.com/cellgate/cellgate/sdk/at"
+	"github.com/cellgate/cellgate/sdk/atkit"
 )
 
 // statusCommandTimeout bounds each query of Status. They are answered at
@@ -34,7 +33,7 @@ func (d *Driver) Status(ctx context.Context) (sdk.ModemStatus, error) {
 	ch, stopped := d.ch, d.stopped
 	d.mu.Unlock()
 	st := sdk.ModemStatus{Time: time.Now().UTC(), SignalRSSI: 99, SignalBER: 99}
-	st.SerialTxBytes, st.SerialRxBytes = d.serial.tx.Load(), d.serial.rx.Load()
+	st.SerialTxBytes, st.SerialRxBytes = d.serial.Counts()
 	if ch == nil || stopped {
 		return st, nil
 	}
@@ -56,8 +55,8 @@ func (d *Driver) Status(ctx context.Context) (sdk.ModemStatus, error) {
 			break
 		}
 	}
-	st.Registration = bestRegistration(st.CREG, st.CGREG, st.CEREG)
-	st.SerialTxBytes, st.SerialRxBytes = d.serial.tx.Load(), d.serial.rx.Load()
+	st.Registration = atkit.BestRegistration(st.CREG, st.CGREG, st.CEREG)
+	st.SerialTxBytes, st.SerialRxBytes = d.serial.Counts()
 	if answered == 0 && firstErr != nil {
 		return st, d.modemErr("status", firstErr)
 	}
@@ -103,9 +102,9 @@ func statusQueries(st *sdk.ModemStatus) []statusQuery {
 	return []statusQuery{
 		{cmd: "AT+CPIN?", parse: func(r *at.Response) {
 			if v, ok := field(r, "+CPIN:"); ok {
-				st.SIM = simState(v)
+				st.SIM = atkit.SIMState(v)
 			}
-		}, onCME: func(e *at.CMEError) { st.SIM = simState(e.Text) }},
+		}, onCME: func(e *at.CMEError) { st.SIM = atkit.SIMState(e.Text) }},
 		{cmd: "AT+CSQ", parse: func(r *at.Response) {
 			if v, ok := field(r, "+CSQ:"); ok {
 				if rssi, ber, err := twoInts(v); err == nil {
@@ -137,68 +136,3 @@ func statusQueries(st *sdk.ModemStatus) []statusQuery {
 		}},
 	}
 }
-
-// simState names a +CPIN answer, or a +CME ERROR's text, in
-// sdk.ModemStatus.SIM's words.
-func simState(v string) string {
-	u := strings.ToUpper(strings.TrimSpace(v))
-	switch {
-	case u == "READY":
-		return "ready"
-	case strings.Contains(u, "NOT INSERTED"):
-		return "absent"
-	case strings.Contains(u, "PIN"), strings.Contains(u, "PUK"):
-		return "locked"
-	case strings.Contains(u, "BUSY"):
-		return "busy"
-	}
-	return strings.ToLower(strings.TrimSpace(v))
-}
-
-// registrationRank orders registration states from most to least useful.
-var registrationRank = []string{"home", "roaming", "searching", "denied", "sms only", "emergency only", "not registered", "unknown"}
-
-// bestRegistration is the most useful of the registrations given, "unknown"
-// when none is.
-func bestRegistration(regs ...string) string {
-	best := len(registrationRank) - 1
-	for _, r := range regs {
-		for i, name := range registrationRank {
-			if r == name && i < best {
-				best = i
-			}
-		}
-	}
-	return registrationRank[best]
-}
-
-// serialCounters count the bytes the driver wrote to and read from the
-// modem's port, for Status.
-type serialCounters struct {
-	tx, rx atomic.Uint64
-}
-
-// wrap returns rw counting into c.
-func (c *serialCounters) wrap(rw io.ReadWriteCloser) io.ReadWriteCloser {
-	return &countingPort{rw: rw, c: c}
-}
-
-// countingPort is a port whose reads and writes are counted.
-type countingPort struct {
-	rw io.ReadWriteCloser
-	c  *serialCounters
-}
-
-func (p *countingPort) Read(b []byte) (int, error) {
-	n, err := p.rw.Read(b)
-	p.c.rx.Add(uint64(n))
-	return n, err
-}
-
-func (p *countingPort) Write(b []byte) (int, error) {
-	n, err := p.rw.Write(b)
-	p.c.tx.Add(uint64(n))
-	return n, err
-}
-
-func (p *countingPort) Close() error { return p.rw.Close() }

@@ -86,7 +86,8 @@ func appendTrimmed(dst, lines []string) []string {
 // error and the payload is not written, the command slot is held from the
 // command to its final result, URCs keep being dispatched, and a caller
 // whose context ends before the prompt leaves the channel to write the
-// payload when the prompt comes. Command ignores this option.
+// payload when the prompt comes. An empty line keeps the > prompt.
+// Command ignores this option.
 func WithPromptLine(line string) CommandOption {
 	t := strings.TrimSpace(line)
 	return func(o *cmdOptions) { o.promptLine = t }

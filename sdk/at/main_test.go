@@ -87,10 +87,10 @@ func goCommand(ctx context.Context, c *Channel, cmd string, opts ...CommandOptio
 	return ch
 }
 
-func goPayload(ctx context.Context, c *Channel, cmd string, payload []byte) <-chan outcome {
+func goPayload(ctx context.Context, c *Channel, cmd string, payload []byte, opts ...CommandOption) <-chan outcome {
 	ch := make(chan outcome, 1)
 	go func() {
-		resp, err := c.CommandPayload(ctx, cmd, payload)
+		resp, err := c.CommandPayload(ctx, cmd, payload, opts...)
 		ch <- outcome{resp, err}
 	}()
 	return ch

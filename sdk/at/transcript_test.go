@@ -180,8 +180,8 @@ type harness struct {
 
 	waiters  map[string]*Waiter
 	claims   []CommandOption // the next command's options (@claim, @finalok, @finalerror, @promptline)
-	payload  []byte      // the next command's payload, from @payload
-	inflight chan string // the formatted outcome of the command in flight
+	payload  []byte          // the next command's payload, from @payload
+	inflight chan string     // the formatted outcome of the command in flight
 	stopped  bool
 }
 

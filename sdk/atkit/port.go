@@ -47,12 +47,13 @@ type PortConfig struct {
 //
 // go.bug.st/serial has no write timeout: on a pty, or a USB CDC port whose
 // modem stopped reading, a write blocks forever once the kernel buffer is
-// full. Reads need no wrapper: with no read timeout they block until data
-// arrives or Close wakes them.
+// full. So writes go through a second descriptor of the device, polled by
+// the Go runtime, with a deadline. Reads need no wrapper: with no read
+// timeout they block until data arrives or Close wakes them.
 type Port struct {
 	name         string
 	sp           serial.Port
-	lock         *os.File // holds the flock that keeps other drivers off the device
+	lock         *os.File // holds the flock that keeps other drivers off the device; writes go through it
 	writeTimeout time.Duration
 
 	// writeMu serialises writers; an at.Channel writes from one goroutine,
@@ -228,9 +229,14 @@ func (p *Port) Read(b []byte) (int, error) {
 	return n, nil
 }
 
-// Write writes all of b or fails after the write timeout. A write that timed
-// out may still complete later in the background; the port is then closed,
-// because the modem's view of the byte stream is unknown.
+// Write writes all of b or fails after the write timeout; the port is then
+// closed, because the modem's view of the byte stream is unknown.
+//
+// Where the system can poll the device (Linux, the BSDs), the bytes go
+// through the locked descriptor with a write deadline, so no write outlives
+// Close: a goroutine still writing after Close would write through a file
+// descriptor number the process may have reused for another device or
+// socket. Elsewhere the write runs in a goroutine that Close cannot stop.
 func (p *Port) Write(b []byte) (int, error) {
 	p.writeMu.Lock()
 	defer p.writeMu.Unlock()
@@ -239,6 +245,41 @@ func (p *Port) Write(b []byte) (int, error) {
 		return 0, fmt.Errorf("write %s: %w", p.name, ErrPortClosed)
 	default:
 	}
+	err := p.lock.SetWriteDeadline(time.Now().Add(p.writeTimeout))
+	if errors.Is(err, os.ErrNoDeadline) {
+		return p.writeUnpolled(b)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("write %s: set deadline: %w", p.name, err)
+	}
+	n, err := writeAll(p.lock, b)
+	switch {
+	case err == nil:
+		return n, nil
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		p.Close()
+		return n, fmt.Errorf("write %s: %d bytes not accepted within %s; port closed", p.name, len(b)-n, p.writeTimeout)
+	case p.isClosed():
+		return n, fmt.Errorf("write %s: %w", p.name, ErrPortClosed) // the close broke the write
+	default:
+		return n, fmt.Errorf("write %s: %w", p.name, err)
+	}
+}
+
+func (p *Port) isClosed() bool {
+	select {
+	case <-p.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+// writeUnpolled writes b through go.bug.st/serial, which has no deadline,
+// for systems whose device descriptor cannot be polled (macOS ttys, systems
+// without flock). A write that timed out may still complete later in the
+// background.
+func (p *Port) writeUnpolled(b []byte) (int, error) {
 	type result struct {
 		n   int
 		err error
@@ -252,12 +293,8 @@ func (p *Port) Write(b []byte) (int, error) {
 	defer timer.Stop()
 	select {
 	case r := <-done:
-		select {
-		case <-p.closed:
-			if r.err != nil {
-				r.err = ErrPortClosed // the close broke the write
-			}
-		default:
+		if r.err != nil && p.isClosed() {
+			r.err = ErrPortClosed // the close broke the write
 		}
 		if r.err != nil {
 			return r.n, fmt.Errorf("write %s: %w", p.name, r.err)

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/cellgate/cellgate/internal/testutil"
 	"github.com/cellgate/cellgate/sdk/atkit"
 )
@@ -143,6 +145,32 @@ func TestWriteToAModemThatStoppedReadingTimesOut(t *testing.T) {
 	_, err = p.Write(make([]byte, 1<<20))
 	if err == nil || !strings.Contains(err.Error(), "not accepted within") {
 		t.Fatalf("Write of 1 MiB nobody reads = %v, want a write timeout", err)
+	}
+}
+
+// TestWriteThatTimedOutLeavesNoWriterBehind: once a write timed out and the
+// port is closed, nothing may still be writing. A writer left blocked in
+// write(2) resumes when the line drains and then writes the rest of its
+// buffer through the closed descriptor's number, which the process has
+// meanwhile reused (in this package's tests: the next test's pty, whose
+// modem then saw a megabyte of zeros instead of AT+CPIN?).
+func TestWriteThatTimedOutLeavesNoWriterBehind(t *testing.T) {
+	before := goleak.IgnoreCurrent()
+	line := openPTY(t)
+	p, err := atkit.OpenPort(testCtx(t), line.Path, atkit.PortConfig{WriteTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Write(make([]byte, 1<<20)); err == nil || !strings.Contains(err.Error(), "not accepted within") {
+		t.Fatalf("Write of 1 MiB nobody reads = %v, want a write timeout", err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The line is still full and its other side still open: a writer
+	// blocked in the kernel would still be there.
+	if err := goleak.Find(before); err != nil {
+		t.Fatalf("after a timed-out Write and Close, a goroutine is still writing:\n%v", err)
 	}
 }
 

@@ -48,6 +48,7 @@ var checks = []check{
 	{"cancel-dial", "a Dial to a server that never answers returns with context.DeadlineExceeded when its context ends, and the plugin stays usable", needsLocalServers, checkCancel},
 	{"plugin-killed", "after SIGKILL of the plugin, Recv and Send fail with sdk.ErrPluginExited within a second", nil, checkPluginKilled},
 	{"stop", "Stop before Open is a no-op; Stop ends every session, and a second Stop returns nil", nil, checkStop},
+	{"status", "the optional Status (sdk.StatusReporter, contract 1.1) reports PortOpen false before Open, answers within 20 s while a session moves data, without holding it up, and reports the modem's signal and registration as the modem gives them; n/a when the plugin does not implement it", nil, checkStatus},
 }
 
 func needsEmulator(cfg *Config) string {

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/cellgate/cellgate/sdk"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -115,5 +117,40 @@ FAILED: 1 passed, 1 failed, 1 not applicable
 `
 	if b.String() != want {
 		t.Errorf("table:\n%s\nwant:\n%s", b.String(), want)
+	}
+}
+
+// TestStatusProblems proves the status check refuses a Status that does not
+// show the emulated modem's radio: a remembered signal, a registration that
+// cannot carry data, figures out of range, serial counters that never moved.
+func TestStatusProblems(t *testing.T) {
+	good := sdk.ModemStatus{Time: time.Now(), PortOpen: true, Registration: "home", SignalRSSI: checkSignal.rssi, SignalBER: checkSignal.ber, SerialTxBytes: 10, SerialRxBytes: 20}
+	if p := statusProblems(good, true, true); p != "" {
+		t.Fatalf("a faithful status was refused: %s", p)
+	}
+	noRadio := good
+	noRadio.SignalRSSI, noRadio.SignalBER, noRadio.SerialTxBytes, noRadio.SerialRxBytes = 99, 99, 0, 0
+	if p := statusProblems(noRadio, false, false); p != "" {
+		t.Fatalf("a status without a radio to set was refused: %s", p)
+	}
+	cases := map[string]struct {
+		edit func(*sdk.ModemStatus)
+		want string
+	}{
+		"remembered signal":  {func(s *sdk.ModemStatus) { s.SignalRSSI = 22 }, "signal 22,3, but the emulated modem answers +CSQ: 9,3"},
+		"ber dropped":        {func(s *sdk.ModemStatus) { s.SignalBER = 99 }, "signal 9,99"},
+		"not registered":     {func(s *sdk.ModemStatus) { s.Registration = "searching" }, `Registration "searching" with a session carrying data`},
+		"rssi out of range":  {func(s *sdk.ModemStatus) { s.SignalRSSI = 40 }, "SignalRSSI 40, want 0-31 or 99"},
+		"no time":            {func(s *sdk.ModemStatus) { s.Time = time.Time{} }, "Time is not set"},
+		"serial never moved": {func(s *sdk.ModemStatus) { s.SerialRxBytes = 0 }, "serial counters tx 10 rx 0"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			st := good
+			c.edit(&st)
+			if p := statusProblems(st, true, true); !strings.Contains(p, c.want) {
+				t.Errorf("problems %q, want them to say %q", p, c.want)
+			}
+		})
 	}
 }

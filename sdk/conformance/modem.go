@@ -10,8 +10,9 @@ import (
 
 // Modem is the modem under test, as every check needs it: the port the
 // plugin opens. Close releases it (an emulator stops; a real port is left
-// as it is). A modem may also be a FaultInjector and a CommandCounter; the
-// checks that need those are not applicable to one that is not.
+// as it is). A modem may also be a FaultInjector, a CommandCounter and a
+// RadioController; the checks that need those are not applicable to one
+// that is not (the status check then checks less, and says so).
 type Modem interface {
 	// Port is the modem's device, for sdk.ModemConfig.Port.
 	Port() string
@@ -93,6 +94,15 @@ func (e *Emulator) Close() error { return e.m.Close() }
 
 // Reboot reboots the emulated modem.
 func (e *Emulator) Reboot() error { return e.m.Fault(modemsim.Fault{Kind: modemsim.FaultReboot}) }
+
+// SetSignal makes the emulated cell's signal rssi,ber (+CSQ).
+func (e *Emulator) SetSignal(rssi, ber int) error { return e.m.SetSignal(rssi, ber) }
+
+// DenyRegistration makes the emulated network deny the modem's
+// registration (+CREG: stat 3); open sessions end.
+func (e *Emulator) DenyRegistration() error {
+	return e.m.Fault(modemsim.Fault{Kind: modemsim.FaultRegistrationDenied})
+}
 
 // Commands counts every command the emulator received.
 func (e *Emulator) Commands() int64 {

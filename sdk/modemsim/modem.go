@@ -41,8 +41,20 @@ type Config struct {
 	// final result codes).
 	CommandLatency time.Duration
 	// NetworkLatency is added before a session's TCP connect and before
-	// each write to a session socket.
+	// each write to a session socket, which blocks meanwhile: it models a
+	// stalling link (little throughput), not distance. For propagation
+	// delay use NetworkDelay.
 	NetworkLatency time.Duration
+	// NetworkDelay is the one-way propagation delay between the module's
+	// socket and the server, each direction: bytes written at t arrive at
+	// t+NetworkDelay, in order, with any number of writes in flight (up to
+	// 4 MiB each way), and a connect takes a round trip (2×NetworkDelay).
+	// A round trip is thus 2×NetworkDelay. 0: none.
+	NetworkDelay time.Duration
+	// NetworkRate caps each direction of a session's network at this many
+	// bytes per second (serialisation before the propagation delay). 0: no
+	// cap.
+	NetworkRate int
 	// SIMBusy is the time after each boot (Start and every reboot) during
 	// which SIM-dependent commands answer "+CME ERROR: SIM busy", AT+CSQ
 	// answers 99,99 and the module is not registered.
@@ -368,6 +380,10 @@ func validateConfig(cfg *Config) error {
 		return fmt.Errorf("modemsim: CommandLatency %v is negative", cfg.CommandLatency)
 	case cfg.NetworkLatency < 0:
 		return fmt.Errorf("modemsim: NetworkLatency %v is negative", cfg.NetworkLatency)
+	case cfg.NetworkDelay < 0:
+		return fmt.Errorf("modemsim: NetworkDelay %v is negative", cfg.NetworkDelay)
+	case cfg.NetworkRate < 0:
+		return fmt.Errorf("modemsim: NetworkRate %d is negative", cfg.NetworkRate)
 	case cfg.SIMBusy < 0:
 		return fmt.Errorf("modemsim: SIMBusy %v is negative", cfg.SIMBusy)
 	case cfg.RebootDelay < 0:

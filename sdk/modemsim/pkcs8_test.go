@@ -41,26 +41,14 @@ func TestTLSEncryptedPKCS8Key(t *testing.T) {
 	e.h.download("k_scrypt.pem", opensslPKCS8(t, cli.KeyPEM, "s3cret", "-scrypt"))
 	base := []string{`"cacert",0,"ca.pem"`, `"clientcert",0,"cli.pem"`, `"authmode",0,2`}
 
-	for _, tc := range []struct {
-		name, key, pwd, want string
-	}{
+	e.openWithKeys(srv, base, []keyCase{
 		{"AES-256-CBC, PBKDF2-HMAC-SHA256, right keypwd", "k_aes256.pem", "s3cret", "+CCHOPEN: 0,0"},
 		{"AES-128-CBC, PBKDF2-HMAC-SHA1, right keypwd", "k_aes128_sha1.pem", "s3cret", "+CCHOPEN: 0,0"},
 		{"DES-EDE3-CBC, right keypwd", "k_des3.pem", "s3cret", "+CCHOPEN: 0,0"},
 		{"wrong keypwd", "k_aes256.pem", "s3cret!", "+CCHOPEN: 0,15"},
 		{"no keypwd", "k_aes256.pem", "", "+CCHOPEN: 0,15"},
 		{"scrypt, which the module cannot derive", "k_scrypt.pem", "s3cret", "+CCHOPEN: 0,15"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			e.ctx0(append(base, `"clientkey",0,"`+tc.key+`"`, `"keypwd",0,"`+tc.pwd+`"`)...)
-			if got := e.open("127.0.0.1", srv.port); got != tc.want {
-				t.Fatalf("open = %q, want %q", got, tc.want)
-			}
-			if tc.want == "+CCHOPEN: 0,0" {
-				<-srv.states
-			}
-		})
-	}
+	})
 }
 
 // TestNoKeyPwdFirmware: firmware without keypwd does not list it in

@@ -265,6 +265,14 @@ func (m *Modem) dial(ctx context.Context, p dialParams) (net.Conn, *netConn, int
 	if err != nil {
 		return nil, nil, cchConnect, fmt.Errorf("connect %s:%d: %w", ip, p.port, err)
 	}
+	if m.cfg.NetworkDelay > 0 || m.cfg.NetworkRate > 0 {
+		// The SYN and SYN-ACK cross the link before the socket is open.
+		if err := sleepCtx(ctx, 2*m.cfg.NetworkDelay); err != nil {
+			c.Close()
+			return nil, nil, cchConnect, fmt.Errorf("network delay: %w", err)
+		}
+		c = newDelayConn(c, m.cfg.NetworkDelay, m.cfg.NetworkRate)
+	}
 	raw := &netConn{Conn: c, m: m, latency: m.cfg.NetworkLatency, closed: make(chan struct{})}
 	if p.clientType == 1 {
 		return raw, raw, cchOK, nil

@@ -311,16 +311,26 @@ func TestTLSKeyFormats(t *testing.T) {
 	e.h.download("other_key.pem", other.KeyPEM)
 	base := []string{`"cacert",0,"ca.der"`, `"clientcert",0,"cli.der"`, `"authmode",0,2`}
 
-	for _, tc := range []struct {
-		name, key, pwd, want string
-	}{
+	e.openWithKeys(srv, base, []keyCase{
 		{"DER PKCS#8 key and DER certificates", "cli_key.der", "", "+CCHOPEN: 0,0"},
 		{"encrypted PEM key with the right keypwd", "cli_key_enc.pem", "s3cret", "+CCHOPEN: 0,0"},
 		{"encrypted PEM key with a wrong keypwd", "cli_key_enc.pem", "wrong", "+CCHOPEN: 0,15"},
 		{"encrypted PEM key without keypwd", "cli_key_enc.pem", "", "+CCHOPEN: 0,15"},
 		{"key that does not match the certificate", "other_key.pem", "", "+CCHOPEN: 0,15"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
+	})
+}
+
+// keyCase is a client key file on the module and the keypwd to set: want
+// is the +CCHOPEN result.
+type keyCase struct {
+	name, key, pwd, want string
+}
+
+// openWithKeys opens session 0 to srv once per case, with context 0 set to
+// base plus the case's clientkey and keypwd, each in its own subtest.
+func (e *tlsEnv) openWithKeys(srv *goTLSServer, base []string, cases []keyCase) {
+	for _, tc := range cases {
+		e.t.Run(tc.name, func(t *testing.T) {
 			e.ctx0(append(base, `"clientkey",0,"`+tc.key+`"`, `"keypwd",0,"`+tc.pwd+`"`)...)
 			if got := e.open("127.0.0.1", srv.port); got != tc.want {
 				t.Fatalf("open = %q, want %q", got, tc.want)

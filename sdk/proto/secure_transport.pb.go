@@ -303,8 +303,11 @@ type ModemConfig struct {
 	// passed verbatim; see sdk.ModemConfig.Options.
 	Options                  map[string]string `protobuf:"bytes,5,rep,name=options,proto3" json:"options,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	RegistrationTimeoutNanos int64             `protobuf:"varint,6,opt,name=registration_timeout_nanos,json=registrationTimeoutNanos,proto3" json:"registration_timeout_nanos,omitempty"`
-	unknownFields            protoimpl.UnknownFields
-	sizeCache                protoimpl.SizeCache
+	// no_network (contract 1.2) asks Open to stop once the modem is
+	// identified and its SIM ready; see sdk.ModemConfig.NoNetwork.
+	NoNetwork     bool `protobuf:"varint,7,opt,name=no_network,json=noNetwork,proto3" json:"no_network,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ModemConfig) Reset() {
@@ -377,6 +380,13 @@ func (x *ModemConfig) GetRegistrationTimeoutNanos() int64 {
 		return x.RegistrationTimeoutNanos
 	}
 	return 0
+}
+
+func (x *ModemConfig) GetNoNetwork() bool {
+	if x != nil {
+		return x.NoNetwork
+	}
+	return false
 }
 
 type ModemInfo struct {
@@ -2192,14 +2202,16 @@ var File_sdk_proto_secure_transport_proto protoreflect.FileDescriptor
 
 const file_sdk_proto_secure_transport_proto_rawDesc = "" +
 	"\n" +
-	" sdk/proto/secure_transport.proto\x12\x12cellgate.plugin.v1\"\x9f\x02\n" +
+	" sdk/proto/secure_transport.proto\x12\x12cellgate.plugin.v1\"\xbe\x02\n" +
 	"\vModemConfig\x12\x12\n" +
 	"\x04port\x18\x01 \x01(\tR\x04port\x12\x12\n" +
 	"\x04baud\x18\x02 \x01(\x05R\x04baud\x12\x10\n" +
 	"\x03apn\x18\x03 \x01(\tR\x03apn\x12\x14\n" +
 	"\x05model\x18\x04 \x01(\tR\x05model\x12F\n" +
 	"\aoptions\x18\x05 \x03(\v2,.cellgate.plugin.v1.ModemConfig.OptionsEntryR\aoptions\x12<\n" +
-	"\x1aregistration_timeout_nanos\x18\x06 \x01(\x03R\x18registrationTimeoutNanos\x1a:\n" +
+	"\x1aregistration_timeout_nanos\x18\x06 \x01(\x03R\x18registrationTimeoutNanos\x12\x1d\n" +
+	"\n" +
+	"no_network\x18\a \x01(\bR\tnoNetwork\x1a:\n" +
 	"\fOptionsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xae\x02\n" +

@@ -371,3 +371,7 @@ func readSnippet(r io.Reader) string {
 	}
 	return s
 }
+
+// InFlightLimit is 1: one message uses the connection at a time
+// (InFlightLimiter).
+func (h *HTTPS) InFlightLimit() int { return 1 }

@@ -44,10 +44,14 @@ type MQTTConfig struct {
 	// connection drops (default 1h). It must be above zero so that an
 	// in-flight QoS 1 message survives a reconnect.
 	SessionExpiry time.Duration
-	// KeepAlive is the MQTT keep-alive interval (default 60s). It also
+	// KeepAlive is the MQTT keep-alive interval (default 4m). It also
 	// bounds the wait for an acknowledgement on a dead link: paho pings
 	// the broker whenever nothing went either way for KeepAlive, and drops
-	// the connection when the PINGRESP has not come KeepAlive later.
+	// the connection when the PINGRESP has not come KeepAlive later. The
+	// default is sized for cellular: longer than a 60 s batching budget,
+	// so no ping goes while messages flow, and shorter than the idle
+	// timeout of carriers' NATs (some drop an idle TCP flow after under
+	// 5 minutes), so an idle connection survives (bench/README.md).
 	KeepAlive time.Duration
 	// ConnectTimeout bounds one connection attempt: the dial (the modem
 	// session and TLS) plus CONNECT/CONNACK (default 30s).
@@ -68,7 +72,7 @@ type MQTTConfig struct {
 // Defaults of MQTTConfig.
 const (
 	DefaultMQTTSessionExpiry  = time.Hour
-	DefaultMQTTKeepAlive      = 60 * time.Second
+	DefaultMQTTKeepAlive      = 4 * time.Minute
 	DefaultMQTTConnectTimeout = 30 * time.Second
 	DefaultMQTTAckTimeout     = 60 * time.Second
 	DefaultMQTTReconnectMin   = time.Second
@@ -127,6 +131,10 @@ type MQTT struct {
 	upSince time.Time // when the current or last connection came up
 	lastErr error     // why the last connection attempt failed; nil once connected
 	conn    net.Conn  // the latest conn handed to paho, for Close to cut
+
+	// receiveMax is the broker's Receive Maximum from the last CONNACK
+	// (65535 when it sent none); 0 before the first.
+	receiveMax int
 
 	closeOnce sync.Once
 	closeErr  error
@@ -396,7 +404,9 @@ func (m *MQTT) attemptConnection(ctx context.Context, _ autopaho.ClientConfig, _
 	// paho writes a packet as several Writes (net.Buffers) and holds the
 	// conn's lock, if it has one, around them: without it a PINGREQ could
 	// land inside a PUBLISH, even on a conn whose single Writes are atomic.
-	return packets.NewThreadSafeConn(&refusalConn{Conn: conn}), nil
+	// The lock also gathers the packet into one Write: one TLS record and
+	// one modem send per packet (mqtt_coalesce.go).
+	return newCoalescingConn(&refusalConn{Conn: conn}), nil
 }
 
 // refusalConn makes a refused TLS session say why. With TLS 1.3 the server
@@ -435,6 +445,11 @@ type watchedSession struct {
 
 // ConAckReceived: without a session at the broker, paho discards its own.
 func (s watchedSession) ConAckReceived(w io.Writer, cp *packets.Connect, ca *packets.Connack) error {
+	// Topic aliases up to what the broker grants, set before paho sends
+	// the session's unacknowledged messages again (mqtt_coalesce.go).
+	if c, ok := w.(*coalescingConn); ok && ca.Properties != nil && ca.Properties.TopicAliasMaximum != nil {
+		c.setTopicAliasMaximum(*ca.Properties.TopicAliasMaximum)
+	}
 	granted := uint32(0)
 	if cp.Properties != nil && cp.Properties.SessionExpiryInterval != nil {
 		granted = *cp.Properties.SessionExpiryInterval
@@ -475,10 +490,23 @@ func (m *MQTT) endEpoch() {
 	m.epoch = make(chan struct{})
 }
 
+// InFlightLimit is the most QoS 1 publishes the broker takes unacknowledged
+// at once (its Receive Maximum, from the last CONNACK); 0 until the first
+// connection. paho holds further Sends back until a PUBACK frees a slot.
+func (m *MQTT) InFlightLimit() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.receiveMax
+}
+
 func (m *MQTT) onConnectionUp(_ *autopaho.ConnectionManager, ca *paho.Connack) {
 	m.mu.Lock()
 	granted := m.granted
 	m.upSince = time.Now()
+	m.receiveMax = 65535
+	if ca.Properties != nil && ca.Properties.ReceiveMaximum != nil {
+		m.receiveMax = int(*ca.Properties.ReceiveMaximum)
+	}
 	m.lastErr = nil
 	m.mu.Unlock()
 	m.log.Info("connected", "session_present", ca.SessionPresent, "session_expiry_s", granted)

@@ -38,8 +38,9 @@ func mosquittoBin(t *testing.T) string {
 }
 
 type brokerOpts struct {
-	persistence bool   // keep sessions and queued messages across a clean restart
-	acl         string // acl_file contents; empty allows everything
+	persistence bool     // keep sessions and queued messages across a clean restart
+	acl         string   // acl_file contents; empty allows everything
+	extra       []string // more mosquitto.conf lines
 }
 
 // broker is a real mosquitto with a mutual-TLS listener on 127.0.0.1:
@@ -80,6 +81,7 @@ func startBroker(t *testing.T, pki *testPKI, opts brokerOpts) *broker {
 	if opts.acl != "" {
 		conf = append(conf, "acl_file "+pki.write(t, "acl", []byte(opts.acl)))
 	}
+	conf = append(conf, opts.extra...)
 	b.conf = pki.write(t, "mosquitto.conf", []byte(strings.Join(conf, "\n")+"\n"))
 	t.Cleanup(func() {
 		b.stop(syscall.SIGKILL)
@@ -495,6 +497,7 @@ type ackHoldLink struct {
 	pubacks, pingresps atomic.Int32
 	pingsWhileHeld     atomic.Int32 // PINGRESPs passed while a PUBACK was held
 	held               atomic.Int32 // PUBACKs being held now
+	maxHeld            atomic.Int32 // the most PUBACKs held at once
 }
 
 func (l *ackHoldLink) Dial(ctx context.Context) (net.Conn, error) {
@@ -518,7 +521,12 @@ func (l *ackHoldLink) Dial(ctx context.Context) (net.Conn, error) {
 			switch p.Type {
 			case packets.PUBACK:
 				l.pubacks.Add(1)
-				l.held.Add(1)
+				for n := l.held.Add(1); ; {
+					m := l.maxHeld.Load()
+					if n <= m || l.maxHeld.CompareAndSwap(m, n) {
+						break
+					}
+				}
 				time.AfterFunc(l.hold, func() {
 					l.held.Add(-1)
 					hc.pass(w, p)

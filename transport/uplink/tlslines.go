@@ -49,8 +49,11 @@ const maxPeerLine = 4 << 10
 // TLSLines is the tls_lines uplink: newline-delimited JSON readings over one
 // long-lived connection from the Dialer, dialled on the first Send and again
 // after any failure. The peer's only words are lines "ack <id>"; anything
-// else it sends is ignored. One Send uses the connection at a time; others
-// wait their turn (honouring their ctx).
+// else it sends is ignored. One Send writes to the connection at a time;
+// others wait their turn (honouring their ctx). With Ack, a Send waits for
+// its acks after its turn, so several messages can be awaiting their acks
+// at once (InFlightLimit: 64); acks are matched by id, in whatever order
+// they come.
 //
 // The message's Payload is the readings as JSON lines, one per reading,
 // line i being reading IDs[i]; a missing final newline is supplied. With
@@ -115,7 +118,8 @@ func (t *TLSLines) Send(ctx context.Context, msg Message) error {
 	case <-t.closed:
 		return fmt.Errorf("tls_lines uplink to %s: %w", t.cfg.Addr, ErrClosed)
 	}
-	defer func() { <-t.turn }()
+	turn := sync.OnceFunc(func() { <-t.turn })
+	defer turn()
 
 	c, err := t.connection(ctx)
 	if err != nil {
@@ -123,6 +127,7 @@ func (t *TLSLines) Send(ctx context.Context, msg Message) error {
 	}
 	if t.cfg.Ack {
 		c.expect(msg.IDs)
+		defer c.forget(msg.IDs)
 	}
 	if err := c.write(ctx, payload); err != nil {
 		t.drop(c)
@@ -139,6 +144,7 @@ func (t *TLSLines) Send(ctx context.Context, msg Message) error {
 		}
 		return fmt.Errorf("tls_lines uplink to %s: write %d readings (%d bytes): %w", t.cfg.Addr, len(msg.IDs), len(payload), err)
 	}
+	turn() // the next Send may write while this one awaits its acks
 	if !t.cfg.Ack {
 		t.log.Debug("sent", "bytes", len(payload), "ids", idsForLog(msg.IDs))
 		return nil
@@ -146,13 +152,13 @@ func (t *TLSLines) Send(ctx context.Context, msg Message) error {
 	ackWait := time.NewTimer(t.cfg.AckTimeout)
 	defer ackWait.Stop()
 	for {
-		missing := c.missing(msg.IDs)
+		missing, progress := c.missing(msg.IDs)
 		if len(missing) == 0 {
 			t.log.Debug("acknowledged", "bytes", len(payload), "ids", idsForLog(msg.IDs))
 			return nil
 		}
 		select {
-		case <-c.progress:
+		case <-progress:
 		case <-c.done:
 			t.drop(c)
 			select {
@@ -168,7 +174,6 @@ func (t *TLSLines) Send(ctx context.Context, msg Message) error {
 			return fmt.Errorf("tls_lines uplink to %s: %d of %d readings unacked (%s) %s after they were written; connection dropped",
 				t.cfg.Addr, len(missing), len(msg.IDs), summarise(missing), t.cfg.AckTimeout)
 		case <-ctx.Done():
-			c.expect(nil)
 			return fmt.Errorf("tls_lines uplink to %s: %d of %d readings unacked (%s): %w",
 				t.cfg.Addr, len(missing), len(msg.IDs), summarise(missing), ctx.Err())
 		case <-t.closed:
@@ -226,7 +231,7 @@ func (t *TLSLines) connection(ctx context.Context) (*linesConn, error) {
 		}
 		return nil, fmt.Errorf("tls_lines uplink: dial %s: %w", t.cfg.Addr, err)
 	}
-	c = &linesConn{conn: conn, done: make(chan struct{}), progress: make(chan struct{}, 1)}
+	c = &linesConn{conn: conn, done: make(chan struct{}), progress: make(chan struct{}), waiting: map[string]int{}}
 	t.mu.Lock()
 	if t.closing {
 		t.mu.Unlock()
@@ -275,10 +280,12 @@ type linesConn struct {
 	done chan struct{} // closed when the reader ends; err then says why
 	err  error
 
-	// progress is poked (never blocking) when an awaited id is acked.
+	mu sync.Mutex
+	// progress is closed (and replaced) when an awaited id is acked.
 	progress chan struct{}
-	mu       sync.Mutex
-	waiting  map[string]struct{} // ids the current Send awaits; the reader deletes acked ones
+	// waiting counts, by id, the Sends awaiting its ack; the reader
+	// deletes an id when it is acked (one ack answers every such Send).
+	waiting map[string]int
 }
 
 // read is the only reader of conn: it turns "ack <id>" lines into progress
@@ -314,39 +321,42 @@ func (c *linesConn) read(log *slog.Logger) {
 		_, awaited := c.waiting[f[1]]
 		if awaited {
 			delete(c.waiting, f[1])
+			close(c.progress)
+			c.progress = make(chan struct{})
 		}
 		c.mu.Unlock()
 		if !awaited {
 			log.Debug("ack for a reading no Send awaits (late or repeated)", "id", f[1])
-			continue
-		}
-		select {
-		case c.progress <- struct{}{}:
-		default:
 		}
 	}
 }
 
-// expect sets the ids the current Send awaits; nil stops awaiting.
+// expect adds ids to those awaited, before the Send writes them.
 func (c *linesConn) expect(ids []string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if ids == nil {
-		c.waiting = nil
-		return
-	}
-	c.waiting = make(map[string]struct{}, len(ids))
 	for _, id := range ids {
-		c.waiting[id] = struct{}{}
-	}
-	select { // a stale poke from an earlier Send must not count
-	case <-c.progress:
-	default:
+		c.waiting[id]++
 	}
 }
 
-// missing returns the ids, in order, not acked yet.
-func (c *linesConn) missing(ids []string) []string {
+// forget stops awaiting ids (those still awaited) for one Send.
+func (c *linesConn) forget(ids []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, id := range ids {
+		switch n := c.waiting[id]; {
+		case n > 1:
+			c.waiting[id] = n - 1
+		case n == 1:
+			delete(c.waiting, id)
+		}
+	}
+}
+
+// missing returns the ids, in order, not acked yet, and a channel closed
+// at the next ack of an awaited id.
+func (c *linesConn) missing(ids []string) ([]string, <-chan struct{}) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var out []string
@@ -355,7 +365,7 @@ func (c *linesConn) missing(ids []string) []string {
 			out = append(out, id)
 		}
 	}
-	return out
+	return out, c.progress
 }
 
 // write writes p whole, cut short when ctx ends.
@@ -390,4 +400,14 @@ func summarise(ids []string) string {
 		return "missing " + strings.Join(ids, ", ")
 	}
 	return fmt.Sprintf("missing %s, … and %d more", strings.Join(ids[:show], ", "), len(ids)-show)
+}
+
+// InFlightLimit (InFlightLimiter) is 64 with Ack: messages are written one
+// at a time and then await their acks together, matched by id. Without Ack
+// a Send ends when its bytes are written, so there is nothing to overlap: 1.
+func (t *TLSLines) InFlightLimit() int {
+	if t.cfg.Ack {
+		return 64
+	}
+	return 1
 }

@@ -45,6 +45,15 @@ type Uplink interface {
 	Close() error
 }
 
+// InFlightLimiter is implemented by uplinks that bound how many Sends can be
+// awaiting their acknowledgement at once. InFlightLimit returns that bound,
+// or 0 when it is not known yet. MQTT: the broker's Receive Maximum;
+// TLSLines: 64 with acks (matched by id), 1 without; HTTPS: 1 (one request
+// on its one connection at a time).
+type InFlightLimiter interface {
+	InFlightLimit() int
+}
+
 // ErrClosed is wrapped by the error of a Send on a closed uplink.
 var ErrClosed = errors.New("uplink closed")
 
@@ -95,6 +104,10 @@ var (
 	_ Uplink = (*MQTT)(nil)
 	_ Uplink = (*TLSLines)(nil)
 	_ Uplink = (*HTTPS)(nil)
+
+	_ InFlightLimiter = (*MQTT)(nil)
+	_ InFlightLimiter = (*TLSLines)(nil)
+	_ InFlightLimiter = (*HTTPS)(nil)
 )
 
 // orDiscard lets every constructor take a nil logger.

@@ -1,10 +1,11 @@
 #!/usr/bin/python3
 """Decode cellgate batch payloads into JSON lines, written from docs/payloads.md alone.
 
-Usage: payload_decode.py DICTIONARY FILE...
+Usage: payload_decode.py PAYLOADS_MD FILE...
 
-DICTIONARY is compact-dict-v1.bin; each FILE holds one payload (json is not
-handled here: it needs no decoder). Output: one line per reading,
+PAYLOADS_MD is docs/payloads.md, where the compact preset dictionary is
+printed in hex; each FILE holds one payload (json is not handled here: it
+needs no decoder). Output: one line per reading,
 {"device_id":...,"reading":<canonical JSON>}, as `cellgate decode` prints.
 """
 import datetime
@@ -197,8 +198,15 @@ def decode(payload, zdict):
     return decode_cbor(cbor2.loads(zlib.decompress(payload)))
 
 
+def dictionary(doc):
+    """The hex block after <!-- compact-dict-v1 --> in docs/payloads.md."""
+    text = open(doc, encoding="utf-8").read()
+    block = text.split("<!-- compact-dict-v1 -->", 1)[1].split("```", 2)[1]
+    return bytes.fromhex("".join(block.split()))
+
+
 def main():
-    zdict = open(sys.argv[1], "rb").read()
+    zdict = dictionary(sys.argv[1])
     for name in sys.argv[2:]:
         device, lines = decode(open(name, "rb").read(), zdict)
         for line in lines:

@@ -84,6 +84,9 @@ func runBringUp(ctx context.Context, ch *at.Channel, cfg sdk.ModemConfig, pdp in
 	if err != nil {
 		return r, err
 	}
+	if cfg.NoNetwork {
+		return readOffline(ctx, ch)
+	}
 	if r.reg, err = waitRegistered(ctx, ch, within); err != nil {
 		return r, err
 	}
@@ -106,6 +109,26 @@ func runBringUp(ctx context.Context, ch *at.Channel, cfg sdk.ModemConfig, pdp in
 		return r, err
 	}
 	return r, activate(ctx, ch, pdp)
+}
+
+// readOffline is the rest of a bring-up without network
+// (sdk.ModemConfig.NoNetwork): registration, signal and clock read once
+// each, none required, and no PDP context.
+func readOffline(ctx context.Context, ch *at.Channel) (bringUpResult, error) {
+	var r bringUpResult
+	r.reg, _ = waitRegistered(ctx, ch, 0) // the state found, registered or not
+	if ctx.Err() != nil {
+		return r, ctx.Err()
+	}
+	signal := atkit.WaitSignal(0, &r.sig)
+	signal.Optional = true
+	err := atkit.Run(ctx, ch, signal,
+		atkit.Step{Op: "read clock", Cmd: "AT+CCLK?", Optional: true, Check: func(resp *at.Response) (bool, error) {
+			v, _ := atkit.Field(resp, "+CCLK:")
+			r.clock = clockSynced(v)
+			return true, nil
+		}})
+	return r, err
 }
 
 // waitRegistered asks CEREG (LTE Cat-M1/NB-IoT), CGREG and CREG (GSM

@@ -73,6 +73,12 @@ func (d *Driver) Dial(ctx context.Context, req sdk.DialRequest) (_ sdk.Session, 
 // checkDial refuses a request the modem cannot carry out, before any
 // command.
 func (d *Driver) checkDial(req sdk.DialRequest) (*dialect, error) {
+	d.mu.Lock()
+	offline := d.cfg.NoNetwork
+	d.mu.Unlock()
+	if offline {
+		return nil, &sdk.ModemError{Op: "dial", Code: -1, Text: "modem opened without network (ModemConfig.NoNetwork): Open it again without to dial"}
+	}
 	if req.Host == "" || req.Port < 1 || req.Port > 65535 {
 		return nil, &sdk.NetError{Op: "dial", Session: -1, Kind: sdk.NetInvalid, Text: fmt.Sprintf("bad address %q port %d", req.Host, req.Port)}
 	}

@@ -61,6 +61,8 @@ type Driver struct {
 	// +QIRD: <n>) from the channel's dispatcher to the reader that holds
 	// the slot.
 	recvData chan []byte
+	// serial counts the bytes on the line since Open, for Status.
+	serial atkit.SerialCounters
 
 	mu       sync.Mutex // guards the fields below
 	ch       *at.Channel
@@ -109,9 +111,6 @@ func (d *Driver) Open(ctx context.Context, cfg sdk.ModemConfig) (_ sdk.ModemInfo
 	if want == "" {
 		want = "bg96"
 	}
-	if _, ok := models[want]; !ok {
-		return sdk.ModemInfo{}, &sdk.ModelMismatchError{Want: want, Got: "a Quectel BG96/BG95 (this plugin drives bg96 and bg95 only)"}
-	}
 	if err := d.Stop(ctx); err != nil {
 		d.log.Warn("closing the previous modem connection", "err", err)
 	}
@@ -123,7 +122,8 @@ func (d *Driver) Open(ctx context.Context, cfg sdk.ModemConfig) (_ sdk.ModemInfo
 	case err != nil:
 		return sdk.ModemInfo{}, &sdk.SerialError{Op: "open", Port: cfg.Port, Err: err.Error()}
 	}
-	ch := at.New(line, at.WithLogger(d.log), at.WithUnsolicited(d.onUnsolicited))
+	d.serial.Reset() // the counts are since Open
+	ch := at.New(d.serial.Wrap(line), at.WithLogger(d.log), at.WithUnsolicited(d.onUnsolicited))
 	d.mu.Lock()
 	d.ch, d.port, d.cfg, d.set = ch, cfg.Port, cfg, set
 	d.sessions, d.profiles, d.sni = map[int]*session{}, map[int]sslProfile{}, map[int]bool{}
@@ -177,7 +177,9 @@ func (d *Driver) identify(ctx context.Context, ch *at.Channel, want string) (sdk
 	if err != nil {
 		return info, atkit.SDKError("open", err, ch, d.port)
 	}
-	if !containsFold(info.Model, models[want]) {
+	// A model this plugin does not drive is refused once the modem said
+	// what it is, so the error names both.
+	if marker, ok := models[want]; !ok || !containsFold(info.Model, marker) {
 		return info, &sdk.ModelMismatchError{Want: want, Got: info.Model}
 	}
 	return info, nil

@@ -159,3 +159,65 @@ func echo(ctx context.Context, t *testing.T, s sdk.Session, msg string) {
 		t.Fatalf("echo = %q, want %q", got, msg)
 	}
 }
+
+// TestStatusAsksTheEmulatedModem checks the optional Status call against
+// the emulated BG96: before Open it reports a closed port; with a TLS
+// session open it reports the signal the test gave the cell, the LTE
+// registration, the active PDP context and counted serial bytes, and leaves
+// the session working; after the network denies registration it says so.
+func TestStatusAsksTheEmulatedModem(t *testing.T) {
+	m, err := modemsim.Start(modemsim.Config{Model: "bg96", Baud: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	pki := plugintest.NewPKI(t, plugintest.P256)
+	srv := plugintest.StartServer(t, plugintest.MutualTLS(pki, 0), plugintest.Echo)
+	host, port := srv.HostPort()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	d := New(nil)
+	t.Cleanup(func() { d.Stop(context.Background()) })
+	if st, err := d.Status(ctx); err != nil || st.PortOpen {
+		t.Fatalf("Status before Open = %+v, %v; want PortOpen false and no error", st, err)
+	}
+	if _, err := d.Open(ctx, sdk.ModemConfig{Port: m.Path(), Model: "bg96"}); err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	if _, err := d.Provision(ctx, sdk.Bundle{CA: pki.CA.CertPEM, Cert: pki.Client.CertPEM, Key: pki.Client.KeyPEM}); err != nil {
+		t.Fatalf("Provision: %v", err)
+	}
+	s, err := d.Dial(ctx, sdk.DialRequest{Host: host, Port: port, Mode: sdk.DialModemTLS})
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	defer s.Close(ctx)
+	if err := m.SetSignal(9, 3); err != nil {
+		t.Fatal(err)
+	}
+	echo(ctx, t, s, "before")
+	st, err := d.Status(ctx)
+	if err != nil {
+		t.Fatalf("Status: %v", err)
+	}
+	if !st.PortOpen || st.SIM != "ready" || st.SignalRSSI != 9 || st.SignalBER != 3 || st.CEREG != "home" || st.Registration != "home" ||
+		st.PDPActive == nil || !*st.PDPActive || st.SerialTxBytes == 0 || st.SerialRxBytes == 0 || st.Time.IsZero() {
+		t.Fatalf("Status with a session open = %+v (pdp %v); want port open, SIM ready, signal 9,3, CEREG home, PDP active, bytes counted", st, st.PDPActive)
+	}
+	echo(ctx, t, s, "after Status")
+
+	if err := m.Fault(modemsim.Fault{Kind: modemsim.FaultRegistrationDenied}); err != nil {
+		t.Fatal(err)
+	}
+	st, err = d.Status(ctx)
+	if err != nil || st.Registration != "denied" || st.SignalRSSI != 99 {
+		t.Fatalf("Status after the network denied registration = %+v, %v; want denied, signal 99", st, err)
+	}
+	if err := d.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := d.Status(ctx); err != nil || st.PortOpen || st.SerialTxBytes == 0 {
+		t.Fatalf("Status after Stop = %+v, %v; want PortOpen false and the last counts", st, err)
+	}
+}

@@ -122,7 +122,7 @@ func TestSendWritesOnlyCommandAndPayload(t *testing.T) {
 func BenchmarkSendAt115200(b *testing.B) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	r := newSendRig(b, ctx, benchBaud)
+	r := newSendRig(b, ctx, 115200)
 	data := make([]byte, 64<<10)
 	rand.Read(data)
 	before := r.m.Counters()
@@ -141,5 +141,3 @@ func BenchmarkSendAt115200(b *testing.B) {
 		b.ReportMetric(float64(after.SerialModemToHostBytes-before.SerialModemToHostBytes)/pieces, "modem-bytes/piece")
 	}
 }
-
-var benchBaud = -1

@@ -256,6 +256,15 @@ func (d *Driver) forget(s *session) {
 // read asks the modem for up to 1500 bytes of socket id. The answer is
 // "+QSSLRECV: <n>" followed by exactly n raw bytes, which the channel's
 // binary handler (onReadData) passes here through recvData.
+//
+// A reboot under a read makes the modem's "RDY" race the read's ERROR (the
+// socket is gone), and sdk/at delivers the one to the command and the
+// other to the URC dispatcher, so the order a driver sees is not the order
+// on the line. The read therefore claims "RDY" itself for as long as it
+// runs (watchReboot), and an ERROR is confirmed with a probe: a modem that
+// is booting discards it and sends RDY instead. A read that met a reboot
+// returns errRebooted after onReboot ended the sessions, so its reader
+// reports the modem-rebooted event, never the ERROR.
 func (d *Driver) read(ctx context.Context, dl *dialect, id int) ([]byte, error) {
 	ch, err := d.channel()
 	if err != nil {
@@ -263,23 +272,79 @@ func (d *Driver) read(ctx context.Context, dl *dialect, id int) ([]byte, error) 
 	}
 	var data []byte
 	err = d.exchange(ctx, func(ctx context.Context) error {
+		rdy := watchReboot(ch)
+		defer rdy.end(d)
 		select {
 		case <-d.recvData: // a payload of a read given up on
 		default:
 		}
 		cctx, cancel := context.WithTimeout(ctx, cmdTimeout)
 		defer cancel()
-		if _, err := ch.Command(cctx, fmt.Sprintf("%s=%d,%d", dl.recv, id, maxRead)); err != nil {
+		cmd := fmt.Sprintf("%s=%d,%d", dl.recv, id, maxRead)
+		if _, err := ch.Command(cctx, cmd); err != nil {
+			var ae *at.Error
+			if errors.As(err, &ae) && rdy.confirm(ctx, ch) {
+				return fmt.Errorf("%s: %w", cmd, errRebooted)
+			}
 			return err
 		}
 		select {
 		case data = <-d.recvData:
 			return nil
 		case <-cctx.Done():
-			return fmt.Errorf("%s=%d: OK without a data header: %w", dl.recv, id, cctx.Err())
+			return fmt.Errorf("%s: OK without a data header: %w", cmd, cctx.Err())
 		}
 	})
 	return data, err
+}
+
+// rebootWatch is a claim on the modem's "RDY" line for the length of one
+// exchange: the channel's reader hands the line to it in line order, before
+// any later command result.
+type rebootWatch struct{ w *at.Waiter }
+
+func watchReboot(ch *at.Channel) rebootWatch {
+	return rebootWatch{ch.Expect(func(line string) bool { return at.Normalize(line) == "RDY" })}
+}
+
+// seen says whether RDY was read.
+func (r rebootWatch) seen() bool {
+	_, err := r.w.Wait(expired)
+	return err == nil
+}
+
+// expired is a context that has ended: a Wait on it only looks.
+var expired = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
+// confirm tells a modem that failed a command because it rebooted from one
+// that refused it: when RDY has not been read yet, it sends AT and waits
+// for its answer or for RDY, whichever comes first.
+func (r rebootWatch) confirm(ctx context.Context, ch *at.Channel) bool {
+	if r.seen() {
+		return true
+	}
+	pctx, cancel := context.WithTimeout(ctx, cmdTimeout)
+	defer cancel()
+	go func() {
+		if _, err := r.w.Wait(pctx); err == nil {
+			cancel() // booting: the probe will not be answered
+		}
+	}()
+	ch.Command(pctx, "AT")
+	return r.seen()
+}
+
+// end gives the claim up; a RDY it took is handled here, as the URC
+// handler would have.
+func (r rebootWatch) end(d *Driver) {
+	r.w.Cancel()
+	if r.seen() {
+		d.onReboot(at.URC{Line: "RDY"})
+	}
 }
 
 // sendOK and sendFail end AT+QSSLSEND/AT+QISEND after the payload, with
@@ -302,6 +367,7 @@ func (d *Driver) sendChunk(ctx context.Context, dl *dialect, id int, p []byte) e
 		case err == nil:
 			return nil
 		case errors.As(err, &ae) && ae.Final == sendFail:
+			// The send buffer is full: pause, then send the piece again.
 		case errors.As(err, &ae):
 			code, words := d.lastError(ctx)
 			return netError("send", id, code, false, words)

@@ -8,10 +8,12 @@ import (
 	"net"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/cellgate/cellgate/sdk"
+	"github.com/cellgate/cellgate/sdk/at"
 	"github.com/cellgate/cellgate/sdk/atkit/transcript"
 	"github.com/cellgate/cellgate/sdk/plugintest"
 )
@@ -215,6 +217,80 @@ func TestRebootEndsSessionAndDialBringsModemBack(t *testing.T) {
 	m.reached(t, "close")
 	if err := again.Close(ctx); err != nil {
 		t.Fatal(err)
+	}
+	m.finish(t)
+}
+
+// TestRebootUnderAReadEndsTheSessionWithTheRebootEvent: a reboot that
+// interrupts a read (the modem's ERROR to AT+QSSLRECV racing its RDY)
+// surfaces as the modem-rebooted event in both orders on the line, and the
+// next Dial brings the modem back.
+func TestRebootUnderAReadEndsTheSessionWithTheRebootEvent(t *testing.T) {
+	for _, name := range []string{"reboot_rdy_before_recv_error", "reboot_recv_error_before_rdy"} {
+		t.Run(name, func(t *testing.T) {
+			d, m := play(t, name, nil)
+			open(t, d)
+			provisioned(d)
+			// "+QIND: "hold"" stalls the URC dispatcher until the session
+			// has ended, so a RDY handler cannot run before the read's
+			// ERROR reaches the driver: the order the flake needed.
+			release := make(chan struct{})
+			var once sync.Once
+			unhold := func() { once.Do(func() { close(release) }) }
+			t.Cleanup(unhold)
+			d.ch.Handle(`+QIND: "hold"`, func(at.URC) { <-release })
+			ctx := testCtx(t)
+			s, err := d.Dial(ctx, gateway)
+			if err != nil {
+				t.Fatalf("Dial: %v", err)
+			}
+			f, err := s.Recv(ctx)
+			unhold()
+			if err != nil || f.Event == nil || f.Event.Kind != sdk.EventModemRebooted {
+				t.Fatalf("Recv = %+v, %v; want the modem-rebooted event", f, err)
+			}
+			if f, err := s.Recv(ctx); err != io.EOF {
+				t.Fatalf("Recv after the event = %+v, %v; want io.EOF", f, err)
+			}
+			m.reached(t, "redial")
+			again, err := d.Dial(ctx, gateway)
+			if err != nil {
+				t.Fatalf("Dial after the reboot: %v", err)
+			}
+			m.reached(t, "close")
+			if err := again.Close(ctx); err != nil {
+				t.Fatal(err)
+			}
+			m.finish(t)
+		})
+	}
+}
+
+// TestStatusReadsEachQuery: Status reads the modem's own answers, each
+// query its own exchange: a roaming LTE registration is the best of three,
+// the operator is +COPS's third field, the PDP context is the driver's
+// among several; a +CME ERROR to AT+CPIN? is the SIM's state and a refused
+// AT+COPS? leaves the operator empty without failing Status.
+func TestStatusReadsEachQuery(t *testing.T) {
+	d, m := play(t, "status", nil)
+	open(t, d)
+	ctx := testCtx(t)
+	st, err := d.Status(ctx)
+	if err != nil {
+		t.Fatalf("Status: %v", err)
+	}
+	if !st.PortOpen || st.SIM != "ready" || st.SignalRSSI != 17 || st.SignalBER != 99 || st.CREG != "not registered" ||
+		st.CGREG != "unknown" || st.CEREG != "roaming" || st.Registration != "roaming" || st.Operator != "CHINA MOBILE" ||
+		st.PDPActive == nil || !*st.PDPActive || st.SerialTxBytes == 0 || st.SerialRxBytes == 0 {
+		t.Fatalf("first Status = %+v (pdp %v)", st, st.PDPActive)
+	}
+	m.reached(t, "second")
+	st, err = d.Status(ctx)
+	if err != nil {
+		t.Fatalf("second Status: %v", err)
+	}
+	if st.SIM != "absent" || st.SignalRSSI != 99 || st.Registration != "denied" || st.Operator != "" || st.PDPActive == nil || *st.PDPActive {
+		t.Fatalf("second Status = %+v (pdp %v); want SIM absent, denied, no operator, PDP inactive", st, st.PDPActive)
 	}
 	m.finish(t)
 }

@@ -89,10 +89,11 @@ func checkBundle(b sdk.Bundle, now time.Time) (profile, error) {
 		p.ca = nameFor("ca", b.CA)
 	}
 	if checked.Cert != nil {
-		if checked.KeyEncrypted {
-			return profile{}, &sdk.BundleError{Field: "key", Reason: "the private key is encrypted: the netstack plugin takes a plain PEM key (crypto/tls cannot decrypt it)"}
+		key, err := plainKey(b, checked.KeyEncrypted)
+		if err != nil {
+			return profile{}, err
 		}
-		id, err := tls.X509KeyPair(b.Cert, b.Key)
+		id, err := tls.X509KeyPair(b.Cert, key)
 		if err != nil {
 			return profile{}, &sdk.BundleError{Field: "key", Reason: fmt.Sprintf("the key does not match the client certificate or cannot be parsed: %v", err)}
 		}
@@ -187,4 +188,22 @@ func (t *Transport) DeleteCert(ctx context.Context, name string) error {
 	}
 	delete(t.store.files, name)
 	return nil
+}
+
+// plainKey is b's key as crypto/tls takes it: an encrypted key is decrypted
+// in memory with b.KeyPassword (tls.key_password_file), which never leaves
+// this process and never appears in an error; the plain PEM is kept only
+// inside the tls.Certificate built from it.
+func plainKey(b sdk.Bundle, encrypted bool) ([]byte, error) {
+	if !encrypted {
+		return b.Key, nil
+	}
+	if b.KeyPassword == "" {
+		return nil, &sdk.BundleError{Field: "key_password", Reason: "the private key is encrypted and no password was given (set tls.key_password_file)"}
+	}
+	plain, err := sdk.DecryptKeyPEM(b.Key, b.KeyPassword)
+	if err != nil {
+		return nil, &sdk.BundleError{Field: "key_password", Reason: err.Error()}
+	}
+	return plain, nil
 }
