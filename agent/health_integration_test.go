@@ -59,6 +59,11 @@ type agentStatus struct {
 		AirRx     uint64 `json:"air_rx_bytes"`
 		LastError string `json:"last_error"`
 	} `json:"uplink"`
+	Spool struct {
+		Pending    uint64     `json:"pending_readings"`
+		OldestTime *time.Time `json:"oldest_time"`
+		OldestAge  *float64   `json:"oldest_age_seconds"`
+	} `json:"spool"`
 }
 
 // get GETs url with the bearer token (none when ""), returning the status
@@ -155,6 +160,11 @@ func TestHealthFollowsNetworkLossOnBothListeners(t *testing.T) {
 	testutil.Eventually(t, 30*time.Second, "the status to show the link down", func() bool {
 		return !w.agentStatus().Uplink.Connected
 	})
+	// The readings posted during the loss wait: the status says since when.
+	if sp := w.agentStatus().Spool; sp.Pending < uint64(len(ids)) || sp.OldestTime == nil || sp.OldestAge == nil ||
+		*sp.OldestAge < 0 || time.Since(*sp.OldestTime) > 5*time.Minute {
+		t.Errorf("the status during the loss shows spool %+v, want %d or more waiting and the oldest one's time and age", sp, len(ids))
+	}
 	during := string(w.scrape())
 	for _, want := range []string{
 		`cellgate_modem_ready{device="it-gw"} 0`,
@@ -178,7 +188,14 @@ func TestHealthFollowsNetworkLossOnBothListeners(t *testing.T) {
 			return code == http.StatusOK
 		})
 	}
-	st := w.agentStatus()
+	var st agentStatus
+	testutil.Eventually(t, 30*time.Second, "the spool to be empty once everything was delivered", func() bool {
+		st = w.agentStatus()
+		return st.Spool.Pending == 0
+	})
+	if st.Spool.OldestTime != nil || st.Spool.OldestAge != nil {
+		t.Errorf("with everything delivered the status shows spool %+v, want nothing waiting and no oldest reading", st.Spool)
+	}
 	if !st.Uplink.Connected || st.Uplink.AirTx == 0 || st.Uplink.AirRx == 0 {
 		t.Errorf("after the loss the status shows uplink %+v, want connected with bytes both ways", st.Uplink)
 	}

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"encoding/json"
 	"time"
 
 	"github.com/cellgate/cellgate/agent/input"
@@ -41,6 +42,11 @@ type SpoolStatus struct {
 	Pending      uint64 `json:"pending_readings"`
 	PendingBytes int64  `json:"pending_bytes"`
 	DiskBytes    int64  `json:"disk_bytes"`
+	// OldestTime is the measurement time ("ts") of the oldest reading
+	// still waiting to be delivered, and OldestAgeSeconds how long before
+	// this status that was; both absent when nothing waits.
+	OldestTime       *time.Time `json:"oldest_time,omitempty"`
+	OldestAgeSeconds *float64   `json:"oldest_age_seconds,omitempty"`
 	// Dropped counts every reading an input answered 2xx for (it was in
 	// the spool) that will never be delivered: the sum of DroppedBy. The
 	// counts are the spool directory's, kept on disk across restarts and
@@ -107,6 +113,7 @@ func (a *Agent) status() Status {
 	st.Spool = SpoolStatus{Pending: ss.Pending, PendingBytes: ss.PendingBytes, DiskBytes: ss.DiskBytes,
 		Dropped: ss.Drops.Total(), DamagedUncounted: ss.Drops.DamagedUncounted,
 		DroppedBy: DroppedReadings{Damaged: ss.Drops.Damaged, DropOldest: ss.Drops.DropOldest, RefusedUpstream: ss.Drops.RefusedUpstream}}
+	st.Spool.OldestTime, st.Spool.OldestAgeSeconds = a.oldestPending(ss.Pending)
 	if info, ok := a.host.Info(); ok {
 		st.Modem = &info
 	}
@@ -173,4 +180,27 @@ func (a *Agent) unregisteredPoll() *modemPoll {
 		return p
 	}
 	return nil
+}
+
+// oldestPending reads the measurement time of the oldest reading waiting in
+// the spool. A status is best effort: a record that cannot be read or has
+// no usable "ts" leaves both figures absent (the forwarder reports a bad
+// record when it reaches it).
+func (a *Agent) oldestPending(pending uint64) (*time.Time, *float64) {
+	if pending == 0 {
+		return nil, nil
+	}
+	rec, ok, err := a.spool.Oldest()
+	if err != nil || !ok {
+		return nil, nil
+	}
+	var r struct {
+		TS time.Time `json:"ts"`
+	}
+	if json.Unmarshal(rec.Payload, &r) != nil || r.TS.IsZero() {
+		return nil, nil
+	}
+	ts := r.TS.UTC()
+	age := max(time.Since(ts).Round(time.Millisecond).Seconds(), 0)
+	return &ts, &age
 }

@@ -694,9 +694,9 @@ func TestStatusPageInABrowser(t *testing.T) {
 	a.post(5)
 	f = expectMatch(t, a, b, 2*time.Minute, "the link down, 5 readings waiting, the modem searching", func(st map[string]any, f map[string]shown) bool {
 		return f["link-state"].Text == "down" && f["spool-depth"].Text == "5" && f["last-error"].Text != "—" &&
-			f["registration"].Text == "searching"
+			f["registration"].Text == "searching" && f["spool-oldest-age"].Text != "—" && f["spool-oldest-age"].Text != "none waiting"
 	})
-	t.Logf("during the loss: registration %q, last error %q", f["registration"].Text, f["last-error"].Text)
+	t.Logf("during the loss: registration %q, last error %q, oldest reading %q", f["registration"].Text, f["last-error"].Text, f["spool-oldest-age"].Text)
 	b.screenshot(shots, "2-network-lost")
 
 	if err := a.modem.Fault(modemsim.Fault{Kind: modemsim.FaultNetworkRestore}); err != nil {

@@ -37,8 +37,12 @@ func printStatusSummary(w io.Writer, st map[string]any) {
 	fmt.Fprintf(w, "modem:    %s\n", modemLine(st))
 	fmt.Fprintf(w, "signal:   %s\n", signalLine(st))
 	fmt.Fprintf(w, "link:     %s\n", linkLine(st))
-	fmt.Fprintf(w, "spool:    %s readings pending (%s bytes), %s dropped\n",
-		num(st, "spool.pending_readings"), num(st, "spool.pending_bytes"), num(st, "spool.dropped_readings"))
+	oldest := ""
+	if age, ok := lookup(st, "spool.oldest_age_seconds"); ok {
+		oldest = ", oldest " + uptime(age) + " old"
+	}
+	fmt.Fprintf(w, "spool:    %s readings pending (%s bytes%s), %s dropped\n",
+		num(st, "spool.pending_readings"), num(st, "spool.pending_bytes"), oldest, num(st, "spool.dropped_readings"))
 	fmt.Fprintf(w, "error:    %s\n", lastErrorLine(st))
 	if raw, ok := st["cert"]; ok {
 		var cs agent.CertStatus

@@ -41,3 +41,13 @@ func TestCertLine(t *testing.T) {
 		})
 	}
 }
+
+func TestSummaryShowsTheOldestWaitingReadingsAge(t *testing.T) {
+	var b strings.Builder
+	printStatusSummary(&b, map[string]any{"spool": map[string]any{
+		"pending_readings": 12.0, "pending_bytes": 2048.0, "dropped_readings": 0.0, "oldest_age_seconds": 185.4,
+	}})
+	if want := "spool:    12 readings pending (2048 bytes, oldest 3m5s old), 0 dropped\n"; !strings.Contains(b.String(), want) {
+		t.Errorf("summary:\n%s\nwant the line %q", b.String(), want)
+	}
+}

@@ -500,6 +500,22 @@ func (s *Spool) Ack(seqs ...uint64) error {
 	return r.err
 }
 
+// Oldest returns the oldest record neither acknowledged nor dropped, without
+// waiting: ok is false when none is pending. It reads the record back from
+// disk like Next, so a checksum mismatch is an error naming file and offset.
+func (s *Spool) Oldest() (rec Record, ok bool, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return Record{}, false, ErrClosed
+	}
+	recs, err := s.collectLocked(0, 1, 0)
+	if err != nil || len(recs) == 0 {
+		return Record{}, false, err
+	}
+	return recs[0], true, nil
+}
+
 // Stats returns a snapshot of the spool's counters.
 func (s *Spool) Stats() Stats {
 	s.dropsMu.Lock()

@@ -908,3 +908,24 @@ func TestConcurrentDropOldestStaysBounded(t *testing.T) {
 		}
 	}
 }
+
+func TestOldestIsTheFirstRecordNotYetAcknowledged(t *testing.T) {
+	s := openT(t, Options{Dir: t.TempDir()})
+	if _, ok, err := s.Oldest(); ok || err != nil {
+		t.Fatalf("Oldest of an empty spool = ok %v, %v; want none", ok, err)
+	}
+	want, _ := appendEach(t, s, "old", 4, nil)
+	mustAck(t, s, 1, 3) // out of order: 2 is now the oldest
+	rec, ok, err := s.Oldest()
+	if err != nil || !ok || rec.Seq != 2 || !bytes.Equal(rec.Payload, want[2]) {
+		t.Fatalf("Oldest after acking 1 and 3 = %d %q, %v, %v; want record 2", rec.Seq, rec.Payload, ok, err)
+	}
+	mustAck(t, s, 2, 4)
+	if _, ok, err := s.Oldest(); ok || err != nil {
+		t.Fatalf("Oldest with everything acknowledged = ok %v, %v; want none", ok, err)
+	}
+	s.Close()
+	if _, _, err := s.Oldest(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Oldest after Close = %v, want ErrClosed", err)
+	}
+}
