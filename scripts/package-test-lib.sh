@@ -156,7 +156,15 @@ run_under_qemu() {
 		[ "$got" = "cellgate $VERSION (commit $COMMIT, $DATE, $($GO env GOVERSION), $platform)" ] ||
 			fail "$arch: cellgate $v says \"$got\""
 	done
-	"$qemu" "$root/usr/bin/cellgate" config check --config "$root/etc/cellgate/cellgate.yaml" >"$work/check-$arch.out" 2>"$work/check-$arch.err" ||
+	# The packaged config names files under /etc and /usr/lib, which config
+	# check opens: point them at this extracted root (the plugins, whose
+	# pinned SHA-256 it verifies) and at a fresh PKI, as an operator's
+	# provisioning would.
+	mkdir -p "$work/pki-$arch"
+	make_pki "$work/pki-$arch"
+	CELLGATE_PLUGINS__DIR=$root/usr/lib/cellgate/plugins CELLGATE_TLS__CA=$work/pki-$arch/ca.pem \
+		CELLGATE_TLS__CERT=$work/pki-$arch/client.pem CELLGATE_TLS__KEY=$work/pki-$arch/client.key \
+		"$qemu" "$root/usr/bin/cellgate" config check --config "$root/etc/cellgate/cellgate.yaml" >"$work/check-$arch.out" 2>"$work/check-$arch.err" ||
 		fail "$arch: config check of the packaged config: $(cat "$work/check-$arch.err")"
 	[ ! -s "$work/check-$arch.err" ] || fail "$arch: config check warns: $(cat "$work/check-$arch.err")"
 	mkdir -p "$work/plugins-$arch"
@@ -264,18 +272,27 @@ check_udev_rule() {
 	say "udev rule parsed by udevadm without complaint"
 }
 
+# make_pki DIR writes ca.pem, client.pem and client.key (0600) into DIR, as
+# an operator provides them. The certificates are valid for 90 days, beyond
+# the default tls.renew_before (30d), so neither config check nor the agent
+# warns about a renewal; the CA key stays in $work.
+make_pki() {
+	local d=$1
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 90 -subj /CN=package-test-ca \
+		-keyout "$work/ca.key" -out "$d/ca.pem" 2>/dev/null
+	openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=gw-pkgtest \
+		-keyout "$d/client.key" -out "$work/client.csr" 2>/dev/null
+	openssl x509 -req -in "$work/client.csr" -CA "$d/ca.pem" -CAkey "$work/ca.key" -CAcreateserial \
+		-CAserial "$work/ca.srl" -days 90 -out "$d/client.pem" 2>/dev/null
+	chmod 0600 "$d/client.key"
+}
+
 # provision_gateway does what README's "Install on a gateway" tells an
 # operator to: keys into /etc/cellgate (the client key root-only), and the
 # configuration edited (with the marker).
 provision_gateway() {
 	local d=/etc/cellgate
-	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=package-test-ca \
-		-keyout "$work/ca.key" -out "$d/ca.pem" 2>/dev/null
-	openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=gw-pkgtest \
-		-keyout "$d/client.key" -out "$work/client.csr" 2>/dev/null
-	openssl x509 -req -in "$work/client.csr" -CA "$d/ca.pem" -CAkey "$work/ca.key" -CAcreateserial \
-		-CAserial "$work/ca.srl" -days 2 -out "$d/client.pem" 2>/dev/null
-	chmod 0600 "$d/client.key"
+	make_pki "$d"
 	sed -i 's/^device_id: .*/device_id: gw-pkgtest/' "$d/cellgate.yaml"
 	echo "$marker" >>"$d/cellgate.yaml"
 }
