@@ -115,10 +115,23 @@ func (p *Page) serveHistory(w http.ResponseWriter, _ *http.Request) {
 	w.Write(append(body, '\n'))
 }
 
-// warn adds line to the page's recent warnings and logs it. Page.mu must
-// be held.
+// warn adds line to the page's recent warnings and logs it as a warning.
+// Page.mu must be held.
 func (p *Page) warn(t time.Time, line string) {
 	p.logger.Warn("status page: " + line)
+	p.remember(t, line)
+}
+
+// recovered adds line, the end of a problem warn reported, to the page's
+// recent warnings, so the page shows how long the problem lasted, and logs
+// it at info: a recovery is not a warning. Page.mu must be held.
+func (p *Page) recovered(t time.Time, line string) {
+	p.logger.Info("status page: " + line)
+	p.remember(t, line)
+}
+
+// remember appends line to the bounded list of recent warnings.
+func (p *Page) remember(t time.Time, line string) {
 	p.warnings = append(p.warnings, Warning{Time: t.UTC(), Message: line})
 	if n := len(p.warnings) - maxWarnings; n > 0 {
 		p.warnings = append(p.warnings[:0:0], p.warnings[n:]...)

@@ -167,7 +167,7 @@ func (p *Page) record(s Sample) {
 	case err != nil && !p.persistFailed:
 		p.warn(s.Time, fmt.Sprintf("usage totals not saved (kept in memory, retried every sample): %v", err))
 	case err == nil && p.persistFailed:
-		p.warn(s.Time, "usage totals saved again")
+		p.recovered(s.Time, "usage totals saved again")
 	}
 	p.persistFailed = err != nil
 }
@@ -183,13 +183,13 @@ func (p *Page) noteChanges(s Sample) {
 	case prev.LinkUp && !s.LinkUp:
 		p.warn(s.Time, "uplink down")
 	case !prev.LinkUp && s.LinkUp:
-		p.warn(s.Time, "uplink up again")
+		p.recovered(s.Time, "uplink up again")
 	}
 	switch {
 	case prev.SignalDBM != nil && s.SignalDBM == nil:
 		p.warn(s.Time, "signal lost (unknown or no signal)")
 	case prev.SignalDBM == nil && s.SignalDBM != nil:
-		p.warn(s.Time, fmt.Sprintf("signal back (%d dBm)", *s.SignalDBM))
+		p.recovered(s.Time, fmt.Sprintf("signal back (%d dBm)", *s.SignalDBM))
 	}
 }
 
