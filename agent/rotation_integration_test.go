@@ -17,6 +17,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"math/big"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -26,6 +27,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/cellgate/cellgate/agent/pki"
@@ -465,7 +467,7 @@ func dialMQTTWith(w *rotWorld, certPEM, keyPEM []byte) error {
 		return err
 	}
 	defer conn.Close()
-	c := paho.NewClient(paho.ClientConfig{Conn: conn})
+	c := paho.NewClient(paho.ClientConfig{Conn: threadSafe(conn)})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	ack, err := c.Connect(ctx, &paho.Connect{ClientID: "it-cert-probe", CleanStart: true, KeepAlive: 10})
@@ -640,6 +642,14 @@ func (w *rotWorld) cellgate(args ...string) string {
 	return string(out)
 }
 
+// threadSafe gives a bare connection the lock paho takes around each
+// packet's Writes. paho writes a packet as several Writes and, right after
+// CONNACK, sends a PINGREQ from its pinger goroutine: on a conn without a
+// lock the PINGREQ can land inside the PUBLISH being written, and the
+// broker then gets a garbled payload (pki serve: "CSR: no PEM block
+// found") or a broken stream (no PUBACK: "context deadline exceeded").
+func threadSafe(conn net.Conn) net.Conn { return packets.NewThreadSafeConn(conn) }
+
 // publishes counts publish's connections, for unique client ids.
 var publishes int
 
@@ -651,7 +661,7 @@ func (w *rotWorld) publish(topic string, payload []byte) {
 		w.t.Fatal(err)
 	}
 	defer conn.Close()
-	c := paho.NewClient(paho.ClientConfig{Conn: conn})
+	c := paho.NewClient(paho.ClientConfig{Conn: threadSafe(conn)})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	publishes++

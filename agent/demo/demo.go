@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
@@ -200,7 +201,10 @@ func subscribe(ctx context.Context, pki *devpki.PKI, addr string, out io.Writer,
 		return nil, fmt.Errorf("subscriber: %w", err)
 	}
 	c := paho.NewClient(paho.ClientConfig{
-		Conn: conn,
+		// paho's lock around each packet's Writes: without it the PUBACKs
+		// and the PINGREQ it sends from other goroutines can land inside
+		// another packet.
+		Conn: packets.NewThreadSafeConn(conn),
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
 			var batch struct {
 				DeviceID string            `json:"device_id"`

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/cellgate/cellgate/internal/devpki"
@@ -305,7 +306,10 @@ func subscribe(ctx context.Context, cfg *tls.Config, addr string) (*subscriber, 
 		return nil, fmt.Errorf("subscriber: %w", err)
 	}
 	s := &subscriber{seenFrom: map[string]bool{}}
-	s.c = paho.NewClient(paho.ClientConfig{Conn: conn, OnPublishReceived: []func(paho.PublishReceived) (bool, error){
+	// packets.NewThreadSafeConn: paho's lock around each packet's Writes,
+	// so the PUBACKs and PINGREQs it sends from other goroutines do not
+	// land inside another packet.
+	s.c = paho.NewClient(paho.ClientConfig{Conn: packets.NewThreadSafeConn(conn), OnPublishReceived: []func(paho.PublishReceived) (bool, error){
 		func(pr paho.PublishReceived) (bool, error) {
 			s.msgs.Add(1)
 			s.mu.Lock()
