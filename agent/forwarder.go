@@ -50,9 +50,13 @@ type spoolQueue interface {
 // and batch only while the forwarder holds (see hold), the hold's channels
 // handing them over.
 type forwarder struct {
-	spool    spoolQueue
-	uplink   uplink.Uplink
-	enc      reading.Encoder
+	spool  spoolQueue
+	uplink uplink.Uplink
+	enc    reading.Encoder
+	// ctx encodes compact batches (forwarder_context.go); nil until the
+	// first one; ctxMu guards it.
+	ctx      *contextEncoding
+	ctxMu    sync.Mutex
 	lines    bool // tls_lines: the payload is the readings as JSON lines
 	deviceID string
 	batch    config.Batch
@@ -226,27 +230,18 @@ func (f *forwarder) batches(ctx, drain context.Context) error {
 			f.cursor = through
 			continue
 		}
-		done := &pendingAck{sent: true, bytes: len(msg.Payload)}
-		if err := f.send(ctx, drain, msg, len(recs)); err != nil {
+		d, err := f.deliver(ctx, drain, recs, msg)
+		if err != nil {
 			if drain.Err() != nil {
 				return nil // abandoned: the batch stays in the spool
 			}
-			var perm *uplink.PermanentError
-			if !errors.As(err, &perm) {
-				return err
-			}
-			file, derr := f.deadLetter(recs)
-			if derr != nil {
-				return fmt.Errorf("upstream refused a batch (%v) and it could not be kept: %w", err, derr)
-			}
-			f.log.Error("upstream refused a batch for good; kept it aside", "readings", len(recs), "file", file,
-				"cause", string(spool.CauseRefusedUpstream), "err", err)
-			done.cause = spool.CauseRefusedUpstream
+			return err
 		}
-		for _, r := range recs {
-			done.seqs = append(done.seqs, r.Seq)
+		acks, err := f.acks(d, false)
+		if err != nil {
+			return err
 		}
-		f.unacked = done
+		f.unacked, f.held = acks[0], append(f.held, acks[1:]...)
 	}
 }
 
@@ -416,6 +411,9 @@ func (f *forwarder) message(recs []spool.Record) (uplink.Message, error) {
 		}
 		return uplink.Message{Payload: b.Bytes(), ContentType: "application/x-ndjson", IDs: ids}, nil
 	}
+	if f.enc.Name() == reading.EncodingCompact {
+		return f.compactMessage(payloads, ids)
+	}
 	body, err := f.enc.Encode(f.deviceID, payloads)
 	if err != nil {
 		return uplink.Message{}, fmt.Errorf("encode batch of %d readings: %w", len(recs), err)
@@ -493,6 +491,9 @@ func (f *forwarder) setBatch(b config.Batch) error {
 	enc, err := reading.NewEncoder(b.Encoding)
 	if err != nil {
 		return fmt.Errorf("uplink.batch.encoding: %w", err)
+	}
+	if f.enc == nil || f.enc.Name() != enc.Name() {
+		f.ctx = nil // a compact encoder keeps its context across other changes
 	}
 	f.enc, f.batch = enc, b
 	return nil

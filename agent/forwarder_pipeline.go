@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 
@@ -32,7 +31,7 @@ import (
 // flight is one batch sent by a sender goroutine, and how it ended.
 type flight struct {
 	recs []spool.Record
-	msg  uplink.Message
+	d    delivery
 	err  error
 }
 
@@ -169,48 +168,41 @@ func (p *pipelineRun) dispatch(c collected) error {
 	p.senders.Add(1)
 	go func() {
 		defer p.senders.Done()
-		err := f.send(p.send, p.drain, msg, len(recs))
-		p.results <- flight{recs: recs, msg: msg, err: err}
+		d, err := f.deliver(p.send, p.drain, recs, msg)
+		p.results <- flight{recs: recs, d: d, err: err}
 	}()
 	return nil
 }
 
 // finish acks a batch whose send ended: acknowledged, refused for good
-// (dead-lettered first), or abandoned (it stays in the spool).
+// (dead-lettered first), in part each when it was split, or abandoned (it
+// stays in the spool).
 func (p *pipelineRun) finish(r flight) error {
 	f := p.f
-	done := &pendingAck{sent: true, bytes: len(r.msg.Payload), pipelined: true}
 	if r.err != nil {
-		var perm *uplink.PermanentError
-		if !errors.As(r.err, &perm) {
-			// Abandoned (a hold, the end): read again from it later.
-			if first := r.recs[0].Seq; p.abandoned == 0 || first < p.abandoned {
-				p.abandoned = first
-			}
-			return nil
+		// Abandoned (a hold, the end): read again from it later.
+		if first := r.recs[0].Seq; p.abandoned == 0 || first < p.abandoned {
+			p.abandoned = first
 		}
-		file, derr := f.deadLetter(r.recs)
-		if derr != nil {
-			return fmt.Errorf("upstream refused a batch (%v) and it could not be kept: %w", r.err, derr)
-		}
-		f.log.Error("upstream refused a batch for good; kept it aside", "readings", len(r.recs), "file", file,
-			"cause", string(spool.CauseRefusedUpstream), "err", r.err)
-		done.cause = spool.CauseRefusedUpstream
-	}
-	for _, rec := range r.recs {
-		done.seqs = append(done.seqs, rec.Seq)
-	}
-	if f.unacked != nil || len(f.held) > 0 {
-		f.held = append(f.held, done) // acked in order after those before it
 		return nil
 	}
-	f.unacked = done
-	if err := f.settle(p.drain); err != nil {
+	acks, err := f.acks(r.d, true)
+	if err != nil {
 		return err
 	}
-	if f.unacked != nil { // drain ended while the spool refused it
-		f.held = append(f.held, f.unacked)
-		f.unacked = nil
+	for _, done := range acks {
+		if f.unacked != nil || len(f.held) > 0 {
+			f.held = append(f.held, done) // acked in order after those before it
+			continue
+		}
+		f.unacked = done
+		if err := f.settle(p.drain); err != nil {
+			return err
+		}
+		if f.unacked != nil { // drain ended while the spool refused it
+			f.held = append(f.held, f.unacked)
+			f.unacked = nil
+		}
 	}
 	return nil
 }

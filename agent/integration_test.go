@@ -28,6 +28,7 @@ import (
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
 
+	"github.com/cellgate/cellgate/agent/reading"
 	"github.com/cellgate/cellgate/internal/testutil"
 	"github.com/cellgate/cellgate/sdk/modemsim"
 	"github.com/cellgate/cellgate/sdk/plugintest"
@@ -68,6 +69,8 @@ type worldOptions struct {
 	// pluginDir is plugins.dir, "" the plugins built beside cellgate;
 	// pluginSHA256, when set, pins model's plugin (plugins.sha256).
 	pluginDir, pluginSHA256 string
+	// batch is uplink.batch as flow YAML; "" is batches of 50 within 200ms.
+	batch string
 }
 
 func newWorldWith(t *testing.T, mode string, o worldOptions) *world {
@@ -93,6 +96,10 @@ func newWorldWith(t *testing.T, mode string, o worldOptions) *world {
 	if o.poll > 0 {
 		poll = o.poll.String()
 	}
+	batch := "{max_readings: 50, max_delay: 200ms}"
+	if o.batch != "" {
+		batch = o.batch
+	}
 	cfg := fmt.Sprintf(`device_id: it-gw
 modem: {model: %s, port: %q, poll: %s}
 plugins: {dir: %q%s}
@@ -102,9 +109,9 @@ status: {listen: "127.0.0.1:%d", token_file: %q}
 spool: {dir: spool}
 uplink:
   mqtt: {broker: "mqtts://%s", topic: "cellgate/{device_id}/telemetry", qos: 1}
-  batch: {max_readings: 50, max_delay: 200ms}
+  batch: %s
 log: {level: debug}
-`, model, filepath.Join(w.dir, "ttyUSB2"), poll, pluginDir, pins, mode, port, statusPort, o.tokenFile, w.broker.addr)
+`, model, filepath.Join(w.dir, "ttyUSB2"), poll, pluginDir, pins, mode, port, statusPort, o.tokenFile, w.broker.addr, batch)
 	if err := os.WriteFile(filepath.Join(w.dir, "cellgate.yaml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -466,11 +473,12 @@ func (m *mosquitto) restart(t *testing.T) {
 // subscriber counts readings by id, across reconnects (persistent session,
 // QoS 1).
 type subscriber struct {
-	mu    sync.Mutex
-	seen  map[string]int
-	total int
-	sizes []int // readings per message, in arrival order
-	cm    *autopaho.ConnectionManager
+	mu       sync.Mutex
+	seen     map[string]int
+	total    int
+	sizes    []int // readings per message, in arrival order
+	contexts map[uint32]*reading.CompactContext
+	cm       *autopaho.ConnectionManager
 }
 
 func newSubscriber(t *testing.T, p *plugintest.PKI, addr string) *subscriber {
@@ -493,26 +501,26 @@ func newSubscriber(t *testing.T, p *plugintest.PKI, addr string) *subscriber {
 		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
 			sctx, c := context.WithTimeout(ctx, 10*time.Second)
 			defer c()
-			cm.Subscribe(sctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "cellgate/+/telemetry", QoS: 1}}})
+			cm.Subscribe(sctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{
+				{Topic: "cellgate/+/telemetry", QoS: 1}, {Topic: "cellgate/+/telemetry/ctx/+", QoS: 1}}})
 		},
 		ClientConfig: paho.ClientConfig{
 			ClientID: "it-subscriber",
 			OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
-				var batch struct {
-					Readings []struct {
-						ID string `json:"id"`
-					} `json:"readings"`
-				}
-				if err := json.Unmarshal(pr.Packet.Payload, &batch); err != nil {
-					t.Errorf("subscriber: payload is not a JSON batch: %v", err)
+				ids, err := s.readingIDs(pr.Packet.Topic, pr.Packet.Payload)
+				if err != nil {
+					t.Errorf("subscriber: %s: %v", pr.Packet.Topic, err)
 					return true, nil
 				}
+				if ids == nil {
+					return true, nil // a context
+				}
 				s.mu.Lock()
-				for _, r := range batch.Readings {
-					s.seen[r.ID]++
+				for _, id := range ids {
+					s.seen[id]++
 					s.total++
 				}
-				s.sizes = append(s.sizes, len(batch.Readings))
+				s.sizes = append(s.sizes, len(ids))
 				s.mu.Unlock()
 				return true, nil
 			}},
@@ -538,6 +546,55 @@ func newSubscriber(t *testing.T, p *plugintest.PKI, addr string) *subscriber {
 		<-cm.Done()
 	})
 	return s
+}
+
+// readingIDs returns the ids of the readings in a batch: JSON, or compact
+// with its context taken from the context topic (the agent publishes the
+// context, retained, before the first batch that refers to it). A context
+// is kept for the batches after it, and gives nil ids.
+func (s *subscriber) readingIDs(topic string, payload []byte) ([]string, error) {
+	if strings.Contains(topic, "/ctx/") {
+		c, err := reading.ParseCompactContext(payload)
+		if err != nil {
+			return nil, fmt.Errorf("a context that does not parse: %w", err)
+		}
+		s.mu.Lock()
+		if s.contexts == nil {
+			s.contexts = map[uint32]*reading.CompactContext{}
+		}
+		s.contexts[c.ID()] = c
+		s.mu.Unlock()
+		return nil, nil
+	}
+	if len(payload) > 0 && payload[0] == '{' {
+		var batch struct {
+			Readings []struct {
+				ID string `json:"id"`
+			} `json:"readings"`
+		}
+		if err := json.Unmarshal(payload, &batch); err != nil {
+			return nil, fmt.Errorf("payload is not a JSON batch: %w", err)
+		}
+		ids := make([]string, len(batch.Readings))
+		for i, r := range batch.Readings {
+			ids[i] = r.ID
+		}
+		return ids, nil
+	}
+	b, err := reading.DecodeCompact(payload, func(id uint32) (*reading.CompactContext, bool) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		c, ok := s.contexts[id]
+		return c, ok
+	})
+	if err != nil {
+		return nil, fmt.Errorf("payload is neither JSON nor a compact batch whose context arrived first: %w", err)
+	}
+	ids := make([]string, len(b.Readings))
+	for i, r := range b.Readings {
+		ids[i] = r.ID
+	}
+	return ids, nil
 }
 
 func (s *subscriber) missing(ids []string) []string {

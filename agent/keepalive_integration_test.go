@@ -33,7 +33,7 @@ func TestNoKeepAlivePingWhileMessagesFlow(t *testing.T) {
 	}
 	defer broker.Stop()
 	const keep = 4 * time.Second
-	a := startAirAgent(t, bin, dir, broker.Addr, "compact", keep)
+	a := startAirAgent(t, bin, dir, broker.Addr, "compact", "modem", keep)
 	defer a.stop()
 	gen := newAirGen(3)
 	a.post(t, gen.next(1)) // past the connect and the first publish

@@ -40,7 +40,7 @@ func BenchmarkRecovery(b *testing.B) {
 	gen := newAirGen(2)
 
 	start := time.Now()
-	a := startAirAgent(b, bin, dir, broker.Addr, "compact", 4*time.Minute)
+	a := startAirAgent(b, bin, dir, broker.Addr, "compact", "modem", 4*time.Minute)
 	defer a.stop()
 	a.post(b, gen.next(1))
 	b.ReportMetric(time.Since(start).Seconds(), "startup-s")

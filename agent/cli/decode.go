@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"mime"
 	"os"
 
 	"github.com/cellgate/cellgate/agent/reading"
@@ -26,22 +27,28 @@ const decodeHelp = `Turn one batch payload into JSON lines, one reading per line
 where "reading" is the reading's stored canonical JSON, byte for byte.
 
 Usage:
-  cellgate decode [--encoding NAME | --content-type T [--content-encoding E]] [FILE|-]
+  cellgate decode [--encoding NAME | --content-type T [--content-encoding E]]
+                  [--context FILE]... [FILE|-]
 
 The payload is read from FILE, or standard input when FILE is - or absent.
 Without --encoding or --content-type the encoding is told from the first
-bytes: '{' json, 0x84 cbor, 0x8a compact, a zlib header with a preset
-dictionary compact, without one cbor+deflate. A malformed payload exits 1
-with the byte offset of the problem.
+bytes: '{' json, 0x84 cbor, 0x87 to 0x8a compact, a zlib header with a
+preset dictionary compact, without one cbor+deflate. A compact version 2
+batch that references its context by id needs that context: pass the
+context as published (the retained message on <telemetry topic>/ctx/<id>)
+with --context, once per context. A malformed payload exits 1 with the
+byte offset of the problem; a missing context exits 1 naming its id.
 
 Flags:
   --encoding NAME          json, cbor, cbor+deflate or compact
   --content-type T         the payload's media type as received (HTTP
                            Content-Type, MQTT v5 content type)
   --content-encoding E     the HTTP Content-Encoding received with it
+  --context FILE           a compact context, as published (repeatable)
 
 Examples:
   cellgate decode batch.bin
+  cellgate decode --context ctx.bin batch.bin
   cellgate decode --encoding compact batch.bin
   cellgate decode --content-type application/cbor --content-encoding deflate - < body
 `
@@ -55,6 +62,8 @@ func decodeCmd(ctx context.Context, args []string, env Env) error {
 	encoding := fs.String("encoding", "", "")
 	contentType := fs.String("content-type", "", "")
 	contentEncoding := fs.String("content-encoding", "", "")
+	var contextFiles []string
+	fs.Func("context", "", func(v string) error { contextFiles = append(contextFiles, v); return nil })
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(env.Stdout, decodeHelp)
@@ -75,12 +84,16 @@ func decodeCmd(ctx context.Context, args []string, env Env) error {
 			return usageError("decode: --encoding: %v", err)
 		}
 	}
+	contexts, err := readContexts(contextFiles)
+	if err != nil {
+		return err
+	}
 	name := fs.Arg(0)
 	payload, err := readDecodeInput(name, env)
 	if err != nil {
 		return err
 	}
-	batch, err := decodePayload(payload, *encoding, *contentType, *contentEncoding)
+	batch, err := decodePayload(payload, *encoding, *contentType, *contentEncoding, contexts)
 	if err != nil {
 		return fmt.Errorf("decode %s: %w", displayName(name), err)
 	}
@@ -120,8 +133,36 @@ func readDecodeInput(name string, env Env) ([]byte, error) {
 	return b, nil
 }
 
-func decodePayload(payload []byte, encoding, contentType, contentEncoding string) (reading.Batch, error) {
+// readContexts reads and parses each --context file, keyed by id.
+func readContexts(files []string) (map[uint32]*reading.CompactContext, error) {
+	out := make(map[uint32]*reading.CompactContext, len(files))
+	for _, f := range files {
+		st, err := os.Stat(f)
+		if err != nil {
+			return nil, fmt.Errorf("decode: --context: %w", err)
+		}
+		if st.Size() > reading.MaxContextBytes {
+			return nil, fmt.Errorf("decode: --context %s: %d bytes, more than a context's %d", f, st.Size(), reading.MaxContextBytes)
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("decode: --context: %w", err)
+		}
+		c, err := reading.ParseCompactContext(b)
+		if err != nil {
+			return nil, fmt.Errorf("decode: --context %s: %w", f, err)
+		}
+		out[c.ID()] = c
+	}
+	return out, nil
+}
+
+func decodePayload(payload []byte, encoding, contentType, contentEncoding string, contexts map[uint32]*reading.CompactContext) (reading.Batch, error) {
+	lookup := func(id uint32) (*reading.CompactContext, bool) { c, ok := contexts[id]; return c, ok }
 	if contentType != "" {
+		if mt, _, err := mime.ParseMediaType(contentType); err == nil && mt == reading.ContentTypeCompact && contentEncoding == "" {
+			return reading.DecodeCompact(payload, lookup)
+		}
 		return reading.DecodeBatch(contentType, contentEncoding, payload)
 	}
 	if encoding == "" {
@@ -129,6 +170,9 @@ func decodePayload(payload []byte, encoding, contentType, contentEncoding string
 		if encoding, err = reading.DetectEncoding(payload); err != nil {
 			return reading.Batch{}, err
 		}
+	}
+	if encoding == reading.EncodingCompact {
+		return reading.DecodeCompact(payload, lookup)
 	}
 	enc, err := reading.NewEncoder(encoding)
 	if err != nil {

@@ -416,7 +416,7 @@ func Defaults() map[string]any {
 			"batch": map[string]any{
 				"max_readings":         100,
 				"max_delay":            "2s",
-				"backlog_max_readings": 0,
+				"backlog_max_readings": 500,
 				"encoding":             EncodingJSON,
 			},
 		},

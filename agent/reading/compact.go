@@ -27,7 +27,8 @@ const EncodingCompact = "compact"
 // encoding.
 const ContentTypeCompact = "application/vnd.cellgate.compact+cbor"
 
-// compactSchemaVersion is the first element of every compact batch.
+// compactSchemaVersion is the first element of every compact version 1
+// batch; version 2 (compact2.go) has compactV2Version.
 const compactSchemaVersion = 1
 
 // compactDictV1 is the preset deflate dictionary of compact version 1,
@@ -51,14 +52,35 @@ func (compactEncoder) ContentEncoding() string { return "" }
 // compactZlibWriters recycles compressors primed with the dictionary.
 var compactZlibWriters sync.Pool
 
-// Encode builds the compact batch and returns it either as it is or
-// zlib-compressed with the preset dictionary, whichever is shorter (the
-// uncompressed form on a tie).
+// Encode builds a compact version 2 batch that carries its context inline,
+// made from this batch alone, so the payload decodes on its own; it returns
+// it either as it is or zlib-compressed with the preset dictionary,
+// whichever is shorter. A ContextEncoder makes shorter payloads that
+// reference a context published once.
 func (compactEncoder) Encode(deviceID string, records [][]byte) ([]byte, error) {
-	raw, err := encodeCompact(deviceID, records)
+	if err := checkDeviceID(deviceID); err != nil {
+		return nil, fmt.Errorf("reading: encode compact batch: %w", err)
+	}
+	rs, err := unmarshalRecords(records)
 	if err != nil {
 		return nil, fmt.Errorf("reading: encode compact batch: %w", err)
 	}
+	w := newContextWindow()
+	w.observe(rs)
+	ctx, err := w.build(deviceID, rs, nil)
+	if err != nil {
+		return nil, fmt.Errorf("reading: encode compact batch: %w", err)
+	}
+	raw, err := encodeCompactV2(ctx, true, rs)
+	if err != nil {
+		return nil, fmt.Errorf("reading: encode compact batch: %w", err)
+	}
+	return compressCompact(raw)
+}
+
+// compressCompact returns raw, or raw zlib-compressed with the preset
+// dictionary when that is shorter (the uncompressed form on a tie).
+func compressCompact(raw []byte) ([]byte, error) {
 	var buf bytes.Buffer
 	buf.Grow(len(raw)/2 + 64)
 	zw, _ := compactZlibWriters.Get().(*zlib.Writer)
@@ -80,13 +102,11 @@ func (compactEncoder) Encode(deviceID string, records [][]byte) ([]byte, error) 
 	return raw, nil
 }
 
-// Decode reads either form of a compact payload.
+// Decode reads a compact payload of version 1 or of version 2 with its
+// context inline; a version 2 batch that references a context needs
+// DecodeCompact.
 func (compactEncoder) Decode(payload []byte) (Batch, error) {
-	b, err := decodeCompactPayload(payload)
-	if err != nil {
-		return Batch{}, fmt.Errorf("reading: decode compact batch: %w", err)
-	}
-	return b, nil
+	return DecodeCompact(payload, nil)
 }
 
 // compactState is what encoder and decoder carry from one reading to the
@@ -96,16 +116,20 @@ type compactState struct {
 	ts0     int64
 	sensors map[string]*sensorState
 	prevRun uint64
-	prevCtr uint32
+	prevCtr int64 // -1 before a version 2 context's first counter
 	haveRun bool
+	ctx     *CompactContext // version 2: where a sensor's state starts
 }
 
 type sensorState struct {
 	lastTS    int64
 	lastDelta int64
 	seen      bool
+	fixed     bool // version 2: lastDelta is the context's interval, never learned
 	exp       int
-	mant      *big.Int // nil: no number yet, which counts as 0 × 10^0
+	mant      *big.Int // nil: no number yet, which counts as 0 × 10^exp
+	unit      string   // version 2: the context's unit, what a reading has unless told
+	tags      map[string]string
 }
 
 func newCompactState(ts0 int64) *compactState {
@@ -116,19 +140,29 @@ func (st *compactState) sensor(name string) *sensorState {
 	s := st.sensors[name]
 	if s == nil {
 		s = &sensorState{lastTS: st.ts0}
+		if cs, ok := st.ctx.sensor(name); ok {
+			s.lastDelta, s.fixed = cs.interval, cs.interval > 0
+			s.exp, s.unit, s.tags = cs.exp, cs.unit, cs.tags
+		}
 		st.sensors[name] = s
 	}
 	return s
 }
 
-// predictTS is where the sensor's next reading is expected: its last ts
-// plus its last interval (ts0 and 0 before its first reading).
-func (s *sensorState) predictTS() int64 { return s.lastTS + s.lastDelta }
+// predictTS is where the sensor's next reading is expected: ts0 for its
+// first reading, then its last ts plus its interval.
+func (s *sensorState) predictTS() int64 {
+	if !s.seen {
+		return s.lastTS
+	}
+	return s.lastTS + s.lastDelta
+}
 
-// advanceTS records ts as the sensor's latest. The first reading of a
-// sensor sets no interval, so the second one carries its full interval.
+// advanceTS records ts as the sensor's latest. Unless the interval is fixed
+// by the context, the first reading of a sensor sets no interval, so the
+// second one carries its full interval, and each later one sets it anew.
 func (s *sensorState) advanceTS(ts int64) {
-	if s.seen {
+	if s.seen && !s.fixed {
 		s.lastDelta = ts - s.lastTS
 	}
 	s.lastTS, s.seen = ts, true
@@ -257,39 +291,54 @@ func (st *compactState) encodeID(id string, ts int64) any {
 		return id
 	}
 	ms, run, ctr := idParts(u)
-	defer func() { st.prevRun, st.prevCtr, st.haveRun = run, ctr, true }()
+	defer func() { st.prevRun, st.prevCtr, st.haveRun = run, int64(ctr), true }()
 	if !st.haveRun || run != st.prevRun {
 		return u[:]
 	}
-	skip := int64(ctr) - int64(st.prevCtr) - 1
+	skip := int64(ctr) - st.prevCtr - 1
 	if dms := int64(ms) - ts; dms != 0 {
 		return []any{dms, skip}
 	}
 	return skip
 }
 
-// decodeCompactPayload tells the two forms apart by the first byte: a
-// compact batch is a CBOR array of 10 (0x8a); anything else must be zlib
-// with the version 1 dictionary.
-func decodeCompactPayload(payload []byte) (Batch, error) {
+// decodeCompactPayload tells the forms apart by the first bytes: a compact
+// batch is a CBOR array of 7 to 10 elements (0x87 to 0x8a) whose first
+// element is its version; anything else must be zlib with the version 1
+// dictionary around such a batch.
+func decodeCompactPayload(payload []byte, contexts func(uint32) (*CompactContext, bool)) (Batch, error) {
 	if len(payload) == 0 {
 		return Batch{}, fmt.Errorf("empty payload")
 	}
-	if payload[0] == 0x8a {
-		return decodeCompact(payload)
+	if payload[0] >= 0x87 && payload[0] <= 0x8a {
+		return decodeCompactVersion(payload, contexts)
 	}
 	if !looksZlib(payload) {
-		return Batch{}, fmt.Errorf("byte 0 is 0x%02x: neither a compact batch (0x8a) nor a zlib header", payload[0])
+		return Batch{}, fmt.Errorf("byte 0 is 0x%02x: neither a compact batch (0x87 to 0x8a) nor a zlib header", payload[0])
 	}
 	raw, err := inflateCompact(payload)
 	if err != nil {
 		return Batch{}, err
 	}
-	b, err := decodeCompact(raw)
+	b, err := decodeCompactVersion(raw, contexts)
 	if err != nil {
 		return Batch{}, fmt.Errorf("inflated batch: %w", err)
 	}
 	return b, nil
+}
+
+// decodeCompactVersion decodes an uncompressed compact batch of either
+// version, told by its second byte.
+func decodeCompactVersion(data []byte, contexts func(uint32) (*CompactContext, bool)) (Batch, error) {
+	switch {
+	case len(data) < 2 || data[1] == compactSchemaVersion && data[0] == 0x8a:
+		return decodeCompact(data)
+	case data[1] == compactV2Version:
+		return decodeCompactV2(data, contexts)
+	case data[0] == 0x87 && data[1] == contextVersion:
+		return Batch{}, errAt(0, "batch array", fmt.Errorf("this is a compact context, not a batch"))
+	}
+	return Batch{}, errAt(1, "version", fmt.Errorf("byte 0x%02x after a head of %d elements: not version 1 (10 elements) or 2 (7 to 10)", data[1], data[0]&0x1f))
 }
 
 // inflateCompact checks the zlib header names the version 1 dictionary and
@@ -392,8 +441,9 @@ func (st *compactState) decodeID(v any, ts int64) (string, error) {
 			return "", fmt.Errorf("binary id of %d bytes, want 16", len(t))
 		}
 		u := [16]byte(t)
-		_, st.prevRun, st.prevCtr = idParts(u)
-		st.haveRun = true
+		var ctr uint32
+		_, st.prevRun, ctr = idParts(u)
+		st.prevCtr, st.haveRun = int64(ctr), true
 		return encodeULID(u), nil
 	case uint64, int64:
 		n, err := cborInt("counter skip", t)
@@ -425,15 +475,15 @@ func (st *compactState) nextULID(ts, dms, skip int64) (string, error) {
 	if skip < -(1<<33) || skip > 1<<33 {
 		return "", fmt.Errorf("counter skip %d leads out of range", skip)
 	}
-	ctr := int64(st.prevCtr) + 1 + skip
+	ctr := st.prevCtr + 1 + skip
 	if ctr < 0 || ctr > 1<<32-1 {
 		return "", fmt.Errorf("counter skip %d leads out of range", skip)
 	}
 	if dms < -maxUnixMilli || dms > 1<<48 || ts+dms < 0 || ts+dms >= 1<<48 {
 		return "", fmt.Errorf("time delta %d leads out of range", dms)
 	}
-	st.prevCtr = uint32(ctr)
-	return encodeULID(idFromParts(uint64(ts+dms), st.prevRun, st.prevCtr)), nil
+	st.prevCtr = ctr
+	return encodeULID(idFromParts(uint64(ts+dms), st.prevRun, uint32(ctr))), nil
 }
 
 // compactTime is ts as a Reading holds it.
@@ -441,8 +491,8 @@ func compactTime(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
 
 // DetectEncoding names the encoding of a payload from its first bytes, for
 // a payload that arrives without its content type (a file, a log): '{' (after
-// whitespace) is json, 0x84 cbor, 0x8a compact; a zlib header with a preset
-// dictionary is compact, without one cbor+deflate.
+// whitespace) is json, 0x84 cbor, 0x87 to 0x8a compact; a zlib header with a
+// preset dictionary is compact, without one cbor+deflate.
 func DetectEncoding(payload []byte) (string, error) {
 	trimmed := bytes.TrimLeft(payload, " \t\r\n")
 	switch {
@@ -452,7 +502,7 @@ func DetectEncoding(payload []byte) (string, error) {
 		return "", fmt.Errorf("empty payload")
 	case payload[0] == 0x84:
 		return EncodingCBOR, nil
-	case payload[0] == 0x8a:
+	case payload[0] >= 0x87 && payload[0] <= 0x8a:
 		return EncodingCompact, nil
 	case looksZlib(payload) && payload[1]&0x20 != 0:
 		return EncodingCompact, nil

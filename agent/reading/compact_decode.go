@@ -301,13 +301,7 @@ func (cb *compactBatch) readColumns(c *cborCursor) error {
 }
 
 // str resolves a dictionary index.
-func (cb *compactBatch) str(v any) (string, error) {
-	i, ok := v.(uint64)
-	if !ok || i >= uint64(len(cb.strs)) {
-		return "", fmt.Errorf("%v is not an index into the %d strings", v, len(cb.strs))
-	}
-	return cb.strs[i], nil
-}
+func (cb *compactBatch) str(v any) (string, error) { return stringRefs{cb.strs}.str(v) }
 
 // reading rebuilds reading i, carrying the delta state in st.
 func (cb *compactBatch) reading(i int, st *compactState) (Reading, error) {
@@ -353,27 +347,5 @@ func (cb *compactBatch) reading(i int, st *compactState) (Reading, error) {
 }
 
 func (cb *compactBatch) tagMap(v any) (map[string]string, error) {
-	m, ok := v.(map[any]any)
-	if !ok {
-		return nil, fmt.Errorf("%T, want a map or null", v)
-	}
-	if len(m) == 0 {
-		return nil, errors.New("empty map (the schema writes null instead)")
-	}
-	tags := make(map[string]string, len(m))
-	for k, v := range m {
-		ks, err := cb.str(k)
-		if err != nil {
-			return nil, fmt.Errorf("key: %w", err)
-		}
-		vs, err := cb.str(v)
-		if err != nil {
-			return nil, fmt.Errorf("value of %q: %w", ks, err)
-		}
-		if _, dup := tags[ks]; dup {
-			return nil, fmt.Errorf("key %q appears twice", ks)
-		}
-		tags[ks] = vs
-	}
-	return tags, nil
+	return stringRefs{cb.strs}.tagMap(v)
 }

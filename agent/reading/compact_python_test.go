@@ -2,10 +2,13 @@ package reading
 
 import (
 	"bytes"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -60,10 +63,19 @@ func edgeCaseRecords(tb testing.TB) [][]byte {
 	return out
 }
 
-// TestPythonDecoderFollowingTheDocsAgrees decodes compact, cbor and
-// cbor+deflate payloads with testdata/payload_decode.py, a decoder written
-// from docs/payloads.md alone on Python's cbor2, and requires its JSON lines
-// to equal the Go decoder's byte for byte (which are the stored records).
+// pythonPayload is one payload for the Python decoder and what Go makes of
+// it.
+type pythonPayload struct {
+	name    string
+	payload []byte
+}
+
+// TestPythonDecoderFollowingTheDocsAgrees decodes compact (version 1,
+// version 2 inline and version 2 by reference with the published
+// contexts), cbor and cbor+deflate payloads with testdata/payload_decode.py,
+// a decoder written from docs/payloads.md alone on Python's cbor2, and
+// requires its JSON lines to equal the Go decoder's byte for byte (which are
+// the stored records).
 func TestPythonDecoderFollowingTheDocsAgrees(t *testing.T) {
 	if err := exec.Command(testutil.Python, "-c", "import cbor2").Run(); err != nil {
 		if os.Getenv("CI") == "true" {
@@ -71,43 +83,41 @@ func TestPythonDecoderFollowingTheDocsAgrees(t *testing.T) {
 		}
 		t.Skipf("python3-cbor2 is missing (run scripts/deps.sh): %v", err)
 	}
-	batches := map[string][][]byte{
-		"empty":        nil,
-		"edge":         edgeCaseRecords(t),
-		"realistic6":   realisticRecords(t, 6, 5),
-		"realistic60":  realisticRecords(t, 60, 6),
-		"realistic500": realisticRecords(t, 500, 7),
-		"everyField":   marshalAll(t, everyFieldReadings(t)),
-	}
+	payloads := statelessPayloads(t)
+	refs, contexts := byReferencePayloads(t)
+	payloads = append(payloads, refs...)
+	payloads = append(payloads, docExamplePayload(t, contexts))
+	lookup := func(id uint32) (*CompactContext, bool) { c, ok := contexts[id]; return c, ok }
+
 	dir := t.TempDir()
-	var files []string
-	var want bytes.Buffer
-	for _, name := range sortedKeys(batches) {
-		for _, encName := range []string{EncodingCompact, EncodingCBOR, EncodingCBORDeflate} {
-			enc := mustEncoder(t, encName)
-			p, err := enc.Encode("gw-\"ü\"-1", batches[name])
-			if err != nil {
-				t.Fatalf("%s %s: %v", name, encName, err)
-			}
-			b, err := enc.Decode(p)
-			if err != nil {
-				t.Fatalf("%s %s: %v", name, encName, err)
-			}
-			if err := b.WriteJSONLines(&want); err != nil {
-				t.Fatal(err)
-			}
-			file := filepath.Join(dir, fmt.Sprintf("%s.%s", name, strings.ReplaceAll(encName, "+", "-")))
-			if err := os.WriteFile(file, p, 0o600); err != nil {
-				t.Fatal(err)
-			}
-			files = append(files, file)
+	args := []string{"../../docs/payloads.md"}
+	for id, c := range contexts {
+		file := filepath.Join(dir, fmtContextID(id)+".ctx")
+		if err := os.WriteFile(file, c.Bytes(), 0o600); err != nil {
+			t.Fatal(err)
 		}
+		args = append(args, "--context", file)
+	}
+	var want bytes.Buffer
+	for _, p := range payloads {
+		b, err := detectAndDecode(t, p.payload, lookup)
+		if err != nil {
+			t.Fatalf("%s: %v", p.name, err)
+		}
+		if err := b.WriteJSONLines(&want); err != nil {
+			t.Fatal(err)
+		}
+		file := filepath.Join(dir, p.name)
+		if err := os.WriteFile(file, p.payload, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, file)
 	}
 	script, err := filepath.Abs(filepath.Join("testdata", "payload_decode.py"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(testutil.Python, append([]string{script, "../../docs/payloads.md"}, files...)...)
+	cmd := exec.Command(testutil.Python, append([]string{script}, args...)...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	got, err := cmd.Output()
@@ -123,5 +133,123 @@ func TestPythonDecoderFollowingTheDocsAgrees(t *testing.T) {
 		}
 		t.Fatalf("python printed %d lines, go %d", len(gl), len(wl))
 	}
-	t.Logf("%d payloads, %d lines agree", len(files), bytes.Count(got, []byte("\n")))
+	t.Logf("%d payloads and %d contexts, %d lines agree", len(payloads), len(contexts), bytes.Count(got, []byte("\n")))
+}
+
+// statelessPayloads are the payloads of every stateless encoding (compact
+// version 2 inline, cbor, cbor+deflate) and of compact version 1, raw and
+// compressed, for edge-case, realistic and every-field batches.
+func statelessPayloads(tb testing.TB) []pythonPayload {
+	tb.Helper()
+	batches := map[string][][]byte{
+		"empty":        nil,
+		"edge":         edgeCaseRecords(tb),
+		"realistic6":   realisticRecords(tb, 6, 5),
+		"realistic60":  realisticRecords(tb, 60, 6),
+		"realistic500": realisticRecords(tb, 500, 7),
+		"everyField":   marshalAll(tb, everyFieldReadings(tb)),
+	}
+	var payloads []pythonPayload
+	for _, name := range sortedKeys(batches) {
+		for _, encName := range []string{EncodingCompact, EncodingCBOR, EncodingCBORDeflate} {
+			p, err := mustEncoder(tb, encName).Encode("gw-\"ü\"-1", batches[name])
+			if err != nil {
+				tb.Fatalf("%s %s: %v", name, encName, err)
+			}
+			payloads = append(payloads, pythonPayload{name + "." + strings.ReplaceAll(encName, "+", "-"), p})
+		}
+		raw, err := encodeCompact("gw-\"ü\"-1", batches[name])
+		if err != nil {
+			tb.Fatal(err)
+		}
+		v1, err := compressCompact(raw)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		payloads = append(payloads, pythonPayload{name + ".compact-v1", v1}, pythonPayload{name + ".compact-v1-raw", raw})
+	}
+	return payloads
+}
+
+// docExamplePayload is docs/payloads.md's version 2 example; its context
+// joins contexts.
+func docExamplePayload(tb testing.TB, contexts map[uint32]*CompactContext) pythonPayload {
+	tb.Helper()
+	const doc = "../../docs/payloads.md"
+	docCtx, err := hex.DecodeString(strings.TrimSpace(testutil.DocBlock(tb, doc, "compact2-context-hex")))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	docBatch, err := hex.DecodeString(strings.TrimSpace(testutil.DocBlock(tb, doc, "compact2-example-hex")))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c, err := ParseCompactContext(docCtx)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	contexts[c.ID()] = c
+	return pythonPayload{"doc-example", docBatch}
+}
+
+// detectAndDecode decodes a payload of the encoding its first bytes name,
+// compact ones with the contexts given.
+func detectAndDecode(tb testing.TB, p []byte, contexts func(uint32) (*CompactContext, bool)) (Batch, error) {
+	tb.Helper()
+	name, err := DetectEncoding(p)
+	if err != nil {
+		return Batch{}, err
+	}
+	if name == EncodingCompact {
+		return DecodeCompact(p, contexts)
+	}
+	return mustEncoder(tb, name).Decode(p)
+}
+
+// byReferencePayloads runs a ContextEncoder over batches that exercise the
+// version 2 rules: a context made from the edge cases (units, unicode tags,
+// big numbers, object values, client ids of every form, a ts going
+// backwards), batches that reference it, with readings it does not
+// describe (a new sensor, another unit, no tags), until a second context
+// replaces it; and the one- and four-sensor generators a month apart. It
+// returns the payloads and every context they reference.
+func byReferencePayloads(tb testing.TB) ([]pythonPayload, map[uint32]*CompactContext) {
+	tb.Helper()
+	clock := time.Date(2026, 12, 6, 4, 0, 0, 0, time.UTC)
+	e := NewContextEncoder(ContextOptions{MinRebuild: time.Hour, Now: func() time.Time { return clock }})
+	contexts := map[uint32]*CompactContext{}
+	var out []pythonPayload
+	add := func(name string, e *ContextEncoder, records [][]byte) {
+		p, c, err := e.Encode("gw-\"ü\"-1", records)
+		if err != nil {
+			tb.Fatalf("%s: %v", name, err)
+		}
+		contexts[c.ID()] = c
+		out = append(out, pythonPayload{name, p})
+	}
+	edge := edgeCaseRecords(tb)
+	add("ref-edge-0", e, edge)
+	misfit := append(slices.Clone(edge), marshalAll(tb, []Reading{
+		{ID: "client-8", Sensor: "new.sensor", TS: clock.Add(time.Second), Value: json.Number("1.25"), Unit: "kPa", Tags: map[string]string{"site": "Zürich ☃", "line": "4"}},
+		{ID: "client-9", Sensor: "new.sensor", TS: clock.Add(2 * time.Second), Value: json.Number("1.5"), Unit: "kPa", Tags: map[string]string{"site": "Zürich ☃", "line": "4"}},
+		{ID: "client-10", Sensor: "t1", TS: clock.Add(3 * time.Second), Value: json.Number("-12.3"), Unit: "K"},
+	})...)
+	for i := range 4 {
+		clock = clock.Add(time.Hour)
+		add(fmt.Sprintf("ref-misfit-%d", i), e, misfit)
+	}
+	if len(contexts) != 2 {
+		tb.Fatalf("%d contexts, want the first and the one the misfits made", len(contexts))
+	}
+	one := newOneSensorGen(tb, 3)
+	e1 := NewContextEncoder(ContextOptions{Now: func() time.Time { return one.at }})
+	add("ref-one-first", e1, one.next(tb, 6))
+	one.skip(30 * 24 * time.Hour)
+	add("ref-one-month", e1, one.next(tb, 6))
+	four := newFourSensorGen(tb, 3)
+	e4 := NewContextEncoder(ContextOptions{Now: func() time.Time { return four.ts }})
+	add("ref-four-first", e4, four.next(tb, 6))
+	four.skip(30 * 24 * time.Hour)
+	add("ref-four-month", e4, four.next(tb, 30))
+	return out, contexts
 }

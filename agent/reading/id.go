@@ -12,7 +12,9 @@ import (
 // IDGenerator assigns reading ids. An id is 16 bytes written as a ULID (26
 // characters of Crockford base32, so it sorts by time as text):
 //
-//	bytes 0-5   unix milliseconds of the time given to Next (big endian)
+//	bytes 0-5   unix milliseconds of the time given to Next (big endian):
+//	            Parse gives the reading's ts, which is the time of
+//	            receipt only when the reading came without one
 //	bytes 6-11  the run: 48 random bits drawn when the generator is made
 //	bytes 12-15 a counter, starting at 0, incremented for every id
 //
@@ -53,8 +55,8 @@ var defaultIDs = func() *IDGenerator {
 	return g
 }()
 
-// NewID returns a fresh id from the process's generator for a reading made
-// at now.
+// NewID returns a fresh id from the process's generator for a reading whose
+// ts is now.
 func NewID(now time.Time) string { return defaultIDs.Next(now) }
 
 // Next returns a fresh id carrying now's unix milliseconds (clamped to the

@@ -14,8 +14,8 @@ import (
 // are required, every field is checked against the rules of Reading, and
 // the body must hold between 1 and lim.MaxReadings readings, each at most
 // lim.MaxReadingBytes long. id, ts, unit and tags may be absent or null. An
-// absent id is assigned by the process's IDGenerator; an absent ts becomes
-// now (UTC, millisecond precision). ts may be an RFC 3339 string (any
+// absent ts becomes now (UTC, millisecond precision); an absent id is
+// assigned by the process's IDGenerator and carries the reading's ts. ts may be an RFC 3339 string (any
 // offset; converted to UTC, digits below the millisecond cut) or an integer
 // number of unix milliseconds.
 //
@@ -197,17 +197,21 @@ func (p *parser) readingFields() (Reading, error) {
 	if r.Value == nil {
 		return r, fieldErrf("value", "missing")
 	}
-	if r.ID == "" {
-		if p.stored {
+	if p.stored {
+		if r.ID == "" {
 			return r, fieldErrf("id", "missing")
 		}
-		r.ID = p.ids.Next(p.now)
-	}
-	if r.TS.IsZero() {
-		if p.stored {
+		if r.TS.IsZero() {
 			return r, fieldErrf("ts", "missing")
 		}
+	}
+	if r.TS.IsZero() {
 		r.TS = p.now
+	}
+	if r.ID == "" {
+		// The id carries the reading's ts, not the arrival time, so the
+		// compact encodings write it as a counter step alone.
+		r.ID = p.ids.Next(r.TS)
 	}
 	return r, nil
 }

@@ -135,11 +135,17 @@ type MQTT struct {
 	// receiveMax is the broker's Receive Maximum from the last CONNACK
 	// (65535 when it sent none); 0 before the first.
 	receiveMax int
+	// maxPacket is the broker's Maximum Packet Size from the last CONNACK
+	// (0: none said).
+	maxPacket uint32
 
 	closeOnce sync.Once
 	closeErr  error
 
 	control mqttControl // topic changes, subscriptions, retained publishes: mqtt_control.go
+	// conns counts connections (CONNACKs), for contexts: mqtt_context.go.
+	conns    uint64
+	contexts mqttContexts
 }
 
 // errSessionDiscarded is the cancel cause of a Publish whose session state
@@ -168,6 +174,7 @@ func NewMQTT(ctx context.Context, cfg MQTTConfig, dial transport.Dialer, log *sl
 		stop:   stop,
 		epoch:  make(chan struct{}),
 	}
+	m.contexts.turn = make(chan struct{}, 1)
 	m.session = state.NewInMemory()
 	if cfg.QoS == 0 {
 		m.log.Warn("QoS 0: the broker does not acknowledge, so Send cannot know a message arrived (at-most-once)")
@@ -285,6 +292,14 @@ func (m *MQTT) Send(ctx context.Context, msg Message) error {
 		if err := m.awaitConnection(ctx); err != nil {
 			return err
 		}
+		if err := m.fits(pub); err != nil {
+			return err
+		}
+		if msg.Context != nil {
+			if err := m.ensureContext(ctx, msg.Context); err != nil {
+				return err
+			}
+		}
 		// The session paho is using now: a CONNACK that discards the old
 		// one is processed before the connection counts as up.
 		m.mu.Lock()
@@ -300,7 +315,7 @@ func (m *MQTT) Send(ctx context.Context, msg Message) error {
 			}
 			m.log.Warn("broker refused a message", "code", fmt.Sprintf("0x%02x", resp.ReasonCode), "bytes", len(msg.Payload), "ids", idsForLog(msg.IDs))
 			err := fmt.Errorf("mqtt uplink to %s: %w", m.broker, perr)
-			if perr.ReasonCode == 0x99 {
+			if perr.ReasonCode == 0x99 || perr.ReasonCode == 0x95 {
 				return &PermanentError{Err: err}
 			}
 			return err
@@ -329,6 +344,32 @@ func (m *MQTT) Send(ctx context.Context, msg Message) error {
 			return fmt.Errorf("mqtt uplink to %s: publish %d bytes: %w", m.broker, len(msg.Payload), err)
 		}
 	}
+}
+
+// fits refuses, for good, a PUBLISH larger than the broker's Maximum
+// Packet Size: a broker disconnects a client that sends one (reason
+// 0x95), and the session would send it again on every connection. The
+// size counted is an upper bound (the topic in full, the properties, the
+// longest packet id and length fields).
+func (m *MQTT) fits(pub *paho.Publish) error {
+	m.mu.Lock()
+	limit := m.maxPacket
+	m.mu.Unlock()
+	if limit == 0 {
+		return nil
+	}
+	size := len(pub.Payload) + len(pub.Topic) + 64
+	if pub.Properties != nil {
+		size += len(pub.Properties.ContentType)
+		for _, u := range pub.Properties.User {
+			size += len(u.Key) + len(u.Value) + 5
+		}
+	}
+	if size <= int(limit) {
+		return nil
+	}
+	perr := &PublishError{ReasonCode: 0x95, Reason: fmt.Sprintf("a %d-byte payload does not fit the broker's Maximum Packet Size of %d bytes", len(pub.Payload), limit)}
+	return &PermanentError{Err: fmt.Errorf("mqtt uplink to %s: %w", m.broker, perr)}
 }
 
 // publish runs one Publish that ends early when the uplink closes or
@@ -503,9 +544,14 @@ func (m *MQTT) onConnectionUp(_ *autopaho.ConnectionManager, ca *paho.Connack) {
 	m.mu.Lock()
 	granted := m.granted
 	m.upSince = time.Now()
+	m.conns++
 	m.receiveMax = 65535
+	m.maxPacket = 0
 	if ca.Properties != nil && ca.Properties.ReceiveMaximum != nil {
 		m.receiveMax = int(*ca.Properties.ReceiveMaximum)
+	}
+	if ca.Properties != nil && ca.Properties.MaximumPacketSize != nil {
+		m.maxPacket = *ca.Properties.MaximumPacketSize
 	}
 	m.lastErr = nil
 	m.mu.Unlock()

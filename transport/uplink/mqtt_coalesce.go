@@ -31,7 +31,9 @@ import (
 // with the connection, as the protocol says, and are added here, on the
 // wire, rather than in paho's session: a message paho sends again after a
 // reconnect is stored with its topic and gets the new connection's alias
-// the same way.
+// the same way. Retained publishes (a status, a payload context) are
+// one-offs on their own topics and keep their topic, leaving the aliases
+// to the topics that repeat.
 type coalescingConn struct {
 	net.Conn
 	mu       sync.Mutex
@@ -65,7 +67,7 @@ func (c *coalescingConn) alias(pkt []byte) []byte {
 		return pkt
 	}
 	p, ok := cp.Content.(*packets.Publish)
-	if !ok || p.Topic == "" || (p.Properties != nil && p.Properties.TopicAlias != nil) {
+	if !ok || p.Topic == "" || p.Retain || (p.Properties != nil && p.Properties.TopicAlias != nil) {
 		return pkt
 	}
 	a, known := c.aliases[p.Topic]

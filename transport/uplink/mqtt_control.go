@@ -157,8 +157,12 @@ func (c *mqttControl) received(pr paho.PublishReceived) (bool, error) {
 // the message was sent. Errors: ctx ended, a *PublishError for a PUBACK
 // of 0x80 or above, or ErrClosed.
 func (m *MQTT) PublishRetained(ctx context.Context, topic string, payload []byte) error {
+	return m.publishRetained(ctx, topic, payload, "application/json")
+}
+
+func (m *MQTT) publishRetained(ctx context.Context, topic string, payload []byte, contentType string) error {
 	pub := &paho.Publish{QoS: 1, Retain: true, Topic: topic, Payload: payload,
-		Properties: &paho.PublishProperties{ContentType: "application/json"}}
+		Properties: &paho.PublishProperties{ContentType: contentType}}
 	for {
 		if m.life.Err() != nil {
 			return fmt.Errorf("mqtt uplink to %s: %w", m.broker, ErrClosed)

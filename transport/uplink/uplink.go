@@ -25,6 +25,31 @@ type Message struct {
 	// IDs are the ids of the readings in the payload, for tls_lines acks
 	// and for logs.
 	IDs []string
+	// Context, when set, is a document the payload refers to and that the
+	// upstream must hold before the payload arrives: a compact version 2
+	// context (docs/payloads.md). Only MQTT takes messages with one: it
+	// publishes the context retained to Topic()/ctx/<ID> once on each
+	// connection, before the first message that refers to it. Over other
+	// uplinks payloads carry their context inline.
+	Context *Context
+}
+
+// Context is a payload's context as the MQTT uplink publishes it.
+type Context struct {
+	// ID names the context in its topic: 8 lower-case hex digits.
+	ID string
+	// Payload is the context itself (CBOR).
+	Payload []byte
+}
+
+// ContextContentType is the MQTT v5 content type of a published context.
+const ContextContentType = "application/vnd.cellgate.compact-context+cbor"
+
+// ContextCarrier is implemented by uplinks that take messages with a
+// Context (MQTT); the others need payloads that carry it inline.
+type ContextCarrier interface {
+	// ContextTopic is the topic a context with this id is published to.
+	ContextTopic(id string) string
 }
 
 // Uplink sends messages upstream and reports their acknowledgement.
@@ -108,6 +133,8 @@ var (
 	_ InFlightLimiter = (*MQTT)(nil)
 	_ InFlightLimiter = (*TLSLines)(nil)
 	_ InFlightLimiter = (*HTTPS)(nil)
+
+	_ ContextCarrier = (*MQTT)(nil)
 )
 
 // orDiscard lets every constructor take a nil logger.

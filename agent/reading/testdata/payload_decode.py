@@ -1,15 +1,17 @@
 #!/usr/bin/python3
 """Decode cellgate batch payloads into JSON lines, written from docs/payloads.md alone.
 
-Usage: payload_decode.py PAYLOADS_MD FILE...
+Usage: payload_decode.py PAYLOADS_MD [--context FILE]... FILE...
 
 PAYLOADS_MD is docs/payloads.md, where the compact preset dictionary is
-printed in hex; each FILE holds one payload (json is not handled here: it
-needs no decoder). Output: one line per reading,
+printed in hex; each --context FILE holds one compact version 2 context as
+published; each FILE holds one payload (json is not handled here: it needs
+no decoder). Output: one line per reading,
 {"device_id":...,"reading":<canonical JSON>}, as `cellgate decode` prints.
 """
 import datetime
 import decimal
+import hashlib
 import sys
 import uuid
 import zlib
@@ -125,9 +127,9 @@ def reading_json(rid, sensor, ts, value, unit, tags):
 class Ids:
     """The ULID state: the last ULID's run and counter."""
 
-    def __init__(self):
-        self.run = None
-        self.ctr = 0
+    def __init__(self, run=None, ctr=0):
+        self.run = run
+        self.ctr = ctr
 
     def decode(self, v, ts, plus):
         if isinstance(v, str):
@@ -186,15 +188,93 @@ def decode_compact(b):
     return device, lines
 
 
-def decode(payload, zdict):
+class Context:
+    """A compact version 2 context: [1, device_id, run, counter0, t0, strings, sensors]."""
+
+    def __init__(self, c):
+        version, self.device, run, self.counter0, self.t0, self.strs, sensors = c
+        assert version == 1, version
+        self.run = int.from_bytes(run, "big")
+        self.sensors = []  # [name, unit, tags, interval, exp]
+        for name, unit, tags, interval, exp in sensors:
+            self.sensors.append([
+                self.strs[name],
+                self.strs[unit] if unit is not None else "",
+                {self.strs[k]: self.strs[v] for k, v in tags.items()} if tags is not None else {},
+                interval, exp])
+        self.by_name = {s[0]: s for s in self.sensors}
+
+
+def context_id(raw):
+    return int.from_bytes(hashlib.sha256(raw).digest()[:4], "big")
+
+
+def decode_compact2(b, contexts):
+    ctx = b[1]
+    if isinstance(ctx, list):
+        ctx = Context(ctx)
+    elif ctx in contexts:
+        ctx = contexts[ctx]
+    else:
+        raise ValueError("context %08x is not known" % ctx)
+    ts0 = ctx.t0 + b[2]
+    values = b[5]
+    n = len(values)
+
+    def column(c):
+        return c if isinstance(c, list) else [c] * n
+
+    sensors, tss = column(b[3]), column(b[4])
+    idcol = b[6] if isinstance(b[6], list) else [b[6]] + [0] * (n - 1)
+    strs = ctx.strs + (b[7] if len(b) > 7 else [])
+    units = column(b[8]) if len(b) > 8 and b[8] is not None else [None] * n
+    tagcol = column(b[9]) if len(b) > 9 and b[9] is not None else [None] * n
+    state = {}  # name -> [last ts, interval, seen, fixed, exp, mantissa, unit, tags]
+    ids, lines = Ids(ctx.run, ctx.counter0 - 1), []
+    for i in range(n):
+        s = sensors[i]
+        name = ctx.sensors[s][0] if s >= 0 else strs[-1 - s]
+        if name not in state:
+            _, unit, tags, interval, exp = ctx.by_name.get(name, [name, "", {}, 0, 0])
+            state[name] = [ts0, interval, False, interval > 0, exp, 0, unit, tags]
+        st = state[name]
+        ts = (st[0] + st[1] if st[2] else st[0]) + tss[i]
+        if st[2] and not st[3]:
+            st[1] = ts - st[0]
+        st[0], st[2] = ts, True
+        v = values[i]
+        if isinstance(v, int) and not isinstance(v, bool):
+            st[5] += v
+            value = from_int(st[5], st[4])
+        elif isinstance(v, decimal.Decimal):
+            sign, digits, exp = v.as_tuple()
+            m = int("".join(map(str, digits)))
+            st[4], st[5] = exp, -m if sign else m
+            value = from_decimal(v)
+        else:
+            value = jvalue(v)
+        rid = ids.decode(idcol[i], ts, 1)
+        u = units[i]
+        unit = st[6] if u is None else "" if u is False else strs[u]
+        t = tagcol[i]
+        tags = st[7] if t is None else {} if t is False else {strs[k]: strs[v] for k, v in t.items()}
+        lines.append(reading_json(rid, name, ts, value, unit, tags))
+    return ctx.device, lines
+
+
+def decode_compact_any(b, contexts):
+    return decode_compact2(b, contexts) if b[0] == 2 else decode_compact(b)
+
+
+def decode(payload, zdict, contexts):
     if payload[0] == 0x84:
         return decode_cbor(cbor2.loads(payload))
-    if payload[0] == 0x8A:
-        return decode_compact(cbor2.loads(payload))
+    if 0x87 <= payload[0] <= 0x8A:
+        return decode_compact_any(cbor2.loads(payload), contexts)
     if payload[1] & 0x20:  # FDICT: compact with the preset dictionary
         d = zlib.decompressobj(zdict=zdict)
         raw = d.decompress(payload) + d.flush()
-        return decode_compact(cbor2.loads(raw))
+        return decode_compact_any(cbor2.loads(raw), contexts)
     return decode_cbor(cbor2.loads(zlib.decompress(payload)))
 
 
@@ -207,8 +287,13 @@ def dictionary(doc):
 
 def main():
     zdict = dictionary(sys.argv[1])
-    for name in sys.argv[2:]:
-        device, lines = decode(open(name, "rb").read(), zdict)
+    args, contexts = sys.argv[2:], {}
+    while args and args[0] == "--context":
+        raw = open(args[1], "rb").read()
+        contexts[context_id(raw)] = Context(cbor2.loads(raw))
+        args = args[2:]
+    for name in args:
+        device, lines = decode(open(name, "rb").read(), zdict, contexts)
         for line in lines:
             sys.stdout.write('{"device_id":%s,"reading":%s}\n' % (jstr(device), line))
 
