@@ -2,6 +2,8 @@ package agent
 
 import (
 	"fmt"
+	"os"
+	"time"
 
 	"github.com/cellgate/cellgate/agent/reading"
 	"github.com/cellgate/cellgate/transport/uplink"
@@ -35,7 +37,8 @@ func (f *forwarder) compactMessage(payloads [][]byte, ids []string) (uplink.Mess
 	defer f.ctxMu.Unlock()
 	_, byRef := f.uplink.(uplink.ContextCarrier)
 	if f.ctx == nil || f.ctx.byRef != byRef || f.ctx.device != f.deviceID {
-		f.ctx = &contextEncoding{enc: reading.NewContextEncoder(reading.ContextOptions{Inline: !byRef}), byRef: byRef, device: f.deviceID}
+		f.ctx = &contextEncoding{enc: reading.NewContextEncoder(reading.ContextOptions{Inline: !byRef, MinRebuild: contextMinRebuild()}),
+			byRef: byRef, device: f.deviceID}
 	}
 	body, c, err := f.ctx.enc.Encode(f.deviceID, payloads)
 	if err != nil {
@@ -51,4 +54,18 @@ func (f *forwarder) compactMessage(payloads [][]byte, ids []string) (uplink.Mess
 		m.ContentType = reading.ContentTypeCompact
 	}
 	return m, nil
+}
+
+// contextMinRebuildEnv, when set to a duration, replaces the least time
+// between two contexts (reading.DefaultMinRebuild, 10 minutes): the
+// air-bytes benchmark's hook to reach in seconds the context a gateway
+// learns over its first minutes. Unset (production), the default holds.
+const contextMinRebuildEnv = "CGTEST_CONTEXT_MIN_REBUILD"
+
+func contextMinRebuild() time.Duration {
+	d, err := time.ParseDuration(os.Getenv(contextMinRebuildEnv))
+	if err != nil || d <= 0 {
+		return 0
+	}
+	return d
 }

@@ -126,6 +126,8 @@ type sensorState struct {
 	lastDelta int64
 	seen      bool
 	fixed     bool // version 2: lastDelta is the context's interval, never learned
+	phased    bool // version 2: the first reading is predicted at the next tick of phase
+	phase     int64
 	exp       int
 	mant      *big.Int // nil: no number yet, which counts as 0 × 10^exp
 	unit      string   // version 2: the context's unit, what a reading has unless told
@@ -142,6 +144,7 @@ func (st *compactState) sensor(name string) *sensorState {
 		s = &sensorState{lastTS: st.ts0}
 		if cs, ok := st.ctx.sensor(name); ok {
 			s.lastDelta, s.fixed = cs.interval, cs.interval > 0
+			s.phase, s.phased = cs.phase, cs.hasPhase && cs.interval > 0
 			s.exp, s.unit, s.tags = cs.exp, cs.unit, cs.tags
 		}
 		st.sensors[name] = s
@@ -149,13 +152,27 @@ func (st *compactState) sensor(name string) *sensorState {
 	return s
 }
 
-// predictTS is where the sensor's next reading is expected: ts0 for its
-// first reading, then its last ts plus its interval.
+// predictTS is where the sensor's next reading is expected: for its first
+// reading ts0, or with a phase the sensor's next tick at or after ts0 (the
+// first time t >= ts0 with t mod interval = phase); then its last ts plus
+// its interval.
 func (s *sensorState) predictTS() int64 {
 	if !s.seen {
+		if s.phased {
+			return s.lastTS + floorMod(s.phase-s.lastTS, s.lastDelta)
+		}
 		return s.lastTS
 	}
 	return s.lastTS + s.lastDelta
+}
+
+// floorMod is a modulo m > 0 in [0, m).
+func floorMod(a, m int64) int64 {
+	r := a % m
+	if r < 0 {
+		r += m
+	}
+	return r
 }
 
 // advanceTS records ts as the sensor's latest. Unless the interval is fixed
@@ -335,7 +352,7 @@ func decodeCompactVersion(data []byte, contexts func(uint32) (*CompactContext, b
 		return decodeCompact(data)
 	case data[1] == compactV2Version:
 		return decodeCompactV2(data, contexts)
-	case data[0] == 0x87 && data[1] == contextVersion:
+	case (data[0] == 0x87 || data[0] == 0x88) && data[1] == contextVersion:
 		return Batch{}, errAt(0, "batch array", fmt.Errorf("this is a compact context, not a batch"))
 	}
 	return Batch{}, errAt(1, "version", fmt.Errorf("byte 0x%02x after a head of %d elements: not version 1 (10 elements) or 2 (7 to 10)", data[1], data[0]&0x1f))

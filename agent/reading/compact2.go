@@ -20,10 +20,26 @@ const compactV2Version = 2
 // The context must describe deviceID's readings; inline puts it in the
 // batch whole instead of its id.
 func encodeCompactV2(ctx *CompactContext, inline bool, rs []Reading) ([]byte, error) {
-	var ts0 int64
-	if len(rs) > 0 {
-		ts0 = rs[0].TS.UnixMilli()
-	}
+	raw, _, err := encodeCompactV2Fit(ctx, inline, rs)
+	return raw, err
+}
+
+// v2Fit is how well a context predicted a batch: mispredicted counts the
+// readings of context sensors whose ts entry took more than one byte (or
+// that have no interval or phase in it), offCycle whether the sensors
+// column had to be an array though every reading was of a context sensor;
+// predBytes is what the sensors and ts columns took.
+type v2Fit struct {
+	mispredicted int
+	offCycle     bool
+	predBytes    int
+}
+
+// encodeCompactV2Fit is encodeCompactV2 that also says how well the
+// context predicted the batch.
+func encodeCompactV2Fit(ctx *CompactContext, inline bool, rs []Reading) ([]byte, v2Fit, error) {
+	var fit v2Fit
+	ts0 := batchBase(ctx, rs)
 	e := v2Writer{ctx: ctx, st: newV2State(ctx, ts0), extra: stringTable{index: map[string]uint64{}, list: []string{}}}
 	n := len(rs)
 	c := compactColumns{sensors: nil, ts: make([]int64, n), values: make([]any, n), ids: make([]any, n),
@@ -32,7 +48,10 @@ func encodeCompactV2(ctx *CompactContext, inline bool, rs []Reading) ([]byte, er
 	for i, r := range rs {
 		var err error
 		if sensors[i], err = e.add(&c, i, r); err != nil {
-			return nil, &RecordError{Index: i, Err: err}
+			return nil, fit, &RecordError{Index: i, Err: err}
+		}
+		if cs, ok := ctx.sensor(r.Sensor); ok && (!cs.hasPhase || c.ts[i] < -24 || c.ts[i] > 23) {
+			fit.mispredicted++
 		}
 	}
 	var ctxElem any = uint64(ctx.id)
@@ -43,7 +62,11 @@ func encodeCompactV2(ctx *CompactContext, inline bool, rs []Reading) ([]byte, er
 	for i, d := range c.ts {
 		tsCol[i] = d
 	}
-	arr := []any{uint64(compactV2Version), ctxElem, ts0 - ctx.t0, oneOrAll(sensors), oneOrAll(tsCol), c.values, idsColumn(c.ids)}
+	sensorsCol, tsOne := sensorsColumn(ctx, sensors), oneOrAll(tsCol)
+	_, fit.offCycle = sensorsCol.([]any)
+	fit.offCycle = fit.offCycle && !slices.ContainsFunc(sensors, func(v any) bool { _, named := v.(int64); return named })
+	fit.predBytes = cborLen(sensorsCol) + cborLen(tsOne)
+	arr := []any{uint64(compactV2Version), ctxElem, ts0Element(ctx, rs, ts0), sensorsCol, tsOne, c.values, idsColumn(c.ids)}
 	var units, tags any
 	if slices.ContainsFunc(c.units, notNil) {
 		units = oneOrAll(c.units)
@@ -59,17 +82,113 @@ func encodeCompactV2(ctx *CompactContext, inline bool, rs []Reading) ([]byte, er
 	case len(e.extra.list) > 0:
 		arr = append(arr, e.extra.list)
 	}
-	return cborEnc.Marshal(arr)
+	raw, err := cborEnc.Marshal(arr)
+	return raw, fit, err
+}
+
+// cborLen is the size of v's encoding.
+func cborLen(v any) int {
+	b, _ := cborEnc.Marshal(v)
+	return len(b)
+}
+
+// batchBase is the batch's base time: its first reading's ts, or when the
+// context gives that reading's sensor a phase, the sensor's tick nearest
+// it, so that every sensor's first reading is predicted from its phase.
+func batchBase(ctx *CompactContext, rs []Reading) int64 {
+	if len(rs) == 0 {
+		return 0
+	}
+	ts := rs[0].TS.UnixMilli()
+	cs, ok := ctx.sensor(rs[0].Sensor)
+	if !ok || !cs.hasPhase || cs.interval == 0 {
+		return ts
+	}
+	return tickNear(ts, cs)
+}
+
+// tickNear is the sensor's tick nearest ts (the earlier on a tie), within
+// 0 and maxUnixMilli.
+func tickNear(ts int64, cs contextSensor) int64 {
+	tick := ts - floorMod(ts-cs.phase, cs.interval)
+	if ts-tick > cs.interval/2 {
+		tick += cs.interval
+	}
+	if tick > maxUnixMilli {
+		tick -= cs.interval
+	}
+	if tick < 0 {
+		tick += cs.interval
+	}
+	return tick
+}
+
+// ts0Element is the batch's ts0: with a first reading of a sensor the
+// context gives a phase, base is that sensor's tick and ts0 the number of
+// its intervals from its first tick at or after t0; else base - t0 in ms.
+func ts0Element(ctx *CompactContext, rs []Reading, base int64) int64 {
+	if len(rs) > 0 {
+		if cs, ok := ctx.sensor(rs[0].Sensor); ok && cs.hasPhase {
+			return (base - firstTick(ctx.t0, cs)) / cs.interval
+		}
+	}
+	return base - ctx.t0
+}
+
+// firstTick is the sensor's first tick at or after t.
+func firstTick(t int64, cs contextSensor) int64 {
+	return t + floorMod(cs.phase-t, cs.interval)
+}
+
+// expectedIDs is how many ids the context's sensors with a phase made
+// from t0 up to base, one per tick (negative before t0), within ±2^32:
+// what the agent's id counter has moved since counter0 when every reading
+// came on time.
+func expectedIDs(ctx *CompactContext, base int64) int64 {
+	var n int64
+	for _, cs := range ctx.sensors {
+		if cs.hasPhase {
+			n += floorDiv(base-1-cs.phase, cs.interval) - floorDiv(ctx.t0-1-cs.phase, cs.interval)
+		}
+	}
+	return max(-1<<32, min(n, 1<<32))
+}
+
+// floorDiv is a / m rounded down, for m > 0.
+func floorDiv(a, m int64) int64 {
+	return (a - floorMod(a, m)) / m
+}
+
+// sensorsColumn writes the sensors column: one entry when every reading
+// is of one sensor; m + p, for a context of m sensors, when the readings
+// follow the context's cycle from its position p; else the array.
+func sensorsColumn(ctx *CompactContext, sensors []any) any {
+	one := oneOrAll(sensors)
+	if _, all := one.([]any); !all || len(ctx.cycle) == 0 {
+		return one
+	}
+	first, ok := sensors[0].(uint64)
+	p := slices.Index(ctx.cycle, int(first))
+	if !ok || p < 0 {
+		return one
+	}
+	for i, v := range sensors {
+		if k, ok := v.(uint64); !ok || int(k) != ctx.cycle[(p+i)%len(ctx.cycle)] {
+			return one
+		}
+	}
+	return uint64(len(ctx.sensors) + p)
 }
 
 func notNil(v any) bool { return v != nil }
 
 // newV2State is the decoding state of a version 2 batch: sensors start
-// from the context, ids from its run and counter0 - 1.
+// from the context, ids from its run and counter0 - 1 + the ids its
+// sensors with a phase made from t0 to ts0.
 func newV2State(ctx *CompactContext, ts0 int64) *compactState {
 	st := newCompactState(ts0)
 	st.ctx = ctx
-	st.prevRun, st.prevCtr, st.haveRun = ctx.run, int64(ctx.counter0)-1, true
+	st.prevRun, st.prevCtr, st.haveRun = ctx.run, int64(ctx.counter0)-1+expectedIDs(ctx, ts0), true
 	return st
 }
 
@@ -179,18 +298,29 @@ type sensorStats struct {
 	readings  int
 	batches   int
 	lastBatch int
+	firstTS   int64
 	lastTS    int64
 	seenTS    bool
 	intervals []int64 // the last few positive intervals, ms
+	recentTS  []int64 // the last few ts, for the phase
 	unit      string
 	tags      map[string]string
 	exp       int
 }
 
+// recentLimit bounds the figures kept per sensor (intervals, ts) and the
+// sensor order kept for the cycle.
+const (
+	recentLimit    = 7
+	recentSequence = 64
+	maxCycle       = 32
+)
+
 // contextWindow gathers sensor figures between two contexts.
 type contextWindow struct {
 	stats   map[string]*sensorStats
 	batches int
+	order   []string // the sensors of the latest readings, at most recentSequence
 }
 
 func newContextWindow() *contextWindow {
@@ -205,23 +335,18 @@ func (w *contextWindow) observe(rs []Reading) {
 		s := w.stats[r.Sensor]
 		if s == nil {
 			if len(w.stats) >= maxTrackedSensors {
+				w.order = w.order[:0] // an untracked sensor breaks any cycle
 				continue
 			}
 			s = &sensorStats{first: len(w.stats)}
 			w.stats[r.Sensor] = s
 		}
+		w.order = appendBounded(w.order, r.Sensor, recentSequence)
 		s.readings++
 		if s.lastBatch != w.batches {
 			s.batches, s.lastBatch = s.batches+1, w.batches
 		}
-		ts := r.TS.UnixMilli()
-		if s.seenTS && ts > s.lastTS {
-			s.intervals = append(s.intervals, ts-s.lastTS)
-			if len(s.intervals) > 7 {
-				s.intervals = s.intervals[1:]
-			}
-		}
-		s.lastTS, s.seenTS = ts, true
+		s.observeTS(r.TS.UnixMilli())
 		s.unit, s.tags = r.Unit, r.Tags
 		if num, ok := r.Value.(json.Number); ok {
 			if d, err := parseDecimal(string(num)); err == nil {
@@ -231,27 +356,130 @@ func (w *contextWindow) observe(rs []Reading) {
 	}
 }
 
+func (s *sensorStats) observeTS(ts int64) {
+	if !s.seenTS {
+		s.firstTS = ts
+	}
+	if s.seenTS && ts > s.lastTS {
+		s.intervals = appendBounded(s.intervals, ts-s.lastTS, recentLimit)
+	}
+	s.lastTS, s.seenTS = ts, true
+	s.recentTS = appendBounded(s.recentTS, ts, recentLimit+1)
+}
+
+// appendBounded appends v, dropping the oldest entries beyond limit.
+func appendBounded[T any](list []T, v T, limit int) []T {
+	list = append(list, v)
+	if len(list) > limit {
+		list = append(list[:0], list[len(list)-limit:]...)
+	}
+	return list
+}
+
 // describe is the context entry of a tracked sensor: its latest unit,
-// tags and exponent, and its median interval.
+// tags and exponent, its interval and the phase of its ts.
 func (s *sensorStats) describe(name string) contextSensor {
 	cs := contextSensor{name: name, unit: s.unit, exp: s.exp}
 	if len(s.tags) > 0 {
 		cs.tags = maps.Clone(s.tags)
 	}
-	if n := len(s.intervals); n > 0 {
-		iv := slices.Clone(s.intervals)
-		slices.Sort(iv)
-		cs.interval = min(iv[n/2], maxContextInterval)
+	cs.interval = s.interval()
+	if cs.interval > 0 && len(s.recentTS) >= 2 {
+		cs.phase, cs.hasPhase = s.phase(cs.interval), true
 	}
 	return cs
+}
+
+// interval is the median of the last intervals, refined over the whole
+// window (first to last ts over the number of intervals the median puts
+// in it) when that agrees within 2 %, then rounded to the roundest number
+// of ms (a multiple of 1000, 100 or 10) within the jitter seen over that
+// span, so that the phase does not drift.
+func (s *sensorStats) interval() int64 {
+	n := len(s.intervals)
+	if n == 0 {
+		return 0
+	}
+	iv := slices.Clone(s.intervals)
+	slices.Sort(iv)
+	med := iv[n/2]
+	k := int64(1)
+	if span := s.lastTS - s.firstTS; span > 0 {
+		if k = max(1, (span+med/2)/med); true {
+			if r := (span + k/2) / k; r > 0 && abs64(r-med) <= med/50 {
+				med = r
+			} else {
+				k = 1
+			}
+		}
+	}
+	tol := (iv[n-1]-iv[0])/k + 1
+	for _, unit := range []int64{1000, 100, 10} {
+		if r := (med + unit/2) / unit * unit; r > 0 && abs64(r-med) <= tol {
+			med = r
+			break
+		}
+	}
+	return min(med, maxContextInterval)
+}
+
+// phase is the median ts modulo iv of the last readings, taken around the
+// latest one so that values either side of 0 do not average apart.
+func (s *sensorStats) phase(iv int64) int64 {
+	ref := s.recentTS[len(s.recentTS)-1]
+	dev := make([]int64, len(s.recentTS))
+	for i, ts := range s.recentTS {
+		dev[i] = floorMod(ts-ref+iv/2, iv) - iv/2
+	}
+	slices.Sort(dev)
+	return floorMod(ref+dev[len(dev)/2], iv)
+}
+
+func abs64(v int64) int64 {
+	if v < 0 {
+		return -v
+	}
+	return v
+}
+
+// cycle is the shortest order (2 to maxCycle distinct sensors) the latest
+// readings repeat, seen at least twice over, or nil.
+func (w *contextWindow) cycle() []string {
+	seq := w.order
+	for l := 2; l <= maxCycle && 2*l <= len(seq); l++ {
+		if distinct(seq[:l]) && repeats(seq, l) {
+			return slices.Clone(seq[:l])
+		}
+	}
+	return nil
+}
+
+func distinct(names []string) bool {
+	seen := make(map[string]bool, len(names))
+	for _, n := range names {
+		if seen[n] {
+			return false
+		}
+		seen[n] = true
+	}
+	return true
+}
+
+func repeats(seq []string, l int) bool {
+	for i := l; i < len(seq); i++ {
+		if seq[i] != seq[i-l] {
+			return false
+		}
+	}
+	return true
 }
 
 // build makes the next context for a batch rs of deviceID. With no current
 // context every tracked sensor is in it; otherwise the current sensors
 // (updated when seen in keepAfterBatches batches) followed by new sensors
-// seen in as many batches, most readings first. Run, counter0 and t0 are
-// the batch's first ULID's and first ts, so its first id and ts cost a
-// byte each.
+// seen in as many batches, most readings first, and the order they report
+// in when they keep to one. Run, counter0 and t0 are the batch's first
+// ULID's and first ts, so its first id and ts cost a byte each.
 func (w *contextWindow) build(deviceID string, rs []Reading, cur *CompactContext) (*CompactContext, error) {
 	var sensors []contextSensor
 	inCur := map[string]bool{}
@@ -285,17 +513,25 @@ func (w *contextWindow) build(deviceID string, rs []Reading, cur *CompactContext
 	var t0 int64
 	if len(rs) > 0 {
 		t0 = rs[0].TS.UnixMilli()
+		// t0 on the first sensor's tick, as the batch's base time will be.
+		if k := slices.IndexFunc(sensors, func(s contextSensor) bool { return s.name == rs[0].Sensor }); k >= 0 && sensors[k].hasPhase {
+			t0 = tickNear(t0, sensors[k])
+		}
 	}
 	if u, ok := firstULID(rs); ok {
 		_, run, ctr0 = idParts(u)
+	} else if cur != nil {
+		// No agent id to start from: carry on the current run.
+		run, ctr0 = cur.run, cur.counter0
 	}
-	return fitContext(deviceID, run, ctr0, t0, sensors)
+	return fitContext(deviceID, run, ctr0, t0, sensors, w.cycle())
 }
 
 // fitContext makes the context of the longest prefix of sensors (leaving
 // out any single sensor whose description is over maxSensorDescription)
-// that stays within MaxContextSensors and MaxContextBytes.
-func fitContext(deviceID string, run uint64, ctr0 uint32, t0 int64, sensors []contextSensor) (*CompactContext, error) {
+// that stays within MaxContextSensors and MaxContextBytes, with the cycle
+// of names when every one of them is in it.
+func fitContext(deviceID string, run uint64, ctr0 uint32, t0 int64, sensors []contextSensor, cycleNames []string) (*CompactContext, error) {
 	sensors = slices.DeleteFunc(slices.Clone(sensors), func(s contextSensor) bool {
 		n := len(s.name) + len(s.unit)
 		for k, v := range s.tags {
@@ -304,16 +540,36 @@ func fitContext(deviceID string, run uint64, ctr0 uint32, t0 int64, sensors []co
 		return n > maxSensorDescription
 	})
 	sensors = sensors[:min(len(sensors), MaxContextSensors)]
-	ctx, err := newCompactContext(deviceID, run, ctr0, t0, sensors)
+	mk := func(sensors []contextSensor) (*CompactContext, error) {
+		return newCompactContext(deviceID, run, ctr0, t0, sensors, cycleOf(sensors, cycleNames))
+	}
+	ctx, err := mk(sensors)
 	if err != nil || len(ctx.raw) <= MaxContextBytes {
 		return ctx, err
 	}
 	// The longest prefix that fits: the size grows with the prefix.
 	k := sort.Search(len(sensors), func(k int) bool {
-		c, err := newCompactContext(deviceID, run, ctr0, t0, sensors[:k+1])
+		c, err := mk(sensors[:k+1])
 		return err != nil || len(c.raw) > MaxContextBytes
 	})
-	return newCompactContext(deviceID, run, ctr0, t0, sensors[:k])
+	return mk(sensors[:k])
+}
+
+// cycleOf numbers the cycle's names by their place in sensors; nil when
+// one is missing.
+func cycleOf(sensors []contextSensor, names []string) []int {
+	out := make([]int, 0, len(names))
+	for _, name := range names {
+		k := slices.IndexFunc(sensors, func(s contextSensor) bool { return s.name == name })
+		if k < 0 {
+			return nil
+		}
+		out = append(out, k)
+	}
+	if len(out) < 2 {
+		return nil
+	}
+	return out
 }
 
 // misfits reports whether the context fails to describe some reading of

@@ -106,10 +106,14 @@ func splitCompactV2(data []byte, contexts func(uint32) (*CompactContext, bool)) 
 	if b.ctx, err = batchContext(c, contexts); err != nil {
 		return nil, err
 	}
-	if err := b.readTS0(c); err != nil {
+	ts0At, ts0, err := readTS0(c)
+	if err != nil {
 		return nil, err
 	}
 	if err := b.readColumns(c); err != nil {
+		return nil, err
+	}
+	if err := b.setBase(ts0At, ts0); err != nil {
 		return nil, err
 	}
 	b.strs = b.ctx.strs
@@ -188,20 +192,36 @@ func batchContext(c *cborCursor, contexts func(uint32) (*CompactContext, bool)) 
 	return ctx, nil
 }
 
-func (b *v2Batch) readTS0(c *cborCursor) error {
+func readTS0(c *cborCursor) (int, int64, error) {
 	at := c.pos
 	var v any
 	if err := c.item("ts0", &v); err != nil {
-		return err
+		return at, 0, err
 	}
 	d, err := cborInt("ts0", v)
-	if err == nil && (d < -maxUnixMilli || d > maxUnixMilli || b.ctx.t0+d < 0 || b.ctx.t0+d > maxUnixMilli) {
-		err = fmt.Errorf("%d leads out of range from t0 %d", d, b.ctx.t0)
-	}
 	if err != nil {
-		return errAt(at, "ts0", err)
+		return at, 0, errAt(at, "ts0", err)
 	}
-	b.ts0 = b.ctx.t0 + d
+	return at, d, nil
+}
+
+// setBase sets the base time from ts0 (at byte at): a count of intervals
+// from the first reading's sensor's first tick at or after t0 when the
+// context gives that sensor a phase, else ms from t0.
+func (b *v2Batch) setBase(at int, d int64) error {
+	from, unit := b.ctx.t0, int64(1)
+	if b.n > 0 {
+		sv, _ := b.sensors.at(0)
+		if name, err := b.sensorName(sv, 0); err == nil {
+			if cs, ok := b.ctx.sensor(name); ok && cs.hasPhase {
+				from, unit = firstTick(b.ctx.t0, cs), cs.interval
+			}
+		}
+	}
+	if d < -maxUnixMilli/unit-1 || d > maxUnixMilli/unit+1 || from+d*unit < 0 || from+d*unit > maxUnixMilli {
+		return errAt(at, "ts0", fmt.Errorf("%d leads out of range from t0 %d", d, b.ctx.t0))
+	}
+	b.ts0 = from + d*unit
 	return nil
 }
 
@@ -240,15 +260,23 @@ func (b *v2Batch) readColumns(c *cborCursor) error {
 	return nil
 }
 
-// sensorName resolves a sensors entry: a context sensor's number, or -1 -
-// the string index of a name.
-func (b *v2Batch) sensorName(v any) (string, error) {
+// sensorName resolves reading i's sensors entry: a context sensor's
+// number, -1 - the string index of a name, or (a single entry) the
+// context's sensor count m + p: the cycle from its position p.
+func (b *v2Batch) sensorName(v any, i int) (string, error) {
+	m := uint64(len(b.ctx.sensors))
 	switch k := v.(type) {
 	case uint64:
-		if k < uint64(len(b.ctx.sensors)) {
+		if k < m {
 			return b.ctx.sensors[k].name, nil
 		}
-		return "", fmt.Errorf("%d is not one of the context's %d sensors", k, len(b.ctx.sensors))
+		if L := uint64(len(b.ctx.cycle)); b.sensors.single && k-m < L {
+			return b.ctx.sensors[b.ctx.cycle[(k-m+uint64(i))%L]].name, nil
+		}
+		if b.sensors.single {
+			return "", fmt.Errorf("%d is not one of the context's %d sensors nor %d + a position in its cycle of %d", k, m, m, len(b.ctx.cycle))
+		}
+		return "", fmt.Errorf("%d is not one of the context's %d sensors", k, m)
 	case int64:
 		return stringRefs{b.strs}.str(uint64(-1 - k))
 	}
@@ -260,7 +288,7 @@ func (b *v2Batch) reading(i int, st *compactState) (Reading, error) {
 	var r Reading
 	sv, sAt := b.sensors.at(i)
 	var err error
-	if r.Sensor, err = b.sensorName(sv); err != nil {
+	if r.Sensor, err = b.sensorName(sv, i); err != nil {
 		return r, errAt(sAt, "sensor", err)
 	}
 	s := st.sensor(r.Sensor)

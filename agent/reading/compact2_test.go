@@ -290,6 +290,9 @@ func TestContextEncoderBoundsHostileSensors(t *testing.T) {
 	if last == first || len(last.sensors) > MaxContextSensors || len(last.raw) > MaxContextBytes {
 		t.Fatalf("400 sensors that keep appearing: context of %d sensors, %d bytes", len(last.sensors), len(last.raw))
 	}
+	if last.run != first.run || last.counter0 != first.counter0 {
+		t.Error("a context made from batches of client ids dropped the agent's id run")
+	}
 	t.Logf("400 sensors: the context holds %d in %d bytes", len(last.sensors), len(last.raw))
 }
 
@@ -396,7 +399,7 @@ func TestParseCompactContextRefuses(t *testing.T) {
 	good, err := newCompactContext("gw-1", 0x010203040506, 7, 1796529600000, []contextSensor{
 		{name: "t1", unit: "C", tags: map[string]string{"site": "b"}, interval: 10000, exp: -1},
 		{name: "h1", interval: 0, exp: 0},
-	})
+	}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -411,6 +414,10 @@ func TestParseCompactContextRefuses(t *testing.T) {
 	big := make([]any, 300)
 	for i := range big {
 		big[i] = []any{0, nil, nil, 0, 0}
+	}
+	two := []any{[]any{0, nil, nil, 10, 0, 3}, []any{1, nil, nil, 10, 0}}
+	if c, err := ParseCompactContext(mk(1, "gw", run, 0, 0, []any{"a", "b"}, two, []any{1, 0})); err != nil || !slices.Equal(c.cycle, []int{1, 0}) || !c.sensors[0].hasPhase || c.sensors[1].hasPhase {
+		t.Fatalf("a context with a phase and a cycle: %v", err)
 	}
 	nonShortest := slices.Clone(good.raw)
 	nonShortest = slices.Concat(nonShortest[:14], []byte{0x18, 0x07}, nonShortest[15:]) // counter0 7 in two bytes
@@ -438,6 +445,14 @@ func TestParseCompactContextRefuses(t *testing.T) {
 		{"unused string", mk(1, "gw", run, 0, 0, []any{"s", "x"}, []any{[]any{0, nil, nil, 0, 0}}), "at byte 14 (context): not the canonical encoding"},
 		{"non-shortest integer", nonShortest, "at byte 14 (context): not the canonical encoding"},
 		{"left over", append(slices.Clone(good.raw), 0), fmt.Sprintf("at byte %d (after the context): 1 bytes left over", len(good.raw))},
+		{"phase of interval", mk(1, "gw", run, 0, 0, []any{"s"}, []any{[]any{0, nil, nil, 10, 0, 10}}), "at byte 18 (context sensor 0): phase 10 is not an integer from 0 to the interval 10 - 1"},
+		{"phase without interval", mk(1, "gw", run, 0, 0, []any{"s"}, []any{[]any{0, nil, nil, 0, 0, 0}}), "at byte 18 (context sensor 0): phase 0 is not an integer from 0 to the interval 0 - 1"},
+		{"seven-element sensor", mk(1, "gw", run, 0, 0, []any{"s"}, []any{[]any{0, nil, nil, 10, 0, 1, 1}}), "at byte 18 (context sensor 0): 7 elements, want 5 or 6"},
+		{"nine elements", mk(1, "gw", run, 0, 0, []any{}, []any{}, []any{}, 0), "at byte 0 (context): 9 elements, want 7 or 8"},
+		{"cycle of one", mk(1, "gw", run, 0, 0, []any{"a", "b"}, two, []any{0}), "at byte 33 (cycle): 1 entries, want at least 2"},
+		{"cycle twice", mk(1, "gw", run, 0, 0, []any{"a", "b"}, two, []any{1, 1}), "at byte 35 (cycle[1]): 1 is not one of the 2 sensors not already in the cycle"},
+		{"cycle beyond", mk(1, "gw", run, 0, 0, []any{"a", "b"}, two, []any{0, 2}), "at byte 35 (cycle[1]): 2 is not one of the 2 sensors"},
+		{"cycle not an array", mk(1, "gw", run, 0, 0, []any{"a", "b"}, two, 0), "at byte 33 (cycle): initial byte 0x00 is not an array"},
 	} {
 		_, err := ParseCompactContext(tc.in)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -456,7 +471,7 @@ func TestParseCompactContextRefuses(t *testing.T) {
 // TestDecodeCompactV2Refuses: batches off the version 2 schema are refused
 // with the byte offset of the problem.
 func TestDecodeCompactV2Refuses(t *testing.T) {
-	c, err := newCompactContext("gw-1", 0x010203040506, 7, 1796529600000, []contextSensor{{name: "t1", unit: "C", interval: 10000, exp: -1}})
+	c, err := newCompactContext("gw-1", 0x010203040506, 7, 1796529600000, []contextSensor{{name: "t1", unit: "C", interval: 10000, exp: -1}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -583,5 +598,212 @@ func TestPayloadsDocV2ExampleDecodes(t *testing.T) {
 	alone, err := DecodeCompact(inline, nil)
 	if err != nil || !reflect.DeepEqual(alone, b) {
 		t.Fatalf("the inline form decodes differently: %v", err)
+	}
+}
+
+// TestContextEncoderLearnsPhasesAndCycle walks the learning rules of
+// docs/payloads.md "When the context changes": the first context, made
+// from one batch, lacks intervals for h1 and p1 and any cycle; within
+// MinRebuild it stays; after it (and 3 batches) a context with every
+// interval and phase and the cycle replaces it, once; batches under that
+// context write the sensors and ts columns as one byte each; a day later
+// the context is refreshed (counter0 and t0 from that batch).
+func TestContextEncoderLearnsPhasesAndCycle(t *testing.T) {
+	four := newFourSensorGen(t, 8)
+	q := newContextSeq(ContextOptions{})
+	q.clock = four.now()
+	step := func(n int) ([]byte, *CompactContext) {
+		t.Helper()
+		p, c := q.encode(t, "gw-0001", four.next(t, n))
+		q.clock = four.now()
+		return p, c
+	}
+	_, first := step(6)
+	if s, _ := first.sensor("p1"); s.interval != 0 || s.hasPhase || first.cycle != nil {
+		t.Fatalf("a context from one batch learned p1 %+v and cycle %v", s, first.cycle)
+	}
+	var learned *CompactContext
+	var minutes time.Duration
+	for c := first; c == first; minutes = four.now().Sub(first.t0Time()) {
+		if minutes > 30*time.Minute {
+			t.Fatal("no context learned within 30 minutes")
+		}
+		_, c = step(6)
+		learned = c
+	}
+	if minutes < DefaultMinRebuild {
+		t.Fatalf("a context learned after %v, before MinRebuild", minutes)
+	}
+	for _, s := range learned.sensors {
+		if s.interval != 10000 || !s.hasPhase {
+			t.Errorf("learned context: %s every %d ms, phase known %v; want 10000 and a phase", s.name, s.interval, s.hasPhase)
+		}
+	}
+	if len(learned.cycle) != 4 {
+		t.Fatalf("learned cycle %v, want the 4 sensors", learned.cycle)
+	}
+	for i := range 4 * 60 { // an hour of batches, starting at every sensor in turn
+		p, c := step(5 + i%3)
+		if c != learned {
+			t.Fatalf("batch %d after learning made another context", i)
+		}
+		var arr []any
+		if err := cborDec.Unmarshal(p, &arr); err != nil {
+			t.Fatalf("%x is not the plain batch: %v", p, err)
+		}
+		if k, ok := arr[3].(uint64); !ok || k < 4 || k > 7 || arr[4] != uint64(0) {
+			t.Fatalf("batch %d: sensors %v, ts %v; want 4 to 7 (the cycle) and 0 (all on time)", i, arr[3], arr[4])
+		}
+	}
+	four.skip(24 * time.Hour)
+	q.clock = four.now()
+	if _, c := step(6); c == learned || len(c.cycle) != 4 {
+		t.Fatal("a day-old context was not refreshed, or lost what it learned")
+	}
+}
+
+// TestContextEncoderDoesNotChurnOnIrregularTimes: a sensor reporting at
+// random times mispredicts every batch, yet learning makes at most a few
+// contexts (each try waits twice as long) and then about one a day.
+func TestContextEncoderDoesNotChurnOnIrregularTimes(t *testing.T) {
+	q := newContextSeq(ContextOptions{})
+	rng := rand.New(rand.NewPCG(1, 2))
+	contexts := map[uint32]bool{}
+	for b := range 3 * 24 * 60 { // three days, a batch a minute
+		rs := make([]Reading, 6)
+		for i := range rs {
+			at := q.clock.Add(time.Duration(rng.IntN(60000)) * time.Millisecond)
+			rs[i] = Reading{ID: fmt.Sprintf("c-%d-%d", b, i), Sensor: fmt.Sprintf("door.%d", i%2), TS: at, Value: json.Number(fmt.Sprint(rng.IntN(100)))}
+		}
+		slices.SortFunc(rs, func(a, b Reading) int { return a.TS.Compare(b.TS) })
+		p, c, err := q.enc.Encode("gw-0001", marshalAll(t, rs))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := DecodeCompact(p, func(uint32) (*CompactContext, bool) { return c, true }); err != nil {
+			t.Fatal(err)
+		}
+		contexts[c.ID()] = true
+		q.clock = q.clock.Add(time.Minute)
+	}
+	// 10 min, 20, 40, … up to a day: at most 9 learned, plus a refresh a day.
+	if len(contexts) > 1+9+3 {
+		t.Fatalf("three days of irregular readings made %d contexts", len(contexts))
+	}
+	t.Logf("three days of irregular readings: %d contexts", len(contexts))
+}
+
+// TestDecodeCompactV2LearnedForms: with a context that gives phases and a
+// cycle, a single sensors entry of m + p runs the cycle from p, ts0 counts
+// the first sensor's intervals, ids start at the count of ticks since t0;
+// entries beyond the cycle and a ts0 out of range are refused with their
+// byte offset.
+func TestDecodeCompactV2LearnedForms(t *testing.T) {
+	const t0 = 1796529600000
+	c, err := newCompactContext("gw-1", 0x010203040506, 7, t0, []contextSensor{
+		{name: "a", interval: 10000, phase: t0 % 10000, hasPhase: true},
+		{name: "b", interval: 10000, phase: (t0 + 37) % 10000, hasPhase: true},
+		{name: "door"},
+	}, []int{0, 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lookup := func(id uint32) (*CompactContext, bool) { return c, id == c.ID() }
+	id := uint64(c.ID())
+	mk := func(v ...any) []byte {
+		b, err := cborEnc.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	// Starting at b (position 1) 6 intervals after t0: b a b, all on time.
+	got, err := DecodeCompact(mk(2, id, 6, 4, 0, []any{1, 2, 3}, 0), lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []struct {
+		sensor string
+		ts     int64
+		ctr    uint32
+	}{{"b", t0 + 60037, 7 + 13}, {"a", t0 + 70000, 7 + 14}, {"b", t0 + 70037, 7 + 15}}
+	for i, w := range want {
+		r := got.Readings[i]
+		u, _ := decodeULID(r.ID)
+		_, _, ctr := idParts(u)
+		if r.Sensor != w.sensor || r.TS.UnixMilli() != w.ts || ctr != w.ctr {
+			t.Errorf("reading %d: %s at %d, counter %d; want %s at %d, counter %d", i, r.Sensor, r.TS.UnixMilli(), ctr, w.sensor, w.ts, w.ctr)
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		in   []byte
+		want string
+	}{
+		{"beyond the cycle", mk(2, id, 0, 5, 0, []any{1, 2}, 0), "reading 0: at byte 8 (sensor): 5 is not one of the context's 3 sensors nor 3 + a position in its cycle of 2"},
+		{"cycle entry in an array", mk(2, id, 0, []any{3, 4}, 0, []any{1, 2}, 0), "reading 0: at byte 9 (sensor): 3 is not one of the context's 3 sensors"},
+		{"ts0 intervals out of range", mk(2, id, int64(1)<<44, 3, 0, []any{1}, 0), "at byte 7 (ts0): 17592186044416 leads out of range"},
+		{"ts0 ms out of range", mk(2, id, -t0-1, 2, 0, []any{1}, 0), "at byte 7 (ts0): -1796529600001 leads out of range"},
+	} {
+		_, err := DecodeCompact(tc.in, lookup)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+// TestPayloadsDocV2LearnedExampleDecodes holds docs/payloads.md's second
+// version 2 example (a learned context: phases and a cycle) to the code:
+// the context parses with the id and size the page names, the batch
+// decodes with it to the lines the page prints, those readings encode
+// again to the same bytes, and the sizes on the page are these.
+func TestPayloadsDocV2LearnedExampleDecodes(t *testing.T) {
+	const doc = "../../docs/payloads.md"
+	block := func(name string) []byte {
+		b, err := hex.DecodeString(strings.TrimSpace(testutil.DocBlock(t, doc, name)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	ctx, err := ParseCompactContext(block("compact2-learned-context-hex"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ctx.cycle) == 0 || !slices.ContainsFunc(ctx.sensors, func(s contextSensor) bool { return s.hasPhase }) {
+		t.Fatal("the learned example's context has no cycle or no phase")
+	}
+	raw := block("compact2-learned-hex")
+	b, err := DecodeCompact(raw, func(id uint32) (*CompactContext, bool) { return ctx, id == ctx.ID() })
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got bytes.Buffer
+	if err := b.WriteJSONLines(&got); err != nil {
+		t.Fatal(err)
+	}
+	if want := testutil.DocBlock(t, doc, "compact2-learned-lines"); got.String() != want {
+		t.Fatalf("the learned example decodes to\n%s\nthe page says\n%s", got.String(), want)
+	}
+	again, err := encodeCompactV2(ctx, false, b.Readings)
+	if err != nil || !bytes.Equal(again, raw) {
+		t.Fatalf("re-encoding the learned example gives %x, %v", again, err)
+	}
+	inline, err := encodeCompactV2(ctx, true, b.Readings)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, err := os.ReadFile(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		fmt.Sprintf("%d bytes, id `%s`", len(ctx.raw), ctx.HexID()),
+		fmt.Sprintf("six readings referencing it, %d bytes", len(raw)),
+		fmt.Sprintf("inline %d bytes", len(inline)),
+	} {
+		if !strings.Contains(string(page), want) {
+			t.Errorf("the page does not say %q", want)
+		}
 	}
 }

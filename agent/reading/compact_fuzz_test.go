@@ -25,6 +25,20 @@ func fuzzContexts(tb testing.TB) ([][]byte, map[uint32]*CompactContext) {
 		contexts[c.ID()] = c
 		payloads = append(payloads, p)
 	}
+	// Learned contexts (phases, a cycle) and the batch forms they allow:
+	// the cycle as one entry, ts0 in intervals, predicted ids.
+	four := newFourSensorGen(tb, 11)
+	e4 := NewContextEncoder(ContextOptions{Now: four.now})
+	for i := range 80 {
+		p, c, err := e4.Encode("gw-0001", four.next(tb, 5))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		contexts[c.ID()] = c
+		if i%10 == 9 {
+			payloads = append(payloads, p)
+		}
+	}
 	return payloads, contexts
 }
 
@@ -97,6 +111,9 @@ func FuzzCompactContext(f *testing.F) {
 		f.Add(c.Bytes())
 	}
 	f.Add([]byte{0x87, 0x01, 0x62, 'g', 'w', 0x46, 1, 2, 3, 4, 5, 6, 0x00, 0x00, 0x80, 0x80})
+	// Two sensors with phases and a cycle of both.
+	f.Add([]byte{0x88, 0x01, 0x62, 'g', 'w', 0x46, 1, 2, 3, 4, 5, 6, 0x00, 0x00, 0x82, 0x61, 'a', 0x61, 'b',
+		0x82, 0x86, 0x00, 0xf6, 0xf6, 0x0a, 0x00, 0x03, 0x86, 0x01, 0xf6, 0xf6, 0x0a, 0x00, 0x05, 0x82, 0x00, 0x01})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := ParseCompactContext(b)
 		if err != nil {

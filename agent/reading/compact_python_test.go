@@ -86,7 +86,7 @@ func TestPythonDecoderFollowingTheDocsAgrees(t *testing.T) {
 	payloads := statelessPayloads(t)
 	refs, contexts := byReferencePayloads(t)
 	payloads = append(payloads, refs...)
-	payloads = append(payloads, docExamplePayload(t, contexts))
+	payloads = append(payloads, docExamplePayloads(t, contexts)...)
 	lookup := func(id uint32) (*CompactContext, bool) { c, ok := contexts[id]; return c, ok }
 
 	dir := t.TempDir()
@@ -171,25 +171,30 @@ func statelessPayloads(tb testing.TB) []pythonPayload {
 	return payloads
 }
 
-// docExamplePayload is docs/payloads.md's version 2 example; its context
-// joins contexts.
-func docExamplePayload(tb testing.TB, contexts map[uint32]*CompactContext) pythonPayload {
+// docExamplePayloads are docs/payloads.md's version 2 examples (a first
+// context, and a learned one with phases and a cycle); their contexts join
+// contexts.
+func docExamplePayloads(tb testing.TB, contexts map[uint32]*CompactContext) []pythonPayload {
 	tb.Helper()
 	const doc = "../../docs/payloads.md"
-	docCtx, err := hex.DecodeString(strings.TrimSpace(testutil.DocBlock(tb, doc, "compact2-context-hex")))
-	if err != nil {
-		tb.Fatal(err)
+	var out []pythonPayload
+	for _, ex := range [][2]string{{"compact2-context-hex", "compact2-example-hex"}, {"compact2-learned-context-hex", "compact2-learned-hex"}} {
+		docCtx, err := hex.DecodeString(strings.TrimSpace(testutil.DocBlock(tb, doc, ex[0])))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		docBatch, err := hex.DecodeString(strings.TrimSpace(testutil.DocBlock(tb, doc, ex[1])))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		c, err := ParseCompactContext(docCtx)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		contexts[c.ID()] = c
+		out = append(out, pythonPayload{"doc-" + ex[1], docBatch})
 	}
-	docBatch, err := hex.DecodeString(strings.TrimSpace(testutil.DocBlock(tb, doc, "compact2-example-hex")))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	c, err := ParseCompactContext(docCtx)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	contexts[c.ID()] = c
-	return pythonPayload{"doc-example", docBatch}
+	return out
 }
 
 // detectAndDecode decodes a payload of the encoding its first bytes name,
@@ -244,12 +249,37 @@ func byReferencePayloads(tb testing.TB) ([]pythonPayload, map[uint32]*CompactCon
 	one := newOneSensorGen(tb, 3)
 	e1 := NewContextEncoder(ContextOptions{Now: func() time.Time { return one.at }})
 	add("ref-one-first", e1, one.next(tb, 6))
-	one.skip(30 * 24 * time.Hour)
-	add("ref-one-month", e1, one.next(tb, 6))
+	for i := range 20 {
+		add(fmt.Sprintf("ref-one-learn-%d", i), e1, one.next(tb, 6))
+	}
+	one.skip(23 * time.Hour)
+	add("ref-one-day", e1, one.next(tb, 6))
+	one.skip(2 * time.Hour)
+	add("ref-one-refreshed", e1, one.next(tb, 6))
 	four := newFourSensorGen(tb, 3)
 	e4 := NewContextEncoder(ContextOptions{Now: func() time.Time { return four.ts }})
+	early := four.next(tb, 5)
 	add("ref-four-first", e4, four.next(tb, 6))
-	four.skip(30 * 24 * time.Hour)
-	add("ref-four-month", e4, four.next(tb, 30))
+	// Batches of 5 start at every sensor of the cycle in turn.
+	for i := range 70 {
+		add(fmt.Sprintf("ref-four-learn-%d", i), e4, four.next(tb, 5))
+	}
+	four.skip(23 * time.Hour)
+	add("ref-four-day", e4, four.next(tb, 30))
+	add("ref-four-before-t0", e4, early)
+	rs := four.next(tb, 8)
+	rs[1], rs[6] = rs[6], rs[1]
+	add("ref-four-off-cycle", e4, rs)
+	four.skip(25*time.Hour + 3*time.Second)
+	add("ref-four-late", e4, four.next(tb, 7))
+	learned := 0
+	for _, c := range contexts {
+		if len(c.cycle) > 0 && slices.ContainsFunc(c.sensors, func(s contextSensor) bool { return s.hasPhase }) {
+			learned++
+		}
+	}
+	if learned == 0 {
+		tb.Fatal("no context with a cycle and phases: the payloads do not exercise them")
+	}
 	return out, contexts
 }

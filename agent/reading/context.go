@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 
 	"github.com/fxamacker/cbor/v2"
 )
@@ -44,6 +45,7 @@ type CompactContext struct {
 	strIndex map[string]uint64
 	sensors  []contextSensor
 	byName   map[string]int
+	cycle    []int // sensor numbers in the order they usually report; nil for none
 }
 
 // contextSensor is one sensor of a context.
@@ -53,6 +55,8 @@ type contextSensor struct {
 	tags     map[string]string // nil for none
 	interval int64             // ms; 0: not known, learned per batch
 	exp      int
+	phase    int64 // ts modulo interval of the sensor's readings, when hasPhase
+	hasPhase bool
 }
 
 // ID is the context's id: the first 4 bytes of SHA-256(Bytes), big endian.
@@ -88,12 +92,17 @@ func contextID(raw []byte) uint32 {
 
 // newCompactContext encodes a context canonically:
 //
-//	[1, device_id, run, counter0, t0, strings, sensors]
-//	sensor = [name, unit / null, tags / null, interval, exp]
+//	[1, device_id, run, counter0, t0, strings, sensors, ? cycle]
+//	sensor = [name, unit / null, tags / null, interval, exp, ? phase]
 //
 // with strings in order of first use by the sensors (name, unit, tag keys
-// in byte order each followed by its value).
-func newCompactContext(deviceID string, run uint64, counter0 uint32, t0 int64, sensors []contextSensor) (*CompactContext, error) {
+// in byte order each followed by its value), a phase only for a sensor
+// that has one (0 <= phase < interval), and cycle (at least 2 distinct
+// sensor numbers) only when not empty.
+func newCompactContext(deviceID string, run uint64, counter0 uint32, t0 int64, sensors []contextSensor, cycle []int) (*CompactContext, error) {
+	if err := checkCycle(cycle, len(sensors)); err != nil {
+		return nil, fmt.Errorf("context: %w", err)
+	}
 	strs := stringTable{index: map[string]uint64{}, list: []string{}}
 	entries := make([]any, len(sensors))
 	byName := make(map[string]int, len(sensors))
@@ -114,16 +123,46 @@ func newCompactContext(deviceID string, run uint64, counter0 uint32, t0 int64, s
 			}
 			tags = m
 		}
-		entries[i] = []any{name, unit, tags, uint64(s.interval), int64(s.exp)}
+		entry := []any{name, unit, tags, uint64(s.interval), int64(s.exp)}
+		if s.hasPhase {
+			if s.phase < 0 || s.phase >= s.interval {
+				return nil, fmt.Errorf("context: sensor %q: phase %d is not from 0 to its interval %d - 1", s.name, s.phase, s.interval)
+			}
+			entry = append(entry, uint64(s.phase))
+		}
+		entries[i] = entry
 	}
 	var runBytes [8]byte
 	binary.BigEndian.PutUint64(runBytes[:], run)
-	raw, err := cborEnc.Marshal([]any{uint64(contextVersion), deviceID, runBytes[2:], uint64(counter0), uint64(t0), strs.list, entries})
+	arr := []any{uint64(contextVersion), deviceID, runBytes[2:], uint64(counter0), uint64(t0), strs.list, entries}
+	if len(cycle) > 0 {
+		arr = append(arr, cycle)
+	}
+	raw, err := cborEnc.Marshal(arr)
 	if err != nil {
 		return nil, fmt.Errorf("context: %w", err)
 	}
 	return &CompactContext{raw: raw, id: contextID(raw), deviceID: deviceID, run: run, counter0: counter0, t0: t0,
-		strs: strs.list, strIndex: strs.index, sensors: slices.Clone(sensors), byName: byName}, nil
+		strs: strs.list, strIndex: strs.index, sensors: slices.Clone(sensors), byName: byName, cycle: slices.Clone(cycle)}, nil
+}
+
+// checkCycle enforces the cycle's rules: none, or at least 2 distinct
+// numbers of the context's n sensors.
+func checkCycle(cycle []int, n int) error {
+	if len(cycle) == 1 {
+		return errors.New("cycle: 1 sensor, want none or at least 2")
+	}
+	seen := make(map[int]bool, len(cycle))
+	for i, k := range cycle {
+		if k < 0 || k >= n {
+			return fmt.Errorf("cycle[%d]: %d is not one of the %d sensors", i, k, n)
+		}
+		if seen[k] {
+			return fmt.Errorf("cycle[%d]: sensor %d twice", i, k)
+		}
+		seen[k] = true
+	}
+	return nil
 }
 
 // ParseCompactContext reads a context as published (Bytes). It refuses,
@@ -150,8 +189,8 @@ func parseContextAt(data []byte, start, end int) (*CompactContext, error) {
 	if err != nil {
 		return nil, err
 	}
-	if n != 7 {
-		return nil, errAt(start, "context", fmt.Errorf("%d elements, want 7", n))
+	if n != 7 && n != 8 {
+		return nil, errAt(start, "context", fmt.Errorf("%d elements, want 7 or 8", n))
 	}
 	h, err := readContextHead(c)
 	if err != nil {
@@ -165,10 +204,16 @@ func parseContextAt(data []byte, start, end int) (*CompactContext, error) {
 	if err != nil {
 		return nil, err
 	}
+	var cycle []int
+	if n == 8 {
+		if cycle, err = readCycle(c, len(sensors)); err != nil {
+			return nil, err
+		}
+	}
 	if c.pos != end {
 		return nil, errAt(c.pos, "after the context", fmt.Errorf("%d bytes left over", end-c.pos))
 	}
-	ctx, err := newCompactContext(h.deviceID, h.run, h.counter0, h.t0, sensors)
+	ctx, err := newCompactContext(h.deviceID, h.run, h.counter0, h.t0, sensors, cycle)
 	if err != nil {
 		return nil, errAt(start, "context", err)
 	}
@@ -303,8 +348,8 @@ func readContextSensor(c *cborCursor, what string, strs []string) (contextSensor
 	if err := c.item(what, &e); err != nil {
 		return s, err
 	}
-	if len(e) != 5 {
-		return s, errAt(at, what, fmt.Errorf("%d elements, want 5 [name, unit, tags, interval, exp]", len(e)))
+	if len(e) != 5 && len(e) != 6 {
+		return s, errAt(at, what, fmt.Errorf("%d elements, want 5 or 6 [name, unit, tags, interval, exp, ? phase]", len(e)))
 	}
 	tbl := stringRefs{strs: strs}
 	var err error
@@ -331,6 +376,13 @@ func readContextSensor(c *cborCursor, what string, strs []string) (contextSensor
 		return s, errAt(at, what, fmt.Errorf("exponent %v is not an integer from %d to %d", e[4], -MaxNumberExponent, MaxNumberExponent))
 	}
 	s.exp = int(exp)
+	if len(e) == 6 {
+		ph, ok := e[5].(uint64)
+		if !ok || ph >= iv {
+			return s, errAt(at, what, fmt.Errorf("phase %v is not an integer from 0 to the interval %d - 1", e[5], iv))
+		}
+		s.phase, s.hasPhase = int64(ph), true
+	}
 	r := Reading{ID: "x", Sensor: s.name, TS: compactTime(0), Value: true, Unit: s.unit, Tags: s.tags}
 	if err := r.Validate(); err != nil {
 		var pe *ParseError
@@ -340,6 +392,29 @@ func readContextSensor(c *cborCursor, what string, strs []string) (contextSensor
 		return s, errAt(at, what, err)
 	}
 	return s, nil
+}
+
+// readCycle reads the context's cycle: at least 2 distinct numbers of its
+// n sensors.
+func readCycle(c *cborCursor, n int) ([]int, error) {
+	at := c.pos
+	list, offs, _, err := c.column("cycle", false)
+	if err != nil {
+		return nil, err
+	}
+	if len(list) < 2 {
+		return nil, errAt(at, "cycle", fmt.Errorf("%d entries, want at least 2", len(list)))
+	}
+	out := make([]int, len(list))
+	seen := make(map[uint64]bool, len(list))
+	for i, v := range list {
+		k, ok := v.(uint64)
+		if !ok || k >= uint64(n) || seen[k] {
+			return nil, errAt(offs[i], fmt.Sprintf("cycle[%d]", i), fmt.Errorf("%v is not one of the %d sensors not already in the cycle", v, n))
+		}
+		seen[k], out[i] = true, int(k)
+	}
+	return out, nil
 }
 
 // stringRefs resolves string indices of a context or batch.
@@ -401,3 +476,6 @@ func sameDescription(a, b []contextSensor) bool {
 
 // rawContext lets a context's bytes be embedded in a batch as they are.
 func rawContext(c *CompactContext) cbor.RawMessage { return cbor.RawMessage(c.raw) }
+
+// t0Time is the context's base time.
+func (c *CompactContext) t0Time() time.Time { return time.UnixMilli(c.t0).UTC() }

@@ -9,6 +9,21 @@ import (
 // DefaultMinRebuild is ContextOptions.MinRebuild's default.
 const DefaultMinRebuild = 10 * time.Minute
 
+// How a ContextEncoder refreshes a context that still describes the
+// readings (docs/payloads.md, "When the context changes").
+const (
+	// refreshAge is when a context is old enough that a new one (counter0
+	// and t0 from the batch) is worth its publishing.
+	refreshAge = 24 * time.Hour
+	// learnSaving is how many bytes of the sensors and ts columns a
+	// context with learned intervals, phases and cycle must save on the
+	// batch at hand to replace the current one.
+	learnSaving = 2
+	// publishCost is what publishing a context costs beyond its bytes
+	// (topic, MQTT and TLS framing, PUBACK), for the refresh's sums.
+	publishCost = 100
+)
+
 // ContextOptions configure a ContextEncoder.
 type ContextOptions struct {
 	// Inline: every batch carries its context inline, for transports
@@ -37,6 +52,8 @@ type ContextEncoder struct {
 	made    time.Time       // when ctx was made
 	misfits int             // batches since ctx that it did not describe
 	win     *contextWindow  // sensor figures since ctx
+	learned int             // contexts made for predictions since the first; each doubles the wait for the next
+	recheck time.Time       // no learning or refresh is tried before
 }
 
 // NewContextEncoder returns an encoder with no context yet.
@@ -66,10 +83,14 @@ func (e *ContextEncoder) Encode(deviceID string, records [][]byte) (payload []by
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	prev := e.ctx
 	if err := e.update(deviceID, rs); err != nil {
 		return nil, nil, fmt.Errorf("reading: encode compact batch: %w", err)
 	}
-	raw, err := encodeCompactV2(e.ctx, e.opts.Inline, rs)
+	raw, fit, err := encodeCompactV2Fit(e.ctx, e.opts.Inline, rs)
+	if err == nil && e.ctx == prev {
+		raw, err = e.improve(deviceID, rs, raw, fit)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading: encode compact batch: %w", err)
 	}
@@ -95,8 +116,7 @@ func (e *ContextEncoder) update(deviceID string, rs []Reading) error {
 		if err != nil {
 			return err
 		}
-		e.adopt(ctx, now)
-		e.hasRun = haveULID
+		e.adopt(ctx, rs, now)
 		return nil
 	}
 	if !misfits(e.ctx, rs) {
@@ -115,10 +135,68 @@ func (e *ContextEncoder) update(deviceID string, rs []Reading) error {
 		e.misfits, e.win = 0, newContextWindow()
 		return nil
 	}
-	e.adopt(next, now)
+	e.adopt(next, rs, now)
 	return nil
 }
 
-func (e *ContextEncoder) adopt(ctx *CompactContext, now time.Time) {
-	e.ctx, e.made, e.misfits, e.win = ctx, now, 0, newContextWindow()
+// adopt makes ctx, built from the batch rs, the current context. Its run
+// is known when rs had a ULID or ctx carries on the current context's.
+func (e *ContextEncoder) adopt(ctx *CompactContext, rs []Reading, now time.Time) {
+	_, haveULID := firstULID(rs)
+	e.hasRun = haveULID || (e.ctx != nil && e.hasRun && ctx.run == e.ctx.run)
+	e.ctx, e.made, e.misfits, e.win, e.recheck = ctx, now, 0, newContextWindow(), time.Time{}
+}
+
+// improve replaces a context that still describes the batch when a new one
+// would make batches smaller, and returns the batch (raw under the current
+// context) as encoded under the context then current:
+//   - learning: the context mispredicted the batch (a sensor's ts, or the
+//     sensor order), at least 3 batches and MinRebuild × 2^learned passed
+//     since it was made, and a context from what was seen since saves at
+//     least learnSaving bytes of the sensors and ts columns;
+//   - refresh: the context is refreshAge old and a new one makes this
+//     batch smaller by enough that, at the batch rate since the context,
+//     a day of batches saves more than publishing it costs.
+//
+// A try that does not replace the context waits MinRebuild for the next.
+func (e *ContextEncoder) improve(deviceID string, rs []Reading, raw []byte, fit v2Fit) ([]byte, error) {
+	now := e.opts.Now()
+	age := now.Sub(e.made)
+	learn := (fit.mispredicted > 0 || fit.offCycle) && e.win.batches >= keepAfterBatches && age >= e.learnWait()
+	refresh := age >= refreshAge
+	if (!learn && !refresh) || now.Before(e.recheck) {
+		return raw, nil
+	}
+	next, err := e.win.build(deviceID, rs, e.ctx)
+	if err != nil {
+		return nil, err
+	}
+	nextRaw, nextFit, err := encodeCompactV2Fit(next, e.opts.Inline, rs)
+	if err != nil {
+		return nil, err
+	}
+	perDay := float64(e.win.batches) * float64(refreshAge) / float64(max(age, time.Minute))
+	switch {
+	case learn && fit.predBytes-nextFit.predBytes >= learnSaving:
+		e.learned++
+	case refresh && perDay*float64(len(raw)-len(nextRaw)) > float64(len(next.raw)+publishCost):
+	default:
+		e.recheck = now.Add(e.opts.MinRebuild)
+		return raw, nil
+	}
+	e.adopt(next, rs, now)
+	return nextRaw, nil
+}
+
+// learnWait is how old the context must be before learning replaces it:
+// MinRebuild, doubled for every context learning made, at most refreshAge.
+func (e *ContextEncoder) learnWait() time.Duration {
+	w := e.opts.MinRebuild
+	for range e.learned {
+		if w >= refreshAge {
+			break
+		}
+		w *= 2
+	}
+	return min(w, refreshAge)
 }

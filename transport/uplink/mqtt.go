@@ -531,6 +531,10 @@ func (m *MQTT) endEpoch() {
 	m.epoch = make(chan struct{})
 }
 
+// KeepAlive is the keep-alive interval the uplink asks the broker for:
+// after that long without sending anything it sends a PINGREQ.
+func (m *MQTT) KeepAlive() time.Duration { return m.cfg.KeepAlive }
+
 // InFlightLimit is the most QoS 1 publishes the broker takes unacknowledged
 // at once (its Receive Maximum, from the last CONNACK); 0 until the first
 // connection. paho holds further Sends back until a PUBACK frees a slot.

@@ -189,20 +189,32 @@ def decode_compact(b):
 
 
 class Context:
-    """A compact version 2 context: [1, device_id, run, counter0, t0, strings, sensors]."""
+    """A compact version 2 context: [1, device_id, run, counter0, t0, strings, sensors, ? cycle]."""
 
     def __init__(self, c):
-        version, self.device, run, self.counter0, self.t0, self.strs, sensors = c
+        version, self.device, run, self.counter0, self.t0, self.strs, sensors = c[:7]
+        self.cycle = c[7] if len(c) > 7 else []
         assert version == 1, version
         self.run = int.from_bytes(run, "big")
-        self.sensors = []  # [name, unit, tags, interval, exp]
-        for name, unit, tags, interval, exp in sensors:
+        self.sensors = []  # [name, unit, tags, interval, exp, phase or None]
+        for e in sensors:
+            name, unit, tags, interval, exp = e[:5]
             self.sensors.append([
                 self.strs[name],
                 self.strs[unit] if unit is not None else "",
                 {self.strs[k]: self.strs[v] for k, v in tags.items()} if tags is not None else {},
-                interval, exp])
+                interval, exp, e[5] if len(e) > 5 else None])
         self.by_name = {s[0]: s for s in self.sensors}
+
+    def first_tick(self, s):
+        """The first tick at or after t0 of a sensor with a phase."""
+        return self.t0 + (s[5] - self.t0) % s[3]
+
+    def expected_ids(self, base):
+        """The ids made from t0 to base by the sensors with a phase, one per tick."""
+        n = sum((base - 1 - s[5]) // s[3] - (self.t0 - 1 - s[5]) // s[3]
+                for s in self.sensors if s[5] is not None)
+        return max(-(1 << 32), min(n, 1 << 32))
 
 
 def context_id(raw):
@@ -217,28 +229,46 @@ def decode_compact2(b, contexts):
         ctx = contexts[ctx]
     else:
         raise ValueError("context %08x is not known" % ctx)
-    ts0 = ctx.t0 + b[2]
     values = b[5]
     n = len(values)
 
     def column(c):
         return c if isinstance(c, list) else [c] * n
 
-    sensors, tss = column(b[3]), column(b[4])
-    idcol = b[6] if isinstance(b[6], list) else [b[6]] + [0] * (n - 1)
+    m, cycle = len(ctx.sensors), ctx.cycle
+    if not isinstance(b[3], list) and b[3] >= m:  # the cycle from position b[3] - m
+        sensors = [cycle[(b[3] - m + i) % len(cycle)] for i in range(n)]
+    else:
+        sensors = column(b[3])
+    tss = column(b[4])
+
+    def sensor_name(s):
+        return ctx.sensors[s][0] if s >= 0 else strs[-1 - s]
+
     strs = ctx.strs + (b[7] if len(b) > 7 else [])
+    first = ctx.by_name.get(sensor_name(sensors[0])) if n else None
+    if first is not None and first[5] is not None:  # ts0 counts the first sensor's intervals
+        ts0 = ctx.first_tick(first) + b[2] * first[3]
+    else:
+        ts0 = ctx.t0 + b[2]
+    idcol = b[6] if isinstance(b[6], list) else [b[6]] + [0] * (n - 1)
     units = column(b[8]) if len(b) > 8 and b[8] is not None else [None] * n
     tagcol = column(b[9]) if len(b) > 9 and b[9] is not None else [None] * n
-    state = {}  # name -> [last ts, interval, seen, fixed, exp, mantissa, unit, tags]
-    ids, lines = Ids(ctx.run, ctx.counter0 - 1), []
+    state = {}  # name -> [last ts, interval, seen, fixed, exp, mantissa, unit, tags, phase]
+    ids, lines = Ids(ctx.run, ctx.counter0 - 1 + ctx.expected_ids(ts0)), []
     for i in range(n):
-        s = sensors[i]
-        name = ctx.sensors[s][0] if s >= 0 else strs[-1 - s]
+        name = sensor_name(sensors[i])
         if name not in state:
-            _, unit, tags, interval, exp = ctx.by_name.get(name, [name, "", {}, 0, 0])
-            state[name] = [ts0, interval, False, interval > 0, exp, 0, unit, tags]
+            _, unit, tags, interval, exp, phase = ctx.by_name.get(name, [name, "", {}, 0, 0, None])
+            state[name] = [ts0, interval, False, interval > 0, exp, 0, unit, tags, phase]
         st = state[name]
-        ts = (st[0] + st[1] if st[2] else st[0]) + tss[i]
+        if st[2]:
+            predicted = st[0] + st[1]
+        elif st[8] is not None:  # the next tick at or after the base time
+            predicted = st[0] + (st[8] - st[0]) % st[1]
+        else:
+            predicted = st[0]
+        ts = predicted + tss[i]
         if st[2] and not st[3]:
             st[1] = ts - st[0]
         st[0], st[2] = ts, True
