@@ -89,6 +89,48 @@ func BenchmarkDrain(b *testing.B) {
 	}
 }
 
+// BenchmarkDrainHTTPS is BenchmarkDrain with the HTTPS uplink: the same
+// spooled readings, agent, plugin and modemsim (115200 baud, modem TLS,
+// 0, 300 ms and 1 s each way), to Go's net/http server requiring client
+// certificates, with requests pipelined on one kept-alive connection
+// (uplink.max_in_flight at its default, 32, bounded by the uplink's
+// pipeline depth, 8) and, as the in-run baseline, max_in_flight 1: one
+// request at a time. The window opens when the module reports the session
+// open (its TLS handshake done) and closes at the last acknowledgement. It
+// reports https_drain_utilisation_<rtt> (bytes the host wrote on the
+// serial line over what the line carries in that time), its _baseline and
+// _ratio, and https_drain_s_<rtt>, and checks that the server got every
+// reading exactly once.
+func BenchmarkDrainHTTPS(b *testing.B) {
+	bin, err := binaries()
+	if err != nil {
+		b.Fatal(err)
+	}
+	pkiDir := b.TempDir()
+	pki := plugintest.NewPKI(b, plugintest.P256)
+	pki.WriteFiles(b, pkiDir)
+	n := drainReadings(b)
+	for i := 0; i < b.N; i++ {
+		for _, oneWay := range []time.Duration{0, 300 * time.Millisecond, time.Second} {
+			rtt := (2 * oneWay).Milliseconds()
+			run := func(maxInFlight, n int) drainResult {
+				device := fmt.Sprintf("https-drain-%d-%d", rtt, maxInFlight)
+				srv := startIngestServer(b, pki, device, 0)
+				return drainThrough(b, bin, pkiDir, httpsDrainUpstream(device, srv), oneWay, maxInFlight, n)
+			}
+			name := fmt.Sprintf("https_drain_utilisation_%dms", rtt)
+			piped := run(0, n)
+			base := run(1, max(n/5, 500))
+			b.ReportMetric(piped.utilisation, name)
+			b.ReportMetric(base.utilisation, name+"_baseline")
+			b.ReportMetric(piped.utilisation/base.utilisation, name+"_ratio")
+			b.ReportMetric(piped.seconds, fmt.Sprintf("https_drain_s_%dms", rtt))
+			b.Logf("%s: %d readings in %.1f s, utilisation %.2f; max_in_flight 1: %d readings in %.1f s, utilisation %.2f",
+				name, piped.readings, piped.seconds, piped.utilisation, base.readings, base.seconds, base.utilisation)
+		}
+	}
+}
+
 // drainResult is one drain's figures.
 type drainResult struct {
 	readings    int
@@ -97,15 +139,43 @@ type drainResult struct {
 }
 
 // drain spools n readings, starts modemsim (oneWay delay each direction)
-// and the agent (maxInFlight 0: the default), and measures until the
-// upstream acknowledged all of them; then checks the broker delivered each
-// exactly once.
+// and the agent (maxInFlight 0: the default) uplinking over MQTT, and
+// measures until the upstream acknowledged all of them; then checks the
+// broker delivered each exactly once.
 func drain(b testing.TB, bin string, pki *plugintest.PKI, pkiDir, brokerAddr string, oneWay time.Duration, maxInFlight, n int) drainResult {
 	b.Helper()
-	dir := b.TempDir()
 	device := fmt.Sprintf("drain-%d-%d", oneWay.Milliseconds(), maxInFlight)
+	return drainThrough(b, bin, pkiDir, drainUpstream{
+		device: device,
+		uplink: fmt.Sprintf(`mqtt: {broker: "mqtts://%s", topic: "cellgate/{device_id}/telemetry", qos: 1}`, brokerAddr),
+		// The broker's first bytes inside TLS (the MQTT CONNACK) reach
+		// the module: from then the agent may publish.
+		opened:   func(c modemsim.Counters) bool { return c.CCHPayloadRxBytes > 0 },
+		received: newDrainSubscriber(b, pki, brokerAddr, device),
+	}, oneWay, maxInFlight, n)
+}
+
+// drainUpstream is where a drain sends: the device it drains as, the
+// uplink section of the agent's config, when the window opens (the agent
+// may send), and what checks that every reading arrived exactly once.
+type drainUpstream struct {
+	device   string
+	uplink   string // one YAML line under uplink:
+	opened   func(modemsim.Counters) bool
+	received interface {
+		expectExactlyOnce(b testing.TB, ids []string, within time.Duration)
+	}
+}
+
+// drainThrough spools n readings, starts modemsim (oneWay delay each
+// direction) and the agent sending to up, and measures from when up opened
+// the window until the upstream acknowledged all of them; then checks that
+// up received each exactly once.
+func drainThrough(b testing.TB, bin, pkiDir string, up drainUpstream, oneWay time.Duration, maxInFlight, n int) drainResult {
+	b.Helper()
+	dir := b.TempDir()
+	device := up.device
 	ids := spoolReadings(b, filepath.Join(dir, "spool"), device, n)
-	sub := newDrainSubscriber(b, pki, brokerAddr, device)
 	link := filepath.Join(dir, "ttyUSB2")
 	modem, err := modemsim.Start(modemsim.Config{Model: "sim7600", Baud: drainBaud, NetworkDelay: oneWay,
 		Link: link, StateDir: filepath.Join(dir, "flash")})
@@ -126,11 +196,11 @@ inputs: {http: {listen: "127.0.0.1:%d"}}
 status: {listen: "127.0.0.1:%d"}
 spool: {dir: spool}
 uplink:
-  mqtt: {broker: "mqtts://%s", topic: "cellgate/{device_id}/telemetry", qos: 1}
+  %s
   batch: {max_readings: 100, max_delay: 1s, encoding: cbor+deflate, backlog_max_readings: 500}%s
 log: {level: warn}
 `, device, link, drainBaud, bin, filepath.Join(pkiDir, "ca.pem"), filepath.Join(pkiDir, "client.pem"), filepath.Join(pkiDir, "client.key"),
-		testutil.FreePort(b), statusPort, brokerAddr, inFlight)
+		testutil.FreePort(b), statusPort, up.uplink, inFlight)
 	if err := os.WriteFile(filepath.Join(dir, "cellgate.yaml"), []byte(cfg), 0o644); err != nil {
 		b.Fatal(err)
 	}
@@ -155,11 +225,10 @@ log: {level: warn}
 		}
 	}()
 	status := fmt.Sprintf("http://127.0.0.1:%d/v1/status", statusPort)
-	// The window opens when the broker's first bytes inside TLS (the MQTT
-	// CONNACK) reach the module, from when the agent may publish, and
-	// closes at the last acknowledgement: the drain, without the TLS
-	// handshake and the MQTT connect, with the last PUBACK's trip back.
-	if !testutil.WaitFor(2*time.Minute, func() bool { return modem.Counters().CCHPayloadRxBytes > 0 }) {
+	// The window opens when the agent may send, without the TLS handshake
+	// and any protocol connect, and closes at the last acknowledgement,
+	// with its trip back.
+	if !testutil.WaitFor(2*time.Minute, func() bool { return up.opened(modem.Counters()) }) {
 		b.Fatalf("%s: the agent never connected\n%s", device, out.String())
 	}
 	t0, c0 := time.Now(), modem.Counters()
@@ -170,7 +239,7 @@ log: {level: warn}
 	}
 	secs, c1 := time.Since(t0).Seconds(), modem.Counters()
 	wrote := c1.SerialHostToModemBytes - c0.SerialHostToModemBytes
-	sub.expectExactlyOnce(b, ids, time.Minute)
+	up.received.expectExactlyOnce(b, ids, time.Minute)
 	return drainResult{readings: n, seconds: secs, utilisation: float64(wrote) / (drainBaud / 10 * secs)}
 }
 

@@ -4,8 +4,9 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"log"
+	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cellgate/cellgate/agent/reading"
+	"github.com/cellgate/cellgate/internal/pipewitness"
 	"github.com/cellgate/cellgate/internal/testutil"
 	"github.com/cellgate/cellgate/sdk/modemsim"
 	"github.com/cellgate/cellgate/sdk/plugintest"
@@ -42,7 +44,7 @@ func httpsUplink(t *testing.T, mode string) {
 		t.Fatal(err)
 	}
 	defer modem.Close()
-	srv := startIngestServer(t, p)
+	srv := startIngestServer(t, p, "https-gw", 0)
 
 	port := testutil.FreePort(t)
 	writeHTTPSConfig(t, dir, bin, mode, port, srv.url)
@@ -67,39 +69,67 @@ func httpsUplink(t *testing.T, mode string) {
 }
 
 // ingestServer is an upstream HTTPS server requiring p's client
-// certificate: it decodes each batch POSTed to /ingest by https-gw, as a
+// certificate: it decodes each batch POSTed to /ingest by its device, as a
 // consumer would, and counts its readings; it notes the TLS versions it
-// negotiated.
+// negotiated. It is Go's net/http server on a pipewitness.Listener: with a
+// hold, it answers request k of a connection (k > 1) only once request
+// k+1 has begun to arrive, or after the hold: an answer released by the
+// next request proves the client had two requests in flight.
 type ingestServer struct {
 	url      string
+	device   string
+	hold     time.Duration
 	versions sync.Map // TLS version (uint16) -> true
 
-	mu       sync.Mutex
-	seen     map[string]int // reading id -> times received
-	problems []string       // batches refused, and why
+	mu          sync.Mutex
+	seen        map[string]int // reading id -> times received
+	problems    []string       // batches refused, and why
+	pipelined   int            // answers released by the next request
+	unpipelined int            // answers released by the hold running out
+	requests    int
+	conns       int
 }
 
-func startIngestServer(t *testing.T, p *plugintest.PKI) *ingestServer {
+func startIngestServer(t testing.TB, p *plugintest.PKI, device string, hold time.Duration) *ingestServer {
 	t.Helper()
-	s := &ingestServer{seen: map[string]int{}}
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(s.ingest))
-	srv.TLS = plugintest.MutualTLS(p, 0)
-	srv.TLS.VerifyConnection = func(cs tls.ConnectionState) error {
+	s := &ingestServer{seen: map[string]int{}, device: device, hold: hold}
+	tc := plugintest.MutualTLS(p, 0)
+	tc.VerifyConnection = func(cs tls.ConnectionState) error {
 		s.versions.Store(cs.Version, true)
 		return nil
 	}
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	s.url = srv.URL
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(s.ingest), ConnContext: pipewitness.ConnContext,
+		ErrorLog: log.New(io.Discard, "", 0)}
+	go srv.Serve(&pipewitness.Listener{Listener: ln, TLS: tc, RequestLine: "POST /ingest HTTP/1.1\r\n",
+		Accepted: func() { s.mu.Lock(); s.conns++; s.mu.Unlock() }})
+	t.Cleanup(func() { srv.Close() })
+	s.url = "https://" + ln.Addr().String()
 	return s
 }
 
 func (s *ingestServer) ingest(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
+	if wc := pipewitness.FromRequest(r); wc != nil && s.hold > 0 {
+		if k := int(wc.Served.Add(1)); k > 1 {
+			next := wc.WaitLines(k+1, s.hold)
+			s.mu.Lock()
+			if next {
+				s.pipelined++
+			} else {
+				s.unpipelined++
+			}
+			s.mu.Unlock()
+		}
+	}
 	b, err := reading.DecodeBatch(r.Header.Get("Content-Type"), r.Header.Get("Content-Encoding"), body)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err != nil || r.URL.Path != "/ingest" || b.DeviceID != "https-gw" {
+	s.requests++
+	if err != nil || r.URL.Path != "/ingest" || b.DeviceID != s.device {
 		s.problems = append(s.problems, fmt.Sprintf("%s %s %q: %v", r.Method, r.URL.Path, b.DeviceID, err))
 		http.Error(w, "bad batch", http.StatusBadRequest)
 		return
@@ -112,7 +142,7 @@ func (s *ingestServer) ingest(w http.ResponseWriter, r *http.Request) {
 
 // hasAll reports whether every one of ids arrived; it fails t if the
 // server refused a batch. Call it from the test's goroutine.
-func (s *ingestServer) hasAll(t *testing.T, ids []string) bool {
+func (s *ingestServer) hasAll(t testing.TB, ids []string) bool {
 	t.Helper()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -125,6 +155,68 @@ func (s *ingestServer) hasAll(t *testing.T, ids []string) bool {
 		}
 	}
 	return true
+}
+
+// expectExactlyOnce waits until every id arrived, then fails on any
+// missing, repeated or unknown, or a refused batch.
+func (s *ingestServer) expectExactlyOnce(b testing.TB, ids []string, within time.Duration) {
+	b.Helper()
+	testutil.WaitFor(within, func() bool { return s.hasAll(b, ids) })
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	missing, dups := 0, 0
+	for _, id := range ids {
+		switch c := s.seen[id]; {
+		case c == 0:
+			missing++
+		case c > 1:
+			dups += c - 1
+		}
+	}
+	if missing > 0 || dups > 0 || len(s.seen) != len(ids) {
+		b.Fatalf("the HTTPS server got %d distinct readings of %d: %d missing, %d duplicates, %d unknown",
+			len(s.seen), len(ids), missing, dups, len(s.seen)-(len(ids)-missing))
+	}
+}
+
+// A gateway back online drains its spooled backlog through the real agent,
+// plugin and modemsim (115200 baud, modem TLS) to an HTTPS server with
+// requests pipelined on one connection: the server receives every reading
+// exactly once, and answers requests only once the next one has arrived,
+// which a client with one request in flight can never bring about.
+func TestHTTPSAgentDrainsABacklogPipelined(t *testing.T) {
+	bin, err := binaries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkiDir := t.TempDir()
+	p := plugintest.NewPKI(t, plugintest.P256)
+	p.WriteFiles(t, pkiDir)
+	const device = "https-backlog"
+	srv := startIngestServer(t, p, device, 3*time.Second)
+	r := drainThrough(t, bin, pkiDir, httpsDrainUpstream(device, srv), 0, 0, 3000)
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	t.Logf("3,000 readings in %.1f s over %d requests on %d connections: %d answers released by the next request, %d by the %s hold",
+		r.seconds, srv.requests, srv.conns, srv.pipelined, srv.unpipelined, srv.hold)
+	if srv.pipelined == 0 {
+		t.Errorf("no request arrived while the one before it waited for its answer: the agent did not pipeline")
+	}
+	if srv.conns != 1 {
+		t.Errorf("the drain took %d connections on a clean link, want 1", srv.conns)
+	}
+}
+
+// httpsDrainUpstream drains to srv over HTTPS: the window opens when the
+// module reports the session open (the TLS handshake done), from when the
+// agent may send.
+func httpsDrainUpstream(device string, srv *ingestServer) drainUpstream {
+	return drainUpstream{
+		device:   device,
+		uplink:   fmt.Sprintf(`https: {url: "%s/ingest"}`, srv.url),
+		opened:   func(c modemsim.Counters) bool { return c.SessionsOpened > 0 },
+		received: srv,
+	}
 }
 
 // writeHTTPSConfig writes dir/cellgate.yaml: the agent as https-gw, TLS in

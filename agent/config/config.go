@@ -214,8 +214,9 @@ type Uplink struct {
 	Batch    Batch     `koanf:"batch"`
 	// MaxInFlight is the most batches sent and not yet acknowledged at
 	// once (1 to 1000): MQTT also stays within the broker's Receive
-	// Maximum; https sends one at a time whatever it says, and tls_lines
-	// too without acks.
+	// Maximum; https pipelines at most 16 requests on its connection (where
+	// the server keeps it open); tls_lines without acks sends one at a
+	// time whatever it says.
 	MaxInFlight int `koanf:"max_in_flight"`
 }
 

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -18,6 +17,8 @@ import (
 	"sync"
 	"time"
 	"unicode"
+
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/cellgate/cellgate/internal/redact"
 	"github.com/cellgate/cellgate/transport"
@@ -30,20 +31,30 @@ type HTTPSConfig struct {
 	// Dialer, which must reach that host.
 	URL string
 	// Header is added to every request (an Authorization token, say). It
-	// is never logged.
+	// is never logged. A name or value that is not valid HTTP makes every
+	// Send fail with an error naming the header (not its value).
 	Header http.Header
-	// Timeout bounds one request, from dial to the end of the response
-	// headers (default 60s).
+	// Timeout bounds one request: the dial and TLS handshake of its
+	// connection, and from the write of the request to the end of its
+	// response (default 60s). A request that passes it ends its
+	// connection, and with it every request pipelined on it.
 	Timeout time.Duration
 	// IdleTimeout is how long a kept-alive connection may wait for the next
 	// message before it is closed (default 2m). Reusing it saves a modem
 	// session and a TLS handshake per message.
 	IdleTimeout time.Duration
+	// Pipeline is the most requests written on the connection and not yet
+	// answered (HTTP/1.1 pipelining; default 16, at most 64; 1 sends one
+	// request at a time). A new connection carries one request until its
+	// first response shows that the server keeps HTTP/1.1 connections
+	// open. The agent keeps no more than uplink.max_in_flight in flight
+	// whatever this says.
+	Pipeline int
 	// HostTLS selects host-side TLS: the Dialer returns a plain connection
-	// (a plain TCP session through the modem) and net/http runs TLS on it
-	// with this config, through Transport.DialContext. Nil means the
-	// Dialer's connections are TLS already (the modem terminates it), used
-	// through Transport.DialTLSContext.
+	// (a plain TCP session through the modem) and the uplink runs
+	// crypto/tls on it with this config, verifying the server (ServerName
+	// defaults to the URL's host). Nil means the Dialer's connections are
+	// TLS already (the modem terminates it).
 	HostTLS *tls.Config
 }
 
@@ -51,22 +62,27 @@ type HTTPSConfig struct {
 const (
 	DefaultHTTPSTimeout     = 60 * time.Second
 	DefaultHTTPSIdleTimeout = 2 * time.Minute
+	DefaultHTTPSPipeline    = 16
+	maxHTTPSPipeline        = 64
 )
 
 // maxRetryAfter caps a Retry-After: a misconfigured server must not silence
 // a gateway for days.
 const maxRetryAfter = time.Hour
 
-// HTTPS is the HTTPS POST uplink: one request per message, sent by net/http
-// over connections from the Dialer, kept alive between messages (one at a
-// time: a modem has few sessions).
+// HTTPS is the HTTPS POST uplink: one request per message, over one
+// kept-alive connection from the Dialer at a time (a modem has few
+// sessions, and each costs a TLS handshake over the air), with up to
+// HTTPSConfig.Pipeline requests pipelined on it (HTTP/1.1: written back to
+// back, answered in order) where the server allows. net/http's client
+// cannot pipeline, so the uplink writes requests with http.Request.Write
+// and reads responses with http.ReadResponse on the connection itself
+// (https_pipeline.go says how).
 //
 // In modem-TLS mode the Dialer's conn is TLS already (the modem terminates
-// it) and net/http takes it through DialTLSContext, adding no TLS of its
-// own. In host-TLS mode (HTTPSConfig.HostTLS) the Dialer's conn is a plain
-// modem socket, taken through DialContext, and net/http runs crypto/tls on
-// it with the gateway's keys. In modem mode DialContext is refused, so no
-// request can leave unencrypted. HTTP/2 is not used: the modem's TLS offers
+// it) and is used as it is. In host-TLS mode (HTTPSConfig.HostTLS) the
+// Dialer's conn is a plain modem socket and the uplink runs crypto/tls on
+// it with the gateway's keys. HTTP/2 is not used: the modem's TLS offers
 // no ALPN, and a conn that negotiated "h2" is refused with an error saying
 // so.
 //
@@ -80,33 +96,39 @@ const maxRetryAfter = time.Hour
 // the readings wait in the spool until the operator fixes the cause
 // instead of being set aside one batch after another. Redirects are not followed (a
 // POST turned into a GET could look like an acknowledgement); a 3xx is a
-// retryable error. Each request carries an Idempotency-Key derived from the
-// payload, so a server can drop the duplicates at-least-once delivery
-// allows, and net/http may replay the POST when a kept-alive connection
-// turns out dead.
+// retryable error. When a connection fails (an error, a timeout, a
+// "Connection: close", a response nobody asked for), every request still
+// unanswered on it fails with a retryable error: the server may have taken
+// some of them, so delivery is at-least-once. Each request carries an
+// Idempotency-Key derived from the payload, so that a server can drop such
+// duplicates.
 type HTTPS struct {
 	cfg    HTTPSConfig
 	url    *url.URL
-	urlErr error  // why cfg.URL is unusable; every Send returns it
+	cfgErr error  // why cfg is unusable (the URL, a header); every Send returns it
 	target string // the URL redacted (redact.URLValue), for logs and errors
 	log    *slog.Logger
-	tr     *http.Transport
-	client *http.Client
+	dial   transport.Dialer
 	now    func() time.Time // time.Now; tests move it
 
-	life    context.Context // ends on Close: cancels requests in flight
+	life    context.Context // ends on Close: cancels dials and waits
 	stop    context.CancelFunc
 	running sync.WaitGroup // Sends in flight, for Close
+	bg      sync.WaitGroup // dials and connection readers, for Close
 
-	mu        sync.Mutex // guards the fields below
+	mu        sync.Mutex // guards the fields below and every pipeConn's state
 	closed    bool
-	notBefore time.Time // no request before this (a Retry-After)
-	refusal   error     // the response that set notBefore
+	cur       *pipeConn     // the connection requests go on; nil: none
+	dialing   *dialAttempt  // the dial in progress; nil: none
+	wake      chan struct{} // closed (and replaced) when a slot frees or cur goes
+	conns     int           // connections opened, to name them in logs
+	notBefore time.Time     // no request before this (a Retry-After)
+	refusal   error         // the response that set notBefore
 }
 
 // NewHTTPS returns an HTTPS uplink posting to cfg.URL over conns from dial.
-// It does not dial. An invalid cfg.URL (not https://host/…) makes every Send
-// fail with an error naming it. A nil log discards.
+// It does not dial. An invalid cfg.URL (not https://host/…) or header makes
+// every Send fail with an error naming it. A nil log discards.
 func NewHTTPS(cfg HTTPSConfig, dial transport.Dialer, log *slog.Logger) *HTTPS {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultHTTPSTimeout
@@ -114,82 +136,56 @@ func NewHTTPS(cfg HTTPSConfig, dial transport.Dialer, log *slog.Logger) *HTTPS {
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = DefaultHTTPSIdleTimeout
 	}
-	h := &HTTPS{cfg: cfg, now: time.Now}
+	if cfg.Pipeline <= 0 {
+		cfg.Pipeline = DefaultHTTPSPipeline
+	}
+	cfg.Pipeline = min(cfg.Pipeline, maxHTTPSPipeline)
+	h := &HTTPS{cfg: cfg, dial: dial, now: time.Now, wake: make(chan struct{})}
 	h.life, h.stop = context.WithCancel(context.Background())
 	u, err := url.Parse(cfg.URL)
 	switch {
 	case err != nil:
-		h.urlErr = fmt.Errorf("https uplink: URL: %w", err)
+		h.cfgErr = fmt.Errorf("https uplink: URL: %w", err)
 		h.target = "(invalid URL)"
 	case u.Scheme != "https" || u.Host == "":
 		h.target = redact.URLValue(u)
-		h.urlErr = fmt.Errorf("https uplink: URL %s: want https://host[:port]/path", h.target)
+		h.cfgErr = fmt.Errorf("https uplink: URL %s: want https://host[:port]/path", h.target)
 	default:
 		h.url = u
 		h.target = redact.URLValue(u)
+		h.cfgErr = checkHeader(cfg.Header)
 	}
 	h.log = orDiscard(log).With("uplink", "https", "url", h.target)
-
-	bounded := func(ctx context.Context) (net.Conn, error) {
-		// net/http detaches a dial from the request's cancellation, and
-		// with one connection per host a dial that never ends (a modem
-		// that never comes up) would hold every later request: bound it
-		// as a request is.
-		ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
-		defer cancel()
-		return dial(ctx)
-	}
-	h.tr = &http.Transport{
-		DialTLSContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			conn, err := bounded(ctx)
-			if err != nil {
-				return nil, err
-			}
-			if cs, ok := conn.(interface{ ConnectionState() tls.ConnectionState }); ok && cs.ConnectionState().NegotiatedProtocol == "h2" {
-				conn.Close()
-				return nil, errors.New("the dialer negotiated HTTP/2 (ALPN h2); the HTTPS uplink speaks HTTP/1.1, so leave h2 out of NextProtos")
-			}
-			return conn, nil
-		},
-		DialContext: func(context.Context, string, string) (net.Conn, error) {
-			return nil, errors.New("refusing a plain-text connection: the HTTPS uplink only uses the dialer's TLS connections")
-		},
-		MaxConnsPerHost:     1,
-		TLSHandshakeTimeout: cfg.Timeout,
-		MaxIdleConns:        1,
-		MaxIdleConnsPerHost: 1,
-		IdleConnTimeout:     cfg.IdleTimeout,
-		// The response body is read only for an error message: asking
-		// for gzip would add a header to every request for nothing.
-		DisableCompression: true,
-	}
-	if cfg.HostTLS != nil {
-		// Host-side TLS: net/http dials a plain modem session and runs
-		// crypto/tls on it itself, with the gateway's keys.
-		tc := cfg.HostTLS.Clone()
-		tc.NextProtos = []string{"http/1.1"}
-		h.tr.TLSClientConfig = tc
-		h.tr.DialTLSContext = nil
-		h.tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) { return bounded(ctx) }
-	}
-	h.tr.Protocols = new(http.Protocols)
-	h.tr.Protocols.SetHTTP1(true)
-	h.client = &http.Client{
-		Transport:     h.tr,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
 	return h
+}
+
+// checkHeader refuses a header that would break the request's framing.
+// Values are not quoted: they may be credentials.
+func checkHeader(hdr http.Header) error {
+	for k, vs := range hdr {
+		if !httpguts.ValidHeaderFieldName(k) {
+			return fmt.Errorf("https uplink: header name %q is not a valid HTTP field name", k)
+		}
+		for _, v := range vs {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				return fmt.Errorf("https uplink: header %s: the value holds a control character", k)
+			}
+		}
+	}
+	return nil
 }
 
 // Send POSTs msg.Payload with its Content-Type and Content-Encoding and
 // returns nil on a 2xx response. Errors: a *PermanentError wrapping a
-// *StatusError (4xx other than 408 and 429), a *RetryAfterError (the server
+// *StatusError (400, 413, 415, 422), a *RetryAfterError (the server
 // asked to wait; also returned, without a request, while that wait lasts), a
-// *StatusError (other non-2xx), a connection failure or ctx's end (wrapping
-// ctx.Err()), an invalid URL, or ErrClosed.
+// *StatusError (other non-2xx), a connection failure (also when the
+// connection failed for a request pipelined before this one) or ctx's end
+// (wrapping ctx.Err(); a request already written stays in the pipeline and
+// its answer is read and dropped), an invalid configuration, or ErrClosed.
 func (h *HTTPS) Send(ctx context.Context, msg Message) error {
-	if h.urlErr != nil {
-		return h.urlErr
+	if h.cfgErr != nil {
+		return h.cfgErr
 	}
 	h.mu.Lock()
 	if h.closed {
@@ -202,44 +198,36 @@ func (h *HTTPS) Send(ctx context.Context, msg Message) error {
 	if wait, refusal := h.holdOff(); wait > 0 {
 		return &RetryAfterError{After: wait, Err: refusal}
 	}
-
-	rctx, cancel := context.WithTimeout(ctx, h.cfg.Timeout)
-	defer cancel()
-	stopOnClose := context.AfterFunc(h.life, cancel)
-	defer stopOnClose()
-	req, err := h.request(rctx, msg)
+	raw, err := h.request(msg)
 	if err != nil {
 		return err
 	}
-	resp, err := h.client.Do(req)
+	resp, err := h.exchange(ctx, raw)
 	if err != nil {
-		if h.life.Err() != nil && ctx.Err() == nil {
-			return fmt.Errorf("https uplink to %s: closed during the request: %w", h.target, ErrClosed)
+		var ra *RetryAfterError
+		switch {
+		case errors.As(err, &ra):
+			return err
+		case errors.Is(err, ErrClosed):
+			return fmt.Errorf("https uplink to %s: %w", h.target, err)
+		case h.life.Err() != nil && ctx.Err() == nil:
+			return fmt.Errorf("https uplink to %s: closed during the request (%v): %w", h.target, err, ErrClosed)
 		}
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			ue.URL = h.target // net/http redacts only a password, not a token in the query
-		}
-		return fmt.Errorf("https uplink: %w", err)
+		return fmt.Errorf("https uplink to %s: %w", h.target, err)
 	}
-	snippet := readSnippet(resp.Body)
-	// Draining what is left (a little) lets the connection be reused.
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 16<<10))
-	resp.Body.Close()
-
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		h.log.Debug("posted", "status", resp.StatusCode, "bytes", len(msg.Payload), "ids", idsForLog(msg.IDs))
 		return nil
 	}
 	h.log.Warn("server refused a message", "status", resp.StatusCode, "bytes", len(msg.Payload), "ids", idsForLog(msg.IDs))
-	return h.classify(resp, snippet)
+	return h.classify(resp.Response, resp.snippet)
 }
 
-// request builds the POST of msg: the configured headers, the message's
-// content type and encoding, and an Idempotency-Key the upstream can
-// deduplicate a resent message on.
-func (h *HTTPS) request(ctx context.Context, msg Message) (*http.Request, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.url.String(), bytes.NewReader(msg.Payload))
+// request returns the POST of msg as written on the wire: the configured
+// headers, the message's content type and encoding, and an Idempotency-Key
+// the upstream can deduplicate a resent message on.
+func (h *HTTPS) request(msg Message) ([]byte, error) {
+	req, err := http.NewRequest(http.MethodPost, h.url.String(), bytes.NewReader(msg.Payload))
 	if err != nil {
 		return nil, fmt.Errorf("https uplink to %s: build request: %w", h.target, err)
 	}
@@ -259,7 +247,12 @@ func (h *HTTPS) request(ctx context.Context, msg Message) (*http.Request, error)
 	}
 	sum := sha256.Sum256(msg.Payload)
 	req.Header.Set("Idempotency-Key", hex.EncodeToString(sum[:16]))
-	return req, nil
+	var raw bytes.Buffer
+	raw.Grow(len(msg.Payload) + 512)
+	if err := req.Write(&raw); err != nil {
+		return nil, fmt.Errorf("https uplink to %s: build request: %w", h.target, err)
+	}
+	return raw.Bytes(), nil
 }
 
 // classify classifies a response other than 2xx: a *PermanentError for a
@@ -304,16 +297,20 @@ func (h *HTTPS) holdOff() (time.Duration, error) {
 	return wait, h.refusal
 }
 
-// Close cancels requests in flight, waits for their Sends to return, and
-// closes the kept-alive connection. Later Sends fail with ErrClosed. It
-// always returns nil.
+// Close ends the connection (failing the requests on it), cancels a dial,
+// waits for every Send and goroutine of the uplink to return. Later Sends
+// fail with ErrClosed. It always returns nil.
 func (h *HTTPS) Close() error {
 	h.mu.Lock()
 	h.closed = true
+	pc := h.cur
 	h.mu.Unlock()
 	h.stop()
+	if pc != nil {
+		pc.fail(ErrClosed)
+	}
 	h.running.Wait()
-	h.tr.CloseIdleConnections()
+	h.bg.Wait()
 	return nil
 }
 
@@ -372,6 +369,8 @@ func readSnippet(r io.Reader) string {
 	return s
 }
 
-// InFlightLimit is 1: one message uses the connection at a time
-// (InFlightLimiter).
-func (h *HTTPS) InFlightLimit() int { return 1 }
+// InFlightLimit is HTTPSConfig.Pipeline, the most requests pipelined on the
+// connection (InFlightLimiter). Sends beyond what the connection takes now
+// (one until the server showed it keeps the connection open) wait for a
+// slot.
+func (h *HTTPS) InFlightLimit() int { return h.cfg.Pipeline }

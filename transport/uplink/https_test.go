@@ -321,8 +321,9 @@ func TestHTTPSCloseCancelsARequestInFlight(t *testing.T) {
 }
 
 // A dial that never ends (a modem that never comes up, a handshake never
-// answered) is cut by Timeout: net/http detaches dials from the request, and
-// with one connection per host it would otherwise hold every later request.
+// answered) is cut by Timeout: dials are shared by the Sends waiting for a
+// connection, not bound to one Send's ctx, and with one connection at a
+// time it would otherwise hold every later request.
 func TestHTTPSBoundsAStuckDialSoLaterSendsGetThrough(t *testing.T) {
 	pki := newTestPKI(t)
 	s := startPostServer(t, pki)
@@ -422,5 +423,27 @@ func TestHTTPSHostTLSRunsTLSOverAPlainDial(t *testing.T) {
 	}
 	if n := plainDials.Load(); n != 1 {
 		t.Fatalf("%d plain dials for two messages, want 1 (kept alive)", n)
+	}
+}
+
+// A configured header that would break the request's framing is refused
+// before anything is dialled, naming the header and not its value (which
+// may be a credential).
+func TestHTTPSRefusesAnInvalidHeaderWithoutDialling(t *testing.T) {
+	for _, hdr := range []http.Header{
+		{"Bad Name": {"x"}},
+		{"Authorization": {"Bearer s3cret\r\nX-Injected: 1"}},
+	} {
+		var dials atomic.Int32
+		dial := func(context.Context) (net.Conn, error) { dials.Add(1); return nil, errors.New("must not dial") }
+		h := NewHTTPS(HTTPSConfig{URL: "https://ingest.example.com/v1", Header: hdr}, dial, nil)
+		err := h.Send(context.Background(), Message{Payload: []byte("{}")})
+		h.Close()
+		if err == nil || !strings.Contains(err.Error(), "https uplink: header") || strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("Send with header %q = %v, want an error naming the header, not its value", hdr, err)
+		}
+		if dials.Load() != 0 {
+			t.Errorf("Send with header %q dialled", hdr)
+		}
 	}
 }

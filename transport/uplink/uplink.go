@@ -73,8 +73,9 @@ type Uplink interface {
 // InFlightLimiter is implemented by uplinks that bound how many Sends can be
 // awaiting their acknowledgement at once. InFlightLimit returns that bound,
 // or 0 when it is not known yet. MQTT: the broker's Receive Maximum;
-// TLSLines: 64 with acks (matched by id), 1 without; HTTPS: 1 (one request
-// on its one connection at a time).
+// TLSLines: 64 with acks (matched by id), 1 without; HTTPS: its pipeline
+// depth (HTTPSConfig.Pipeline, 8: requests pipelined on its one
+// connection).
 type InFlightLimiter interface {
 	InFlightLimit() int
 }
