@@ -17,6 +17,7 @@ import (
 
 	"github.com/cellgate/cellgate/agent/config"
 	"github.com/cellgate/cellgate/agent/spool"
+	"github.com/cellgate/cellgate/internal/testutil"
 )
 
 // server is an HTTP input serving on a real loopback listener.
@@ -603,4 +604,106 @@ func TestHTTPAssignedIDsAreULIDs(t *testing.T) {
 	if ids[0] >= ids[1] {
 		t.Errorf("ids %v do not sort in request order", ids)
 	}
+}
+
+// A sink that does not make the readings durable within the append
+// timeout gets the request a 503 saying so, and the wait that ended is not
+// handed to the next request: once the sink answers again, so does the
+// input.
+func TestHTTPSinkOverTheAppendTimeoutAnswers503(t *testing.T) {
+	sp := openSpool(t, spool.Options{})
+	gate := newGatedSink(sp)
+	h := testHTTP(gate)
+	h.appendTimeout = 100 * time.Millisecond
+	srv := startHTTP(t, h)
+	r := srv.post(t, `{"sensor":"t1","value":1}`)
+	if r.status != http.StatusServiceUnavailable || !strings.Contains(r.raw, context.DeadlineExceeded.Error()) {
+		t.Fatalf("held sink → %d %s, want 503 naming the deadline", r.status, r.raw)
+	}
+	if r.header.Get("Retry-After") != "5" {
+		t.Errorf("Retry-After %q, want 5", r.header.Get("Retry-After"))
+	}
+	if st := srv.h.Stats(); st.ByReason[ReasonUnavailable] != 1 || st.Accepted != 0 {
+		t.Errorf("Stats = %+v, want 1 reading unavailable", st)
+	}
+	close(gate.gate)
+	for i := range 3 {
+		if r := srv.post(t, fmt.Sprintf(`{"sensor":"t1","value":%d}`, i+2)); r.status != http.StatusAccepted {
+			t.Fatalf("request %d after the timeout → %d %s, want 202", i+2, r.status, r.raw)
+		}
+	}
+	if n := sp.Stats().Appended; n != 3 {
+		t.Errorf("spool holds %d readings, want the 3 accepted", n)
+	}
+}
+
+// A client that hangs up while its readings wait for the sink ends the
+// wait (the sink sees its context end) rather than holding it for the
+// append timeout; the readings count as unavailable.
+func TestHTTPClientHangingUpEndsTheAppend(t *testing.T) {
+	sp := openSpool(t, spool.Options{})
+	gate := newGatedSink(sp) // never opened
+	srv := startHTTP(t, testHTTP(gate))
+	c, err := net.DialTimeout("tcp", strings.TrimPrefix(srv.url, "http://"), waitLimit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := `{"sensor":"t1","value":1}`
+	if _, err := fmt.Fprintf(c, "POST /v1/readings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-gate.arrived:
+	case <-time.After(waitLimit):
+		t.Fatal("the request did not reach the sink")
+	}
+	c.Close()
+	testutil.Eventually(t, waitLimit, "the abandoned append to be counted", func() bool {
+		return srv.h.Stats().ByReason[ReasonUnavailable] == 1
+	})
+}
+
+// Append waits are reused only when they never ended, and the watcher
+// that ends them exits once none is in progress.
+func TestAppendWaitsEndCancelledAndLateAppends(t *testing.T) {
+	var a appendWaits
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	kept := a.start(ctx, time.Hour)
+	late := a.start(ctx, time.Millisecond)
+	select {
+	case <-late.Done():
+	case <-time.After(waitLimit):
+		t.Fatal("a wait past its deadline did not end")
+	}
+	if !errors.Is(late.Err(), context.DeadlineExceeded) {
+		t.Errorf("late wait: Err = %v, want the deadline", late.Err())
+	}
+	if d, ok := late.Deadline(); !ok || d.IsZero() {
+		t.Errorf("late wait: Deadline = %v, %v", d, ok)
+	}
+	if kept.Err() != nil {
+		t.Fatalf("a wait within its deadline ended: %v", kept.Err())
+	}
+	a.finish(late) // ended: not reused
+	a.finish(kept)
+	if again := a.start(ctx, time.Hour); again != kept || again.Err() != nil {
+		t.Errorf("start after finish gave %p (err %v), want the unended wait %p back", again, again.Err(), kept)
+	} else {
+		cancel()
+		select {
+		case <-again.Done():
+		case <-time.After(waitLimit):
+			t.Fatal("a wait whose request was cancelled did not end")
+		}
+		if !errors.Is(again.Err(), context.Canceled) {
+			t.Errorf("cancelled wait: Err = %v, want context.Canceled", again.Err())
+		}
+		a.finish(again)
+	}
+	testutil.Eventually(t, waitLimit, "the watcher to stop", func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return !a.watching && len(a.inFlight) == 0
+	})
 }

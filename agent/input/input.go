@@ -22,7 +22,9 @@ import (
 // stores the payloads as one all-or-nothing batch and returns only once they
 // are durable, or fails (spool.ErrFull, spool.ErrTooLarge, spool.ErrClosed,
 // a context error, an I/O error) having stored none of them, except that
-// after a context error the batch may still become durable.
+// after a context error the batch may still become durable. Once Append
+// has returned without a context error, the sink keeps neither ctx nor
+// payloads: the HTTP input reuses the context for a later request.
 type Sink interface {
 	Append(ctx context.Context, payloads ...[]byte) ([]uint64, error)
 }

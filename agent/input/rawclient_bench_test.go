@@ -3,6 +3,7 @@ package input
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -36,6 +37,20 @@ func BenchmarkHTTPIngestBatch(b *testing.B) {
 	benchIntoSpools(b, func(b *testing.B, sp *spool.Spool) { benchRawIngest(b, sp, 64, 100) })
 }
 
+// BenchmarkHTTPIngestSingleNoSink is BenchmarkHTTPIngestSingle's floor:
+// the same clients and requests, every one parsed and answered 202, into
+// discardSink, which stores nothing. What it costs is HTTP, parsing and
+// the clients; what the durable figure costs beyond it is the spool.
+func BenchmarkHTTPIngestSingleNoSink(b *testing.B) {
+	benchRawClients(b, NewHTTP(config.HTTPInput{MaxBody: config.MiB}, discardSink{}, quiet, nil), 64, 1)
+}
+
+// discardSink is a test double that accepts every append at once and
+// stores nothing.
+type discardSink struct{}
+
+func (discardSink) Append(context.Context, ...[]byte) ([]uint64, error) { return nil, nil }
+
 // ingestBody is a JSON body of per readings (an object for one, an array
 // otherwise), cycling through four sensors.
 func ingestBody(per int) []byte {
@@ -56,14 +71,24 @@ func ingestBody(per int) []byte {
 }
 
 func benchRawIngest(b *testing.B, sp *spool.Spool, clients, per int) {
-	srv := startHTTP(b, NewHTTP(config.HTTPInput{MaxBody: config.MiB}, sp, quiet, nil))
+	before := sp.Stats()
+	benchRawClients(b, NewHTTP(config.HTTPInput{MaxBody: config.MiB}, sp, quiet, nil), clients, per)
+	st := sp.Stats()
+	b.ReportMetric(float64(st.Appended-before.Appended)/float64(max(st.Commits-before.Commits, 1)), "readings/commit")
+}
+
+// benchRawClients serves h and runs clients lean clients against it, each
+// posting bodies of per readings, and reports readings/s accepted and the
+// process's CPU per reading.
+func benchRawClients(b *testing.B, h *HTTP, clients, per int) {
+	srv := startHTTP(b, h)
 	body := ingestBody(per)
 	addr := strings.TrimPrefix(srv.url, "http://")
 	req := []byte(fmt.Sprintf("POST /v1/readings HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", addr, len(body), body))
 	b.SetBytes(int64(len(body)))
 	b.SetParallelism(max(clients/runtime.GOMAXPROCS(0), 1))
 	b.ReportAllocs()
-	before, cpu0 := sp.Stats(), processCPU(b)
+	cpu0 := processCPU(b)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		c, err := net.DialTimeout("tcp", addr, 10*time.Second)
@@ -82,14 +107,12 @@ func benchRawIngest(b *testing.B, sp *spool.Spool, clients, per int) {
 	})
 	b.StopTimer()
 	cpu := processCPU(b) - cpu0
-	st := sp.Stats()
 	accepted := srv.h.Stats().Accepted
 	b.ReportMetric(float64(accepted)/b.Elapsed().Seconds(), "readings/s")
 	// CPU per reading (server, spool and the lean clients, user and
 	// system) depends far less than readings/s on what else the shared
 	// machine runs.
 	b.ReportMetric(float64(cpu.Microseconds())/float64(max(accepted, 1)), "cpu-us/reading")
-	b.ReportMetric(float64(st.Appended-before.Appended)/float64(max(st.Commits-before.Commits, 1)), "readings/commit")
 }
 
 // rawClient is one keep-alive HTTP/1.1 connection that sends a prebuilt

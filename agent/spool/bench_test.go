@@ -70,8 +70,9 @@ func BenchmarkAppendDurable(b *testing.B) {
 
 // BenchmarkAppendHold compares, in one run, the committer's two policies
 // with 64 appenders of one reading: "hold" (the default: appends that
-// arrive while a sync runs wait for it, then go out in one write) and
-// "nohold" (a write per committer wake-up, the policy before).
+// arrive while a sync runs wait for it, and then for the appenders it
+// answered, and go out in one write) and "nohold" (a write per committer
+// wake-up, the policy before).
 func BenchmarkAppendHold(b *testing.B) {
 	for range 2 {
 		for _, c := range []struct {

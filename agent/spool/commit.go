@@ -21,6 +21,7 @@ import (
 func (s *Spool) run() {
 	defer close(s.exited)
 	defer close(s.tickets)
+	var g groups
 	for {
 		if wait, ok := s.recoveryWait(); ok {
 			t := time.NewTimer(wait)
@@ -32,7 +33,7 @@ func (s *Spool) run() {
 		} else {
 			<-s.wake
 		}
-		s.holdWhileSyncing()
+		s.holdWhileSyncing(&g)
 		s.qmu.Lock()
 		q := s.queue
 		s.queue = nil
@@ -40,9 +41,36 @@ func (s *Spool) run() {
 		s.qmu.Unlock()
 		s.recoverIfDue()
 		s.process(q)
+		g.wrote(q)
 		if closed {
 			return
 		}
+	}
+}
+
+// maxGather bounds how long the committer gathers appends after a sync
+// (see holdWhileSyncing).
+const maxGather = 2 * time.Millisecond
+
+// groups is what the committer remembers of the groups it wrote, to judge
+// how many appends to gather for the next one. Only the committer
+// goroutine touches it.
+type groups struct {
+	last     int           // append calls in the last group written
+	wroteAt  time.Time     // when it was handed to the syncer
+	syncTook time.Duration // how long the last sync waited for took, about
+}
+
+// wrote notes the group just written from q, unless q held only acks.
+func (g *groups) wrote(q []*request) {
+	n := 0
+	for _, r := range q {
+		if r.acks == nil {
+			n++
+		}
+	}
+	if n > 0 {
+		g.last, g.wroteAt = n, time.Now()
 	}
 }
 
@@ -50,44 +78,103 @@ func (s *Spool) run() {
 // still syncing units written earlier: they could not be synced before that
 // sync ends anyway, so waiting for it costs them nothing, and everything
 // that arrived meanwhile then goes out in one write and one fdatasync
-// instead of a write per wake-up. It returns at once when the syncer is
-// idle (a lone append is written immediately), when acks are queued (they
-// never wait for data), when the spool is closing or has failed, and with
-// NoSync. An append therefore waits at most for the one sync in progress
-// when it arrived.
-func (s *Spool) holdWhileSyncing() {
+// instead of a write per wake-up.
+//
+// Once the syncer is idle, it gathers: the appenders of the group just
+// synced (as many as the last group had) are likely to append again soon,
+// each while the others are being answered, so it waits for them too, until
+// the queue holds as many appends as the last group plus those that
+// arrived during its sync, for at most as long as that sync took (and
+// maxGather). Otherwise concurrent appenders split into two cohorts, one
+// syncing while the other waits, and each append waits out two syncs;
+// with one group it waits out one, and the syncs are half as many (with 64
+// single-reading HTTP clients: 55 readings per fdatasync instead of 23).
+//
+// It returns at once when acks are queued (they never wait for data), when
+// the spool is closing or has failed, and with NoSync; and, as a lone
+// appender's last group had one append, a lone append is written
+// immediately. An append therefore waits at most for the one sync in
+// progress when it arrived and then one sync's time more.
+func (s *Spool) holdWhileSyncing(g *groups) {
 	if s.opts.NoSync || s.opts.noHold {
 		return
 	}
+	q := queueWatch{s: s}
+	waited := false
 	for {
-		s.mu.Lock()
-		failed := s.failed != nil
-		s.mu.Unlock()
-		if failed || s.unsynced.Load() == 0 || s.urgentQueued() {
+		if _, urgent := q.check(); urgent {
 			return
 		}
+		if s.unsynced.Load() == 0 {
+			break
+		}
+		waited = true
 		select {
 		case <-s.synced:
 		case <-s.wake:
 			// More requests: an ack among them ends the hold.
 		}
 	}
+	target := g.last
+	if waited {
+		g.syncTook = time.Since(g.wroteAt)
+		n, _ := q.check()
+		target += n
+	}
+	q.gather(target, min(g.syncTook, maxGather))
 }
 
-// urgentQueued reports whether the queue holds a request that must not be
-// held for a sync: an ack, or the spool is closing.
-func (s *Spool) urgentQueued() bool {
+// queueWatch looks at the queue for the committer while it holds it: only
+// the committer takes requests out, so a request it has looked at stays
+// where it was, and each check reads only what was queued since the last.
+type queueWatch struct {
+	s    *Spool
+	seen int // requests at the front of the queue already looked at
+}
+
+// check returns how many appends are queued, and whether the queue holds a
+// request that must not be held for a sync: an ack, or the spool is
+// closing or has failed.
+func (q *queueWatch) check() (n int, urgent bool) {
+	s := q.s
+	s.mu.Lock()
+	failed := s.failed != nil
+	s.mu.Unlock()
+	if failed {
+		return 0, true
+	}
 	s.qmu.Lock()
 	defer s.qmu.Unlock()
 	if s.qclosed {
-		return true
+		return 0, true
 	}
-	for _, r := range s.queue {
+	for _, r := range s.queue[q.seen:] {
 		if r.acks != nil {
-			return true
+			return 0, true
 		}
 	}
-	return false
+	q.seen = len(s.queue)
+	return len(s.queue), false
+}
+
+// gather keeps appends in the queue until it holds target of them, for at
+// most limit, ending early as holdWhileSyncing does.
+func (q *queueWatch) gather(target int, limit time.Duration) {
+	if n, urgent := q.check(); urgent || n >= target || limit <= 0 {
+		return
+	}
+	t := time.NewTimer(limit)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			return
+		case <-q.s.wake:
+		}
+		if n, urgent := q.check(); urgent || n >= target {
+			return
+		}
+	}
 }
 
 func (s *Spool) process(q []*request) {
