@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/eclipse/paho.golang/packets"
 )
@@ -91,16 +92,32 @@ func (c *coalescingConn) alias(pkt []byte) []byte {
 	return out.Bytes()
 }
 
+// packetWriteTimeout bounds the Write of one packet of n bytes: two
+// minutes, plus a millisecond a byte (the packet moving at no less than
+// 1 kB/s; a UART modem at 115200 baud carries 11 kB/s). A Write that takes
+// longer is a link or modem session that stopped taking data; and as every
+// packet, the keep-alive's PINGREQ too, waits for the Write before it,
+// nothing else would notice: the connection is closed instead, and made
+// again (the session sends unacknowledged messages again).
+var packetWriteTimeout = func(n int) time.Duration {
+	return 2*time.Minute + time.Duration(n)*time.Millisecond
+}
+
 // Lock starts a packet.
 func (c *coalescingConn) Lock() {
 	c.mu.Lock()
 	c.gather = true
 }
 
-// Unlock sends the packet gathered since Lock in one Write.
+// Unlock sends the packet gathered since Lock in one Write, within
+// packetWriteTimeout.
 func (c *coalescingConn) Unlock() {
 	if len(c.buf) > 0 && c.flushErr == nil {
-		if _, err := c.Conn.Write(c.alias(c.buf)); err != nil {
+		pkt := c.alias(c.buf)
+		c.Conn.SetWriteDeadline(time.Now().Add(packetWriteTimeout(len(pkt))))
+		_, err := c.Conn.Write(pkt)
+		c.Conn.SetWriteDeadline(time.Time{})
+		if err != nil {
 			c.flushErr = err
 			c.Conn.Close()
 		}

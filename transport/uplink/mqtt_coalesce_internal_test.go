@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"errors"
 	"net"
+	"os"
 	"testing"
+	"time"
 
 	"github.com/eclipse/paho.golang/packets"
 )
@@ -26,6 +28,37 @@ func (w *writeCounter) Write(p []byte) (int, error) {
 }
 
 func (w *writeCounter) Close() error { w.closed = true; return nil }
+
+func (w *writeCounter) SetWriteDeadline(time.Time) error { return nil }
+
+// TestCoalescingConnGivesUpOnAWriteThatStalls: a packet whose Write makes
+// no progress (a modem session that stopped taking data) ends within the
+// packet's write timeout with the conn closed, so paho reconnects instead
+// of waiting forever with every later packet, PINGREQs too, queued behind
+// it.
+func TestCoalescingConnGivesUpOnAWriteThatStalls(t *testing.T) {
+	defer func(f func(int) time.Duration) { packetWriteTimeout = f }(packetWriteTimeout)
+	packetWriteTimeout = func(int) time.Duration { return 100 * time.Millisecond }
+	ours, peer := net.Pipe() // nobody reads peer: a Write blocks until its deadline
+	defer peer.Close()
+	c := newCoalescingConn(ours)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		publishPacket().WriteTo(c) // it takes the conn's lock itself, as paho does
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("a stalled Write was never given up")
+	}
+	if _, err := c.Write([]byte{0xc0, 0}); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("the next Write = %v, want the stalled write's deadline error", err)
+	}
+	if _, err := peer.Write([]byte{1}); err == nil {
+		t.Fatal("the conn is still open after the stalled write")
+	}
+}
 
 func publishPacket() *packets.ControlPacket {
 	cp := packets.NewControlPacket(packets.PUBLISH)
