@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -299,15 +300,50 @@ func (s *soak) reconcile(r *soakReport) error {
 	return nil
 }
 
+// stallLimit is how long the drain may go without the spool's backlog
+// shrinking before the soak takes a goroutine dump of the agent: longer
+// than the uplink's longest reconnect backoff (2 minutes) and its write
+// timeout for a stalled packet, so that it fires only on an agent stuck
+// with a link it believes is up.
+const stallLimit = 200 * time.Second
+
+// stallWatch notices a drain that stopped making progress. The dump
+// (SIGQUIT: the Go runtime prints every goroutine and exits) is logged in
+// full by revive, which restarts the agent as systemd would; the report
+// counts the exit.
+type stallWatch struct {
+	since   time.Time
+	pending int
+	dumped  bool
+}
+
+func (w *stallWatch) observe(s *soak, pending int) {
+	if pending == 0 || pending < w.pending || w.pending == 0 {
+		w.since, w.pending = time.Now(), pending
+		return
+	}
+	if w.dumped || time.Since(w.since) < stallLimit {
+		return
+	}
+	w.dumped = true
+	s.t.Logf("%s  STALL: the spool held %d readings for %s without draining; taking a goroutine dump of the agent",
+		time.Now().Format("15:04:05.000"), pending, time.Since(w.since).Round(time.Second))
+	s.currentAgent().cmd.Process.Signal(syscall.SIGQUIT)
+}
+
 // report waits for the spool to drain, reconciles, prints the table,
 // writes the JSON and fails the test if a reading was lost.
 func (s *soak) report(t *testing.T, seed uint64, length time.Duration, kinds []*faultKind, perKind int) {
 	var r soakReport
 	var last time.Time
 	var reconcileErr error
+	stall := stallWatch{since: time.Now()}
 	drained := testutil.WaitFor(5*time.Minute, func() bool {
 		s.revive()
 		st, err := s.status()
+		if err == nil {
+			stall.observe(s, st.Spool.Pending)
+		}
 		// The reconciliation reads every id: at most twice a second.
 		if err != nil || st.Spool.Pending != 0 || time.Since(last) < 500*time.Millisecond {
 			return false

@@ -345,7 +345,11 @@ func (s *soak) revive() {
 	}
 	a.cmd.Wait()
 	lines := strings.Split(strings.TrimSpace(a.log()), "\n")
-	tail := strings.Join(lines[max(0, len(lines)-3):], "\n")
+	keep := 3
+	if strings.Contains(a.log(), "goroutine ") {
+		keep = 2000 // a panic or a dump (stallWatch): every goroutine's stack
+	}
+	tail := strings.Join(lines[max(0, len(lines)-keep):], "\n")
 	s.t.Logf("%s  the agent exited by itself (%v); restarting it. Its last lines:\n%s", time.Now().Format("15:04:05.000"), a.cmd.ProcessState, tail)
 	s.mu.Lock()
 	s.exits = append(s.exits, fmt.Sprintf("%s: %s", a.cmd.ProcessState, lines[len(lines)-1]))
