@@ -18,11 +18,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cellgate/cellgate/internal/fleet"
 	"github.com/cellgate/cellgate/internal/relay"
 	"github.com/cellgate/cellgate/internal/testutil"
 	"github.com/cellgate/cellgate/sdk/modemsim"
-	"github.com/cellgate/cellgate/sdk/plugintest"
 	"github.com/cellgate/cellgate/transport/uplink"
 )
 
@@ -51,20 +49,7 @@ const (
 // readings, per keep-alive ping, per connect) and reports month-MB for a
 // reading every 10 s with a 2 s (the default), a 60 s and a 5 min budget.
 func BenchmarkAirBytes(b *testing.B) {
-	bin, err := binaries()
-	if err != nil {
-		b.Fatal(err)
-	}
-	dir := b.TempDir()
-	if err := os.Chmod(dir, 0o755); err != nil {
-		b.Fatal(err)
-	}
-	plugintest.NewPKI(b, plugintest.P256).WriteFiles(b, dir)
-	broker, err := fleet.StartMosquitto(context.Background(), dir)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer broker.Stop()
+	bin, dir, _, broker := startPKIBroker(b)
 	gen := newAirGen(1)
 	lines := gen.next(airReadings)
 

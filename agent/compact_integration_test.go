@@ -7,7 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"net/http"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -65,7 +65,7 @@ func TestCompactBatchesDecodeOutsideTheAgent(t *testing.T) {
 					want[id] = posted[i]
 				}
 			}
-			allIDs := append(slices.Collect(mapsKeys(want)), probes...)
+			allIDs := append(slices.Collect(maps.Keys(want)), probes...)
 			w.expectDelivered(allIDs, 60*time.Second)
 			testutil.Eventually(t, 20*time.Second, "mosquitto_sub to have every reading", func() bool {
 				return sub.readingsAtLeast(t, w, len(allIDs))
@@ -117,28 +117,11 @@ func TestCompactBatchesDecodeOutsideTheAgent(t *testing.T) {
 // postBody posts a JSON body to the agent's ingest and returns the ids.
 func (w *world) postBody(body string) []string {
 	w.t.Helper()
-	resp, err := http.Post(w.ingest+"/v1/readings", "application/json", strings.NewReader(body))
+	ids, err := w.postJSON(body)
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	var out struct {
-		IDs []string `json:"ids"`
-	}
-	if resp.StatusCode != http.StatusAccepted || json.NewDecoder(resp.Body).Decode(&out) != nil {
-		w.t.Fatalf("POST %s: %s", body[:min(len(body), 80)], resp.Status)
-	}
-	return out.IDs
-}
-
-func mapsKeys(m map[string]string) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
+	return ids
 }
 
 // mosquittoSub is a running mosquitto_sub printing "topic retained

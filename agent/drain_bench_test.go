@@ -21,7 +21,6 @@ import (
 
 	"github.com/cellgate/cellgate/agent/reading"
 	"github.com/cellgate/cellgate/agent/spool"
-	"github.com/cellgate/cellgate/internal/fleet"
 	"github.com/cellgate/cellgate/internal/testutil"
 	"github.com/cellgate/cellgate/sdk/modemsim"
 	"github.com/cellgate/cellgate/sdk/plugintest"
@@ -61,18 +60,7 @@ func drainReadings(b *testing.B) int {
 // the same with max_in_flight 1 (the in-run baseline) and their ratio. A
 // subscriber checks that the broker got every reading exactly once.
 func BenchmarkDrain(b *testing.B) {
-	bin, err := binaries()
-	if err != nil {
-		b.Fatal(err)
-	}
-	pkiDir := b.TempDir()
-	pki := plugintest.NewPKI(b, plugintest.P256)
-	pki.WriteFiles(b, pkiDir)
-	broker, err := fleet.StartMosquitto(context.Background(), pkiDir)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer broker.Stop()
+	bin, pkiDir, pki, broker := startPKIBroker(b)
 	n := drainReadings(b)
 	for i := 0; i < b.N; i++ {
 		for _, oneWay := range []time.Duration{0, 300 * time.Millisecond, time.Second} {
@@ -102,13 +90,7 @@ func BenchmarkDrain(b *testing.B) {
 // _ratio, and https_drain_s_<rtt>, and checks that the server got every
 // reading exactly once.
 func BenchmarkDrainHTTPS(b *testing.B) {
-	bin, err := binaries()
-	if err != nil {
-		b.Fatal(err)
-	}
-	pkiDir := b.TempDir()
-	pki := plugintest.NewPKI(b, plugintest.P256)
-	pki.WriteFiles(b, pkiDir)
+	bin, pkiDir, pki := newPKIDir(b)
 	n := drainReadings(b)
 	for i := 0; i < b.N; i++ {
 		for _, oneWay := range []time.Duration{0, 300 * time.Millisecond, time.Second} {
@@ -391,15 +373,7 @@ func (s *drainSubscriber) expectExactlyOnce(b testing.TB, ids []string, within t
 	testutil.WaitFor(within, all)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	missing, dups := 0, 0
-	for _, id := range ids {
-		switch c := s.seen[id]; {
-		case c == 0:
-			missing++
-		case c > 1:
-			dups += c - 1
-		}
-	}
+	missing, dups := deliveryCounts(s.seen, ids)
 	if missing > 0 || dups > 0 || len(s.bad) > 0 || len(s.seen) != len(ids) {
 		b.Fatalf("broker delivered %d distinct readings of %d: %d missing, %d duplicates, %d unknown, %d undecodable payloads %v",
 			len(s.seen), len(ids), missing, dups, len(s.seen)-(len(ids)-missing), len(s.bad), s.bad)
@@ -411,18 +385,7 @@ func (s *drainSubscriber) expectExactlyOnce(b testing.TB, ids []string, within t
 // parts as BenchmarkDrain, fewer readings), and the broker still gets
 // every reading exactly once.
 func TestDrainPipelinesOverALongRoundTrip(t *testing.T) {
-	bin, err := binaries()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pkiDir := t.TempDir()
-	pki := plugintest.NewPKI(t, plugintest.P256)
-	pki.WriteFiles(t, pkiDir)
-	broker, err := fleet.StartMosquitto(context.Background(), pkiDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer broker.Stop()
+	bin, pkiDir, pki, broker := startPKIBroker(t)
 	const oneWay = 300 * time.Millisecond
 	piped := drain(t, bin, pki, pkiDir, broker.Addr, oneWay, 8, 5000)
 	base := drain(t, bin, pki, pkiDir, broker.Addr, oneWay, 1, 500)

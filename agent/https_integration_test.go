@@ -164,15 +164,7 @@ func (s *ingestServer) expectExactlyOnce(b testing.TB, ids []string, within time
 	testutil.WaitFor(within, func() bool { return s.hasAll(b, ids) })
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	missing, dups := 0, 0
-	for _, id := range ids {
-		switch c := s.seen[id]; {
-		case c == 0:
-			missing++
-		case c > 1:
-			dups += c - 1
-		}
-	}
+	missing, dups := deliveryCounts(s.seen, ids)
 	if missing > 0 || dups > 0 || len(s.seen) != len(ids) {
 		b.Fatalf("the HTTPS server got %d distinct readings of %d: %d missing, %d duplicates, %d unknown",
 			len(s.seen), len(ids), missing, dups, len(s.seen)-(len(ids)-missing))

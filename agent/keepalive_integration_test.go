@@ -1,13 +1,8 @@
 package agent_test
 
 import (
-	"context"
-	"os"
 	"testing"
 	"time"
-
-	"github.com/cellgate/cellgate/internal/fleet"
-	"github.com/cellgate/cellgate/sdk/plugintest"
 )
 
 // TestNoKeepAlivePingWhileMessagesFlow checks, from outside, that the
@@ -18,20 +13,7 @@ import (
 // a gap between acknowledgements at least as long as the keep-alive (a
 // slow machine), so the check holds on a loaded host.
 func TestNoKeepAlivePingWhileMessagesFlow(t *testing.T) {
-	bin, err := binaries()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	plugintest.NewPKI(t, plugintest.P256).WriteFiles(t, dir)
-	broker, err := fleet.StartMosquitto(context.Background(), dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer broker.Stop()
+	bin, dir, _, broker := startPKIBroker(t)
 	const keep = 4 * time.Second
 	a := startAirAgent(t, bin, dir, broker.Addr, "compact", "modem", keep)
 	defer a.stop()

@@ -1,15 +1,11 @@
 package agent_test
 
 import (
-	"context"
-	"os"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/cellgate/cellgate/internal/fleet"
 	"github.com/cellgate/cellgate/sdk/modemsim"
-	"github.com/cellgate/cellgate/sdk/plugintest"
 )
 
 // BenchmarkRecovery times, from outside, how long the real agent, plugin
@@ -23,20 +19,7 @@ import (
 // connection: modemsim's peer-close fault), reboot (the module resets, as
 // AT+CRESET) and plugin_kill (SIGKILL to the plugin process).
 func BenchmarkRecovery(b *testing.B) {
-	bin, err := binaries()
-	if err != nil {
-		b.Fatal(err)
-	}
-	dir := b.TempDir()
-	if err := os.Chmod(dir, 0o755); err != nil {
-		b.Fatal(err)
-	}
-	plugintest.NewPKI(b, plugintest.P256).WriteFiles(b, dir)
-	broker, err := fleet.StartMosquitto(context.Background(), dir)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer broker.Stop()
+	bin, dir, _, broker := startPKIBroker(b)
 	gen := newAirGen(2)
 
 	start := time.Now()

@@ -15,6 +15,7 @@ import (
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
 
+	"github.com/cellgate/cellgate/internal/fleet"
 	"github.com/cellgate/cellgate/internal/testutil"
 	"github.com/cellgate/cellgate/sdk/modemsim"
 	"github.com/cellgate/cellgate/sdk/plugintest"
@@ -117,4 +118,48 @@ func eachProc(file string, fn func(pid int, content string) (stop bool)) {
 			return
 		}
 	}
+}
+
+// newPKIDir is the agent's binaries and a directory mosquitto can read holding
+// a fresh test PKI's files.
+func newPKIDir(tb testing.TB) (bin, dir string, pki *plugintest.PKI) {
+	tb.Helper()
+	bin, err := binaries()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	dir = tb.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	pki = plugintest.NewPKI(tb, plugintest.P256)
+	pki.WriteFiles(tb, dir)
+	return bin, dir, pki
+}
+
+// startPKIBroker is newPKIDir with a mosquitto (fleet.StartMosquitto) requiring
+// the PKI's client certificates, stopped when the test ends.
+func startPKIBroker(tb testing.TB) (bin, dir string, pki *plugintest.PKI, broker *fleet.Mosquitto) {
+	tb.Helper()
+	bin, dir, pki = newPKIDir(tb)
+	broker, err := fleet.StartMosquitto(context.Background(), dir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(broker.Stop)
+	return bin, dir, pki, broker
+}
+
+// deliveryCounts says, of ids, how many never arrived and how many
+// arrivals were repeats, from seen (arrivals by id).
+func deliveryCounts(seen map[string]int, ids []string) (missing, dups int) {
+	for _, id := range ids {
+		switch c := seen[id]; {
+		case c == 0:
+			missing++
+		case c > 1:
+			dups += c - 1
+		}
+	}
+	return missing, dups
 }
